@@ -1,0 +1,124 @@
+//! Command-line interface (SPEC §7, §9). Every `serve` flag has a `WASM_ADMISSION_<FLAG>`
+//! environment fallback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wasm-admission",
+    version,
+    about = "Kubernetes admission webhook for WebAssembly workloads"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTPS admission webhook.
+    Serve(ServeArgs),
+    /// Dry-run the webhook over manifest files, for CI pipelines.
+    Check(CheckArgs),
+    /// Write a CA and a serving certificate for the webhook Service.
+    Certs(CertsArgs),
+    /// Print the configuration file with every default.
+    Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port of the HTTPS listener.
+    #[arg(long, env = "WASM_ADMISSION_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain served to the apiserver.
+    #[arg(
+        long,
+        env = "WASM_ADMISSION_TLS_CERT_FILE",
+        default_value = "/etc/wasm-admission/tls/tls.crt"
+    )]
+    pub tls_cert_file: PathBuf,
+    /// PEM private key of the serving certificate.
+    #[arg(
+        long,
+        env = "WASM_ADMISSION_TLS_PRIVATE_KEY_FILE",
+        default_value = "/etc/wasm-admission/tls/tls.key"
+    )]
+    pub tls_private_key_file: PathBuf,
+    /// Configuration file (SPEC §8); re-read when it changes.
+    #[arg(long, env = "WASM_ADMISSION_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Serve /metrics on this plain-HTTP address too.
+    #[arg(long, env = "WASM_ADMISSION_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    #[arg(
+        long,
+        env = "WASM_ADMISSION_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
+    /// Development mode: an in-memory CA and certificate for localhost; no files needed.
+    #[arg(long, env = "WASM_ADMISSION_DEV")]
+    pub dev: bool,
+    /// Require client certificates signed by this CA (the apiserver's admission client identity).
+    #[arg(long, env = "WASM_ADMISSION_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    /// The webhook's own namespace (always excluded); defaults to $POD_NAMESPACE.
+    #[arg(long, env = "WASM_ADMISSION_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+    Yaml,
+    Junit,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Files or folders of YAML/JSON manifests; `-` reads standard input.
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+    /// Configuration file (SPEC §8).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Namespace for objects that name none.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Inspect images in their registries (SPEC §3 rule 6); off so CI runs stay offline.
+    #[arg(long)]
+    pub registry: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, default_value = "wasm-admission")]
+    pub service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(long, default_value = "wasm-admission")]
+    pub namespace: String,
+    /// Where to write ca.crt, tls.crt and tls.key.
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Validity of the certificates, in days.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}

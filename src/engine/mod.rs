@@ -1,0 +1,172 @@
+//! The decision engine: one pure, synchronous function from a request to a decision.
+//!
+//! `serve` (through [`crate::review`]) and `check` (through [`crate::check`]) both call
+//! [`Engine::decide`]; neither makes a decision of its own, so they cannot disagree.
+
+mod decide;
+mod view;
+
+use std::collections::{BTreeMap, HashSet};
+
+use kube_core::admission::Operation;
+
+use crate::config::{Config, ConfigError};
+use crate::detection::{ImageClassifier, ImagePatterns};
+
+pub use view::PodView;
+
+/// Which webhook endpoint asks: `/mutate` answers with mutations and denials, `/validate` with
+/// denials only (it runs after every mutating webhook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Mutate,
+    Validate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutate => "mutate",
+            Self::Validate => "validate",
+        }
+    }
+}
+
+/// An API group, version and kind, borrowed from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiKind<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+}
+
+/// What the engine reads of one admission request; built by each door.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub kind: ApiKind<'a>,
+    pub sub_resource: Option<&'a str>,
+    pub operation: Operation,
+    /// The request's namespace (authoritative: the object's own may be empty on CREATE).
+    pub namespace: &'a str,
+    /// The request's name (empty for objects created with `generateName`).
+    pub name: &'a str,
+    pub object: Option<&'a serde_json::Value>,
+    pub old_object: Option<&'a serde_json::Value>,
+}
+
+/// What the doors found out beforehand, by I/O the engine itself never does.
+#[derive(Default, Clone, Copy)]
+pub struct Facts<'a> {
+    /// Registry inspection results (SPEC §3 rule 6), when enabled.
+    pub registry: Option<&'a dyn ImageClassifier>,
+    /// RuntimeClass names that exist in the cluster, when `serve` watches them (SPEC §7).
+    pub runtime_classes: Option<&'a HashSet<String>>,
+}
+
+/// How a review ended, for logs, metrics and `check`'s report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Mutated,
+    Unchanged,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutated => "mutated",
+            Self::Unchanged => "unchanged",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// The engine's answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The denial message (SPEC §5), when not allowed.
+    pub message: Option<String>,
+    /// RFC 6902 operations against the object exactly as received; empty when nothing changes.
+    pub patch: json_patch::Patch,
+    /// Each at most 120 characters, starting with `wasm-admission: `.
+    pub warnings: Vec<String>,
+    /// Keys without `/` (the apiserver prefixes the webhook's name).
+    pub audit_annotations: BTreeMap<String, String>,
+}
+
+impl Decision {
+    pub fn outcome(&self) -> Outcome {
+        if !self.allowed {
+            Outcome::Denied
+        } else if self.patch.0.is_empty() {
+            Outcome::Unchanged
+        } else {
+            Outcome::Mutated
+        }
+    }
+
+    pub(crate) fn allow() -> Self {
+        Self {
+            allowed: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// A request the engine cannot decide on: the door answers it as a client error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("request for {operation:?} of {kind} carries no object")]
+    MissingObject { operation: Operation, kind: String },
+    #[error("object is a {found}, but the request is for a {expected}")]
+    KindMismatch { expected: String, found: String },
+    #[error("{kind} object is not valid: {message}")]
+    InvalidObject { kind: String, message: String },
+}
+
+/// The configured engine. Cheap to share: hold it in an `Arc` and swap it on reload.
+pub struct Engine {
+    config: Config,
+    patterns: ImagePatterns,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let patterns = ImagePatterns::new(&config.detection.image_patterns).map_err(|message| {
+            ConfigError::Invalid {
+                path: "<configuration>".into(),
+                message,
+            }
+        })?;
+        Ok(Self { config, patterns })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Decides on one request. Pure: no I/O, no clock, no randomness.
+    pub fn decide(
+        &self,
+        request: &Request<'_>,
+        endpoint: Endpoint,
+        facts: &Facts<'_>,
+    ) -> Result<Decision, EngineError> {
+        decide::decide(self, request, endpoint, facts)
+    }
+}
+
+/// A warning as kubectl shows it: prefixed, and cut to 120 characters.
+pub fn warning(text: &str) -> String {
+    const PREFIX: &str = "wasm-admission: ";
+    const MAX: usize = 120;
+    let mut out = String::with_capacity(MAX);
+    out.push_str(PREFIX);
+    out.push_str(text);
+    if out.chars().count() > MAX {
+        out = out.chars().take(MAX - 1).collect();
+        out.push('…');
+    }
+    out
+}

@@ -1,0 +1,17 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use wasm_admission::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => wasm_admission::server::run(args),
+        Command::Check(args) => wasm_admission::check::run(args),
+        Command::Certs(args) => wasm_admission::certs::run(args),
+        Command::Config => {
+            print!("{}", wasm_admission::config::Config::default_yaml());
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The mutations of SPEC §4, one module each.

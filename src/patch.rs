@@ -1,0 +1,215 @@
+//! JSON Patch (RFC 6902) building against the object exactly as received.
+//!
+//! Every `add` must find its parent: the apiserver's patch library refuses an `add` under a
+//! missing object. The builder therefore walks the original document and, where a parent is
+//! missing (or null), adds the highest missing one with the nested value inside it; later adds
+//! under that new parent are merged into the same operation. Tokens are escaped (`/` → `~1`,
+//! `~` → `~0`) by `jsonptr`.
+
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use jsonptr::PointerBuf;
+use serde_json::{Map, Value};
+
+/// The array-append token of RFC 6901/6902.
+pub const APPEND: &str = "-";
+
+enum Op {
+    Add { path: Vec<String>, value: Value },
+    Replace { path: Vec<String>, value: Value },
+}
+
+pub struct PatchBuilder<'a> {
+    doc: &'a Value,
+    ops: Vec<Op>,
+}
+
+impl<'a> PatchBuilder<'a> {
+    pub fn new(doc: &'a Value) -> Self {
+        Self {
+            doc,
+            ops: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Adds `value` at `path` (tokens, unescaped), creating missing parents.
+    pub fn add(&mut self, path: Vec<String>, value: Value) {
+        // Under a parent this builder already creates: merge into that operation's value.
+        for op in &mut self.ops {
+            if let Op::Add {
+                path: created,
+                value: subtree,
+            } = op
+                && path.len() > created.len()
+                && path.starts_with(created)
+            {
+                insert_nested(subtree, &path[created.len()..], value);
+                return;
+            }
+        }
+        // Walk the document to the first missing (or null) parent.
+        let mut at = self.doc;
+        for (depth, token) in path[..path.len() - 1].iter().enumerate() {
+            match child(at, token) {
+                Some(next) if !next.is_null() => at = next,
+                _ => {
+                    let mut nested = container_for(&path[depth + 1]);
+                    insert_nested(&mut nested, &path[depth + 1..], value);
+                    self.ops.push(Op::Add {
+                        path: path[..=depth].to_vec(),
+                        value: nested,
+                    });
+                    return;
+                }
+            }
+        }
+        self.ops.push(Op::Add { path, value });
+    }
+
+    /// Replaces the existing value at `path`.
+    pub fn replace(&mut self, path: Vec<String>, value: Value) {
+        self.ops.push(Op::Replace { path, value });
+    }
+
+    pub fn build(self) -> Patch {
+        Patch(
+            self.ops
+                .into_iter()
+                .map(|op| match op {
+                    Op::Add { path, value } => PatchOperation::Add(AddOperation {
+                        path: PointerBuf::from_tokens(path),
+                        value,
+                    }),
+                    Op::Replace { path, value } => PatchOperation::Replace(ReplaceOperation {
+                        path: PointerBuf::from_tokens(path),
+                        value,
+                    }),
+                })
+                .collect(),
+        )
+    }
+}
+
+fn child<'v>(v: &'v Value, token: &str) -> Option<&'v Value> {
+    match v {
+        Value::Object(m) => m.get(token),
+        Value::Array(a) => token.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    }
+}
+
+/// An empty container of the kind that `next` indexes into.
+fn container_for(next: &str) -> Value {
+    if next == APPEND {
+        Value::Array(Vec::new())
+    } else {
+        Value::Object(Map::new())
+    }
+}
+
+/// Sets `value` at `tokens` below `target`, creating objects/arrays on the way.
+fn insert_nested(target: &mut Value, tokens: &[String], value: Value) {
+    let Some((first, rest)) = tokens.split_first() else {
+        *target = value;
+        return;
+    };
+    if rest.is_empty() {
+        match target {
+            Value::Array(a) if first == APPEND => a.push(value),
+            Value::Object(m) => {
+                m.insert(first.clone(), value);
+            }
+            _ => {}
+        }
+        return;
+    }
+    let next = match target {
+        Value::Object(m) => m
+            .entry(first.clone())
+            .or_insert_with(|| container_for(&rest[0])),
+        Value::Array(a) if first == APPEND => {
+            a.push(container_for(&rest[0]));
+            let last = a.len() - 1;
+            &mut a[last]
+        }
+        Value::Array(a) => match first.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+            Some(v) => v,
+            None => return,
+        },
+        _ => return,
+    };
+    insert_nested(next, rest, value);
+}
+
+/// Tokens from string slices.
+pub fn tokens(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn apply(doc: &Value, patch: &Patch) -> Value {
+        let mut out = doc.clone();
+        json_patch::patch(&mut out, patch).expect("patch applies");
+        out
+    }
+
+    #[test]
+    fn missing_parents_are_created_once() {
+        let doc = json!({"metadata": {"name": "x"}});
+        let mut b = PatchBuilder::new(&doc);
+        b.add(tokens(&["metadata", "annotations", "a/b"]), json!("1"));
+        b.add(tokens(&["metadata", "annotations", "c~d"]), json!("2"));
+        let patch = b.build();
+        assert_eq!(patch.0.len(), 1);
+        let out = apply(&doc, &patch);
+        assert_eq!(
+            out["metadata"]["annotations"],
+            json!({"a/b": "1", "c~d": "2"})
+        );
+    }
+
+    #[test]
+    fn keys_are_escaped_in_pointers() {
+        let doc = json!({"metadata": {"annotations": {}}});
+        let mut b = PatchBuilder::new(&doc);
+        b.add(
+            tokens(&["metadata", "annotations", "wasm-admission.io/injected"]),
+            json!("x"),
+        );
+        let text = serde_json::to_string(&b.build()).unwrap();
+        assert!(
+            text.contains("/metadata/annotations/wasm-admission.io~1injected"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn appends_create_the_array_when_absent() {
+        let doc = json!({"c": [{"name": "a"}, {"name": "b", "env": [{"name": "X"}]}]});
+        let mut b = PatchBuilder::new(&doc);
+        b.add(tokens(&["c", "0", "env", APPEND]), json!({"name": "A"}));
+        b.add(tokens(&["c", "0", "env", APPEND]), json!({"name": "B"}));
+        b.add(tokens(&["c", "1", "env", APPEND]), json!({"name": "C"}));
+        let patch = b.build();
+        assert_eq!(patch.0.len(), 2);
+        let out = apply(&doc, &patch);
+        assert_eq!(out["c"][0]["env"], json!([{"name": "A"}, {"name": "B"}]));
+        assert_eq!(out["c"][1]["env"], json!([{"name": "X"}, {"name": "C"}]));
+    }
+
+    #[test]
+    fn null_parents_are_replaced_by_an_add() {
+        let doc = json!({"spec": {"resources": null}});
+        let mut b = PatchBuilder::new(&doc);
+        b.add(tokens(&["spec", "resources", "limits", "cpu"]), json!("1"));
+        let out = apply(&doc, &b.build());
+        assert_eq!(out["spec"]["resources"], json!({"limits": {"cpu": "1"}}));
+    }
+}

@@ -1,0 +1,184 @@
+//! AdmissionReview bytes in, AdmissionReview bytes out: the part of the `serve` door that knows
+//! the wire format. The decision itself is [`Engine::decide`]'s.
+//!
+//! The request is read into a struct of our own rather than kube's `AdmissionReview<DynamicObject>`:
+//! the engine needs the object exactly as received (as a `serde_json::Value`) to compute a JSON
+//! Patch that keeps fields the Rust types do not know, and `DynamicObject` re-types its metadata.
+//! The response is kube's `AdmissionResponse`, so its wire format is the maintained one.
+
+use std::collections::HashMap;
+
+use kube_core::admission::{AdmissionResponse, Operation};
+use kube_core::response::{Status, StatusSummary};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::{ApiKind, Decision, Endpoint, Engine, EngineError, Facts, Outcome, Request};
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// Why a body is not a review the webhook can answer; the server maps each to HTTP 400.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("body is not a valid AdmissionReview: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error(
+        "expected apiVersion {API_VERSION} and kind {KIND}, got apiVersion {api_version:?} and kind {kind:?}"
+    )]
+    WrongType { api_version: String, kind: String },
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+    #[error("AdmissionReview request has no uid")]
+    MissingUid,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    request: Option<RequestIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn {
+    #[serde(default)]
+    uid: String,
+    kind: KindIn,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    object: Option<Value>,
+    #[serde(default)]
+    old_object: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct KindIn {
+    #[serde(default)]
+    group: String,
+    version: String,
+    kind: String,
+}
+
+/// What one review was about and how it ended, for the server's log line and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewSummary {
+    pub uid: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub operation: Operation,
+    pub outcome: Outcome,
+}
+
+/// A serialized AdmissionReview response and what it decided.
+#[derive(Debug)]
+pub struct ReviewReply {
+    pub body: Vec<u8>,
+    pub summary: ReviewSummary,
+    pub decision: Decision,
+}
+
+/// Decodes a review, asks the engine, and encodes the answer.
+pub fn handle(
+    engine: &Engine,
+    body: &[u8],
+    endpoint: Endpoint,
+    facts: &Facts<'_>,
+) -> Result<ReviewReply, ReviewError> {
+    let review: ReviewIn = serde_json::from_slice(body)?;
+    if review.api_version != API_VERSION || review.kind != KIND {
+        return Err(ReviewError::WrongType {
+            api_version: review.api_version,
+            kind: review.kind,
+        });
+    }
+    let req = review.request.ok_or(ReviewError::MissingRequest)?;
+    if req.uid.is_empty() {
+        return Err(ReviewError::MissingUid);
+    }
+    let request = Request {
+        kind: ApiKind {
+            group: &req.kind.group,
+            version: &req.kind.version,
+            kind: &req.kind.kind,
+        },
+        sub_resource: req.sub_resource.as_deref().filter(|s| !s.is_empty()),
+        operation: req.operation.clone(),
+        namespace: req.namespace.as_deref().unwrap_or(""),
+        name: req.name.as_deref().unwrap_or(""),
+        object: req.object.as_ref().filter(|v| !v.is_null()),
+        old_object: req.old_object.as_ref().filter(|v| !v.is_null()),
+    };
+    let decision = engine.decide(&request, endpoint, facts)?;
+    let body = encode(&req.uid, &decision)?;
+    let name = match request.name {
+        "" => object_name(request.object),
+        name => name.to_string(),
+    };
+    let summary = ReviewSummary {
+        uid: req.uid.clone(),
+        kind: req.kind.kind.clone(),
+        namespace: request.namespace.to_string(),
+        name,
+        operation: req.operation,
+        outcome: decision.outcome(),
+    };
+    Ok(ReviewReply {
+        body,
+        summary,
+        decision,
+    })
+}
+
+/// The AdmissionReview response for a decision.
+pub fn encode(uid: &str, decision: &Decision) -> Result<Vec<u8>, serde_json::Error> {
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.to_string();
+    response.allowed = decision.allowed;
+    response.result = match &decision.message {
+        Some(message) if !decision.allowed => Status {
+            status: Some(StatusSummary::Failure),
+            code: 403,
+            message: message.clone(),
+            reason: "Forbidden".into(),
+            ..Status::default()
+        },
+        _ => Status::default(),
+    };
+    if !decision.warnings.is_empty() {
+        response.warnings = Some(decision.warnings.clone());
+    }
+    response.audit_annotations = decision
+        .audit_annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect::<HashMap<_, _>>();
+    if !decision.patch.0.is_empty() {
+        response = response
+            .with_patch(decision.patch.clone())
+            .map_err(|e| serde_json::Error::io(std::io::Error::other(e)))?;
+    }
+    serde_json::to_vec(&response.into_review())
+}
+
+fn object_name(object: Option<&Value>) -> String {
+    let meta = object.and_then(|o| o.get("metadata"));
+    let field = |f| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
+    field("name")
+        .or_else(|| field("generateName"))
+        .unwrap_or("")
+        .to_string()
+}
