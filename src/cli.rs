@@ -37,9 +37,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address and port of the HTTPS listener.
-    #[arg(long, env = "WASM_ADMISSION_LISTEN", default_value = "0.0.0.0:8443")]
-    pub listen: SocketAddr,
+    /// Address and port of the HTTPS listener [default: 0.0.0.0:8443, or 127.0.0.1:8443 with --dev].
+    #[arg(long, env = "WASM_ADMISSION_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// PEM certificate chain served to the apiserver.
     #[arg(
         long,
@@ -60,14 +60,11 @@ pub struct ServeArgs {
     /// Serve /metrics on this plain-HTTP address too.
     #[arg(long, env = "WASM_ADMISSION_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    #[arg(
-        long,
-        env = "WASM_ADMISSION_LOG_FORMAT",
-        value_enum,
-        default_value = "json"
-    )]
-    pub log_format: LogFormat,
-    /// Development mode: an in-memory CA and certificate for localhost; no files needed.
+    /// Log line format [default: json, or text with --dev].
+    #[arg(long, env = "WASM_ADMISSION_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Development mode: an in-memory CA and certificate for localhost, 127.0.0.1 and ::1; no files
+    /// needed (--tls-cert-file and --tls-private-key-file are not read). Prints a curl command to try.
     #[arg(long, env = "WASM_ADMISSION_DEV")]
     pub dev: bool,
     /// Require client certificates signed by this CA (the apiserver's admission client identity).
