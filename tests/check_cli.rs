@@ -34,7 +34,12 @@ fn check_stdin(args: &[&str], input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -44,7 +49,8 @@ fn golden(name: &str, actual: &str) {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).unwrap();
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
     pretty_assertions::assert_eq!(expected, actual, "{name}");
 }
 
@@ -65,8 +71,27 @@ fn check_golden_json() {
     golden("expected.json", &stdout(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     for entry in report.as_array().unwrap() {
-        let keys: Vec<&str> = entry.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["source", "index", "kind", "namespace", "name", "allowed", "message", "warnings", "patch", "object"]);
+        let keys: Vec<&str> = entry
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "source",
+                "index",
+                "kind",
+                "namespace",
+                "name",
+                "allowed",
+                "message",
+                "warnings",
+                "patch",
+                "object"
+            ]
+        );
         assert!(entry["patch"].is_array());
     }
 }
@@ -85,7 +110,10 @@ fn check_golden_junit() {
     let out = check(&["-o", "junit", "tests/golden/input"]);
     let text = stdout(&out);
     golden("expected.junit.xml", &text);
-    assert!(text.contains("tests=\"5\"") && text.contains("failures=\"1\""), "{text}");
+    assert!(
+        text.contains("tests=\"5\"") && text.contains("failures=\"1\""),
+        "{text}"
+    );
 }
 
 #[test]
@@ -103,7 +131,10 @@ fn check_exit_2_names_the_file_and_document_and_still_reports_the_others() {
     assert_eq!(out.status.code(), Some(2));
     let text = stdout(&out);
     assert!(text.contains("unchanged Pod default/ok"), "{text}");
-    assert!(text.contains(&format!("ERROR     {}#1: not valid YAML", bad.display())), "{text}");
+    assert!(
+        text.contains(&format!("ERROR     {}#1: not valid YAML", bad.display())),
+        "{text}"
+    );
     // A missing file, too.
     let out = check(&["/nonexistent/manifests.yaml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -114,15 +145,24 @@ fn check_exit_2_names_the_file_and_document_and_still_reports_the_others() {
     let out = check(&["--config", config.to_str().unwrap(), "tests/golden/input"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("runtimeClass") && err.contains("config.yaml"), "{err}");
+    assert!(
+        err.contains("runtimeClass") && err.contains("config.yaml"),
+        "{err}"
+    );
 }
 
 #[test]
 fn check_exit_2_on_wrong_types_names_the_field() {
-    let out = check_stdin(&["-"], "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {wasm-admission.io/wasm: 'true'}}\nspec:\n  containers: [{name: a, image: b, ports: [{containerPort: eighty}]}]\n");
+    let out = check_stdin(
+        &["-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {wasm-admission.io/wasm: 'true'}}\nspec:\n  containers: [{name: a, image: b, ports: [{containerPort: eighty}]}]\n",
+    );
     assert_eq!(out.status.code(), Some(2));
     let text = stdout(&out);
-    assert!(text.contains("-#0") && text.contains("spec.containers[0].ports[0].containerPort"), "{text}");
+    assert!(
+        text.contains("-#0") && text.contains("spec.containers[0].ports[0].containerPort"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -130,7 +170,10 @@ fn check_reads_standard_input_and_applies_the_namespace_flag() {
     let input = std::fs::read_to_string(root().join("tests/golden/input/workloads.yaml")).unwrap();
     let out = check_stdin(&["--namespace", "team-a", "-"], &input);
     let text = stdout(&out);
-    assert!(text.contains("DENIED    Pod team-a/debug-wasm (-#2)"), "{text}");
+    assert!(
+        text.contains("DENIED    Pod team-a/debug-wasm (-#2)"),
+        "{text}"
+    );
     assert!(text.contains("Deployment shop/cart"), "{text}");
 }
 
@@ -156,7 +199,9 @@ fn check_parity_with_serve_for_every_fixture_and_example() {
         assert!(!entries.is_empty(), "{dir}");
         for entry in entries {
             let where_ = format!("{}#{}", entry["source"], entry["index"]);
-            let Some(object) = original_object(entry) else { continue };
+            let Some(object) = original_object(entry) else {
+                continue;
+            };
             if object.get("apiVersion").is_none() {
                 continue;
             }
@@ -164,9 +209,17 @@ fn check_parity_with_serve_for_every_fixture_and_example() {
             if object["metadata"].get("namespace").is_none() {
                 object["metadata"]["namespace"] = Value::from("default");
             }
-            let served = admit_review(&engine, &review_for(&object, "CREATE", None, None), Endpoint::Mutate);
+            let served = admit_review(
+                &engine,
+                &review_for(&object, "CREATE", None, None),
+                Endpoint::Mutate,
+            );
             assert_eq!(entry["allowed"], Value::from(served.allowed()), "{where_}");
-            assert_eq!(entry["patch"], serde_json::to_value(&served.decision.patch).unwrap(), "{where_}");
+            assert_eq!(
+                entry["patch"],
+                serde_json::to_value(&served.decision.patch).unwrap(),
+                "{where_}"
+            );
         }
     }
 }
@@ -187,4 +240,3 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
-

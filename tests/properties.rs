@@ -183,7 +183,10 @@ fn preserved(before: &Value, after: &Value, path: &str) -> Result<(), String> {
             if a.len() < b.len() {
                 return Err(format!("{path} lost entries"));
             }
-            b.iter().zip(a).enumerate().try_for_each(|(i, (bv, av))| preserved(bv, av, &format!("{path}/{i}")))
+            b.iter()
+                .zip(a)
+                .enumerate()
+                .try_for_each(|(i, (bv, av))| preserved(bv, av, &format!("{path}/{i}")))
         }
         (b, a) if b == a => Ok(()),
         (b, a) => Err(format!("{path} changed from {b} to {a}")),
@@ -192,12 +195,21 @@ fn preserved(before: &Value, after: &Value, path: &str) -> Result<(), String> {
 
 fn requests_above_limits(object: &Value) -> Vec<String> {
     let mut bad = Vec::new();
-    let spec = object.pointer(spec_ptr(object)).cloned().unwrap_or_default();
+    let spec = object
+        .pointer(spec_ptr(object))
+        .cloned()
+        .unwrap_or_default();
     for list in ["containers", "initContainers"] {
-        for c in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
+        for c in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let r = &c["resources"];
             for res in ["cpu", "memory"] {
-                if let (Some(req), Some(lim)) = (r["requests"][res].as_str(), r["limits"][res].as_str())
+                if let (Some(req), Some(lim)) =
+                    (r["requests"][res].as_str(), r["limits"][res].as_str())
                     && Quantity::parse(req).unwrap() > Quantity::parse(lim).unwrap()
                 {
                     bad.push(format!("{}: {res} {req} > {lim}", c["name"]));

@@ -22,19 +22,33 @@ fn s2_every_kind_is_mutated_at_its_pod_spec_path_on_create() {
         let object = fixture(name);
         let out = admit(&engine, &object);
         assert!(out.allowed(), "{name}: {}", out.message());
-        let class = out.object.pointer(&format!("{}/runtimeClassName", spec_ptr(&object)));
+        let class = out
+            .object
+            .pointer(&format!("{}/runtimeClassName", spec_ptr(&object)));
         assert_eq!(class, Some(&json!("wasm")), "{name}");
-        assert!(out.injected(meta_ptr(&object)).is_some(), "{name}: injected annotation on the pod metadata");
+        assert!(
+            out.injected(meta_ptr(&object)).is_some(),
+            "{name}: injected annotation on the pod metadata"
+        );
     }
 }
 
 #[test]
 fn s2_update_of_workload_templates_is_mutated() {
     let engine = engine();
-    for name in ["deployment-wasm", "statefulset-wasm", "daemonset-wasm", "replicaset-wasm", "cronjob-wasm"] {
+    for name in [
+        "deployment-wasm",
+        "statefulset-wasm",
+        "daemonset-wasm",
+        "replicaset-wasm",
+        "cronjob-wasm",
+    ] {
         let object = fixture(name);
         let out = admit_op(&engine, &object, "UPDATE", Some(&object));
-        assert!(out.patched(), "{name}: templates are mutable, so UPDATE is mutated");
+        assert!(
+            out.patched(),
+            "{name}: templates are mutable, so UPDATE is mutated"
+        );
     }
 }
 
@@ -47,7 +61,14 @@ fn s2_update_of_pods_and_jobs_is_allowed_without_patch() {
         assert!(out.allowed() && !out.patched(), "{name}");
         // Not even a privileged Pod is refused on UPDATE: its spec was admitted at creation.
         let mut privileged = object.clone();
-        set(&mut privileged, &format!("{}/containers/0/securityContext/privileged", spec_ptr(&object)), json!(true));
+        set(
+            &mut privileged,
+            &format!(
+                "{}/containers/0/securityContext/privileged",
+                spec_ptr(&object)
+            ),
+            json!(true),
+        );
         let out = admit_op(&engine, &privileged, "UPDATE", Some(&object));
         assert!(out.allowed() && !out.patched(), "{name}");
     }
@@ -62,7 +83,8 @@ fn s2_delete_and_connect_are_allowed_without_patch() {
     let out = admit_review(&engine, &review, wasm_admission::engine::Endpoint::Mutate);
     assert!(out.allowed() && !out.patched());
     let mut review = review_for(&object, "CONNECT", None, Some("exec"));
-    review["request"]["object"] = json!({"kind": "PodExecOptions", "apiVersion": "v1", "command": ["sh"]});
+    review["request"]["object"] =
+        json!({"kind": "PodExecOptions", "apiVersion": "v1", "command": ["sh"]});
     let out = admit_review(&engine, &review, wasm_admission::engine::Endpoint::Mutate);
     assert!(out.allowed() && !out.patched());
 }

@@ -15,7 +15,10 @@ fn s6_excluded_namespaces_are_never_touched_denials_included() {
             let mut object = fixture(name);
             object["metadata"]["namespace"] = json!(ns);
             let out = admit(&engine, &object);
-            assert!(out.allowed() && !out.patched() && out.decision.warnings.is_empty(), "{ns}/{name}");
+            assert!(
+                out.allowed() && !out.patched() && out.decision.warnings.is_empty(),
+                "{ns}/{name}"
+            );
         }
     }
 }
@@ -27,14 +30,19 @@ fn s6_the_webhooks_own_namespace_is_excluded() {
     object["metadata"]["namespace"] = json!("wasm-admission");
     assert!(admit(&engine, &object).allowed());
     // Configured exclusions replace the defaults, and the own namespace is still added.
-    let config = Config::from_yaml("excludedNamespaces: [legacy]\n").unwrap().with_own_namespace(Some("wasm-admission"));
+    let config = Config::from_yaml("excludedNamespaces: [legacy]\n")
+        .unwrap()
+        .with_own_namespace(Some("wasm-admission"));
     let engine = Engine::new(config).unwrap();
     for ns in ["legacy", "wasm-admission"] {
         object["metadata"]["namespace"] = json!(ns);
         assert!(admit(&engine, &object).allowed(), "{ns}");
     }
     object["metadata"]["namespace"] = json!("kube-system");
-    assert!(!admit(&engine, &object).allowed(), "kube-system is no longer excluded once the list is replaced");
+    assert!(
+        !admit(&engine, &object).allowed(),
+        "kube-system is no longer excluded once the list is replaced"
+    );
 }
 
 #[test]
@@ -44,14 +52,26 @@ fn s6_skip_label_on_object_or_template_leaves_it_alone() {
     set(&mut d, "/spec/template/spec/hostNetwork", json!(true));
     for on in ["/metadata", "/spec/template/metadata"] {
         let mut object = d.clone();
-        set(&mut object, &format!("{on}/labels/wasm-admission.io~1skip"), json!("true"));
+        set(
+            &mut object,
+            &format!("{on}/labels/wasm-admission.io~1skip"),
+            json!("true"),
+        );
         let out = admit(&engine, &object);
         assert!(out.allowed() && !out.patched(), "{on}");
     }
     let mut pod = fixture("pod-wasm-privileged");
-    set(&mut pod, "/metadata/labels/wasm-admission.io~1skip", json!("true"));
+    set(
+        &mut pod,
+        "/metadata/labels/wasm-admission.io~1skip",
+        json!("true"),
+    );
     assert!(admit(&engine, &pod).allowed());
-    set(&mut pod, "/metadata/labels/wasm-admission.io~1skip", json!("false"));
+    set(
+        &mut pod,
+        "/metadata/labels/wasm-admission.io~1skip",
+        json!("false"),
+    );
     assert!(!admit(&engine, &pod).allowed());
 }
 
@@ -63,6 +83,10 @@ fn s6_mutate_templates_false_mutates_only_pods_but_still_denies_templates() {
     let out = admit(&engine, &fixture("pod-wasm"));
     assert!(out.patched());
     let mut d = fixture("deployment-wasm");
-    set(&mut d, "/spec/template/spec/containers/0/securityContext/privileged", json!(true));
+    set(
+        &mut d,
+        "/spec/template/spec/containers/0/securityContext/privileged",
+        json!(true),
+    );
     assert!(!admit(&engine, &d).allowed());
 }

@@ -103,7 +103,12 @@ pub fn namespace_of(object: &Value) -> String {
 }
 
 /// An `admission.k8s.io/v1` AdmissionReview as kube-apiserver sends it.
-pub fn review_for(object: &Value, operation: &str, old: Option<&Value>, sub_resource: Option<&str>) -> Value {
+pub fn review_for(
+    object: &Value,
+    operation: &str,
+    old: Option<&Value>,
+    sub_resource: Option<&str>,
+) -> Value {
     let api_version = object["apiVersion"].as_str().expect("apiVersion");
     let (group, version) = split_api_version(api_version);
     let kind = object["kind"].as_str().expect("kind");
@@ -133,7 +138,9 @@ pub fn review_for(object: &Value, operation: &str, old: Option<&Value>, sub_reso
 fn capitalized(op: &str) -> String {
     let lower = op.to_lowercase();
     let mut c = lower.chars();
-    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 /// What the webhook answered, and the object after the apiserver applied the patch.
@@ -155,7 +162,9 @@ impl Admitted {
     }
     pub fn injected(&self, meta_pointer: &str) -> Option<String> {
         self.object
-            .pointer(&format!("{meta_pointer}/annotations/wasm-admission.io~1injected"))
+            .pointer(&format!(
+                "{meta_pointer}/annotations/wasm-admission.io~1injected"
+            ))
             .and_then(Value::as_str)
             .map(str::to_string)
     }
@@ -164,7 +173,8 @@ impl Admitted {
 /// Sends a review through the same door `serve` uses and applies the patch it returns.
 pub fn admit_review(engine: &Engine, review_json: &Value, endpoint: Endpoint) -> Admitted {
     let body = serde_json::to_vec(review_json).expect("serialize");
-    let reply = review::handle(engine, &body, endpoint, &Facts::default()).expect("review is answered");
+    let reply =
+        review::handle(engine, &body, endpoint, &Facts::default()).expect("review is answered");
     let response: Value = serde_json::from_slice(&reply.body).expect("response is JSON");
     let mut object = review_json["request"]["object"].clone();
     json_patch::patch(&mut object, &reply.decision.patch).expect("patch applies");
@@ -176,15 +186,27 @@ pub fn admit_review(engine: &Engine, review_json: &Value, endpoint: Endpoint) ->
 }
 
 pub fn admit(engine: &Engine, object: &Value) -> Admitted {
-    admit_review(engine, &review_for(object, "CREATE", None, None), Endpoint::Mutate)
+    admit_review(
+        engine,
+        &review_for(object, "CREATE", None, None),
+        Endpoint::Mutate,
+    )
 }
 
 pub fn admit_op(engine: &Engine, object: &Value, operation: &str, old: Option<&Value>) -> Admitted {
-    admit_review(engine, &review_for(object, operation, old, None), Endpoint::Mutate)
+    admit_review(
+        engine,
+        &review_for(object, operation, old, None),
+        Endpoint::Mutate,
+    )
 }
 
 pub fn validate(engine: &Engine, object: &Value) -> Admitted {
-    admit_review(engine, &review_for(object, "CREATE", None, None), Endpoint::Validate)
+    admit_review(
+        engine,
+        &review_for(object, "CREATE", None, None),
+        Endpoint::Validate,
+    )
 }
 
 /// The pod spec pointer of a fixture's kind.
@@ -219,21 +241,38 @@ pub fn env_of<'v>(object: &'v Value, container: usize, name: &str) -> Option<&'v
 pub fn apiserver_defaults(object: &mut Value) {
     let is_pod = object["kind"] == "Pod";
     let ptr = spec_ptr(object);
-    let Some(spec) = object.pointer_mut(ptr) else { return };
+    let Some(spec) = object.pointer_mut(ptr) else {
+        return;
+    };
     for list in ["containers", "initContainers"] {
-        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
-            for e in c.get_mut("env").and_then(Value::as_array_mut).into_iter().flatten() {
-                if let Some(f) = e.pointer_mut("/valueFrom/fieldRef").and_then(Value::as_object_mut) {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for e in c
+                .get_mut("env")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(f) = e
+                    .pointer_mut("/valueFrom/fieldRef")
+                    .and_then(Value::as_object_mut)
+                {
                     f.entry("apiVersion").or_insert(json!("v1"));
                 }
             }
-            if is_pod
-                && let Some(r) = c.get_mut("resources").and_then(Value::as_object_mut)
-            {
+            if is_pod && let Some(r) = c.get_mut("resources").and_then(Value::as_object_mut) {
                 let limits = r.get("limits").cloned().unwrap_or(json!({}));
                 let requests = r.entry("requests").or_insert(json!({}));
                 for (k, v) in limits.as_object().into_iter().flatten() {
-                    requests.as_object_mut().expect("map").entry(k.clone()).or_insert(v.clone());
+                    requests
+                        .as_object_mut()
+                        .expect("map")
+                        .entry(k.clone())
+                        .or_insert(v.clone());
                 }
                 if requests.as_object().is_some_and(|m| m.is_empty()) {
                     r.remove("requests");
