@@ -176,8 +176,22 @@ pub fn admit_review(engine: &Engine, review_json: &Value, endpoint: Endpoint) ->
     let reply =
         review::handle(engine, &body, endpoint, &Facts::default()).expect("review is answered");
     let response: Value = serde_json::from_slice(&reply.body).expect("response is JSON");
+    // Apply the patch as the apiserver does: decoded from the base64 `patch` of the response.
     let mut object = review_json["request"]["object"].clone();
-    json_patch::patch(&mut object, &reply.decision.patch).expect("patch applies");
+    if let Some(encoded) = response["response"]["patch"].as_str() {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64 patch");
+        let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("RFC 6902 patch");
+        assert_eq!(patch, reply.decision.patch);
+        json_patch::patch(&mut object, &patch).expect("patch applies");
+    } else {
+        assert!(
+            reply.decision.patch.0.is_empty(),
+            "a patch must be sent when there is one"
+        );
+    }
     Admitted {
         decision: reply.decision,
         response,
