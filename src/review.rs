@@ -4,13 +4,15 @@
 //! The request is read into a struct of our own rather than kube's `AdmissionReview<DynamicObject>`:
 //! the engine needs the object exactly as received (as a `serde_json::Value`) to compute a JSON
 //! Patch that keeps fields the Rust types do not know, and `DynamicObject` re-types its metadata.
-//! The response is kube's `AdmissionResponse`, so its wire format is the maintained one.
+//! The response carries kube's `Status`; see [`encode`] for why the envelope is our own.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use kube_core::admission::{AdmissionResponse, Operation};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use kube_core::admission::Operation;
 use kube_core::response::{Status, StatusSummary};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::{ApiKind, Decision, Endpoint, Engine, EngineError, Facts, Outcome, Request};
@@ -143,35 +145,64 @@ pub fn handle(
     })
 }
 
+/// The AdmissionReview response, written by hand rather than through kube's `AdmissionResponse`:
+/// kube-core serializes its `patch: Vec<u8>` as a JSON array of numbers, which Go's decoder
+/// accepts but which is three to four times larger than the base64 string the API documents.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
 /// The AdmissionReview response for a decision.
 pub fn encode(uid: &str, decision: &Decision) -> Result<Vec<u8>, serde_json::Error> {
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = uid.to_string();
-    response.allowed = decision.allowed;
-    response.result = match &decision.message {
-        Some(message) if !decision.allowed => Status {
+    let status = match &decision.message {
+        Some(message) if !decision.allowed => Some(Status {
             status: Some(StatusSummary::Failure),
             code: 403,
             message: message.clone(),
             reason: "Forbidden".into(),
             ..Status::default()
-        },
-        _ => Status::default(),
+        }),
+        _ => None,
     };
-    if !decision.warnings.is_empty() {
-        response.warnings = Some(decision.warnings.clone());
-    }
-    response.audit_annotations = decision
-        .audit_annotations
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect::<HashMap<_, _>>();
-    if !decision.patch.0.is_empty() {
-        response = response
-            .with_patch(decision.patch.clone())
-            .map_err(|e| serde_json::Error::io(std::io::Error::other(e)))?;
-    }
-    serde_json::to_vec(&response.into_review())
+    let patch = if decision.patch.0.is_empty() {
+        None
+    } else {
+        Some(BASE64.encode(serde_json::to_vec(&decision.patch)?))
+    };
+    serde_json::to_vec(&ReviewOut {
+        api_version: API_VERSION,
+        kind: KIND,
+        response: ResponseOut {
+            uid,
+            allowed: decision.allowed,
+            status,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            audit_annotations: &decision.audit_annotations,
+            warnings: &decision.warnings,
+        },
+    })
 }
 
 fn object_name(object: Option<&Value>) -> String {

@@ -1,10 +1,297 @@
-use super::{Decision, Endpoint, Engine, EngineError, Facts, Request};
+//! The order of SPEC §2–§6: which requests are looked at, detection, denials, then mutations.
+
+use std::collections::BTreeSet;
+
+use kube_core::admission::Operation;
+use serde_json::{Value, json};
+
+use super::{Decision, Endpoint, Engine, EngineError, Facts, PodView, Request, warning};
+use crate::baseline::{self, Scope};
+use crate::config::ResourceDefaults;
+use crate::detection::{self, Detection};
+use crate::kinds::WorkloadKind;
+use crate::mutate::{self, Change};
+use crate::patch::PatchBuilder;
+
+pub const ANN_RESOURCE_PROFILE: &str = "wasm-admission.io/resource-profile";
+pub const ANN_OTEL: &str = "wasm-admission.io/otel";
+pub const ANN_OTEL_ENDPOINT: &str = "wasm-admission.io/otel-endpoint";
+pub const ANN_INJECTED: &str = "wasm-admission.io/injected";
+pub const LABEL_SKIP: &str = "wasm-admission.io/skip";
+
+/// The subresource `kubectl debug` writes (SPEC §5).
+const EPHEMERAL_CONTAINERS: &str = "ephemeralcontainers";
 
 pub(super) fn decide(
-    _engine: &Engine,
-    _request: &Request<'_>,
-    _endpoint: Endpoint,
-    _facts: &Facts<'_>,
+    engine: &Engine,
+    request: &Request<'_>,
+    endpoint: Endpoint,
+    facts: &Facts<'_>,
 ) -> Result<Decision, EngineError> {
-    Ok(Decision::allow())
+    let config = engine.config();
+    let k = request.kind;
+    let Some(kind) = WorkloadKind::from_gvk(k.group, k.version, k.kind) else {
+        return Ok(Decision::allow());
+    };
+    let ephemeral = match (request.sub_resource, &request.operation) {
+        (None, Operation::Create | Operation::Update) => false,
+        (Some(EPHEMERAL_CONTAINERS), Operation::Update) if kind == WorkloadKind::Pod => true,
+        _ => return Ok(Decision::allow()),
+    };
+    if config
+        .excluded_namespaces
+        .iter()
+        .any(|ns| ns == request.namespace)
+    {
+        return Ok(Decision::allow());
+    }
+    let object = request.object.ok_or_else(|| EngineError::MissingObject {
+        operation: request.operation.clone(),
+        kind: kind.as_str().to_string(),
+    })?;
+    check_object_kind(kind, object)?;
+    let view = PodView::parse(kind, object).map_err(|message| EngineError::InvalidObject {
+        kind: kind.as_str().to_string(),
+        message,
+    })?;
+    if view.label_anywhere(LABEL_SKIP, "true") {
+        return Ok(Decision::allow());
+    }
+    if request.operation == Operation::Update && !ephemeral && !kind.pod_spec_mutable_on_update() {
+        // The pod spec of a Pod or Job is immutable: a patch would make the apiserver refuse
+        // unrelated updates such as a label change.
+        return Ok(Decision::allow());
+    }
+
+    let mut decision = Decision::allow();
+    let runtime_class = match detection::detect(
+        &view,
+        &engine.patterns,
+        facts.registry,
+        &mut decision.warnings,
+    ) {
+        Detection::NotWasm => return Ok(only_warnings(decision, endpoint)),
+        Detection::Mixed { wasm, other } => {
+            decision.warnings.push(warning(&format!(
+                "mixed pod left unchanged: Wasm containers [{}], other containers [{}]",
+                wasm.join(","),
+                other.join(",")
+            )));
+            return Ok(only_warnings(decision, endpoint));
+        }
+        Detection::Wasm {
+            rule,
+            runtime_class,
+        } => {
+            decision
+                .audit_annotations
+                .insert("wasm-detected-by".into(), rule.as_str().into());
+            runtime_class.unwrap_or_else(|| config.runtime_class_name.clone())
+        }
+    };
+    let subject = subject(&view, request);
+
+    // Denials (SPEC §5), on both endpoints and whatever `mutateTemplates` says.
+    if ephemeral {
+        return Ok(decide_ephemeral(
+            engine, &view, request, subject, decision, endpoint,
+        ));
+    }
+    let violations = baseline::violations(
+        &view.spec,
+        view.pod_annotations(),
+        config.security.policy,
+        &Scope::WholePod,
+    );
+    let what = if kind.is_template() {
+        format!("Wasm pod template of {}", kind.as_str())
+    } else {
+        "Wasm pod".to_string()
+    };
+    if !violations.is_empty() {
+        return Ok(deny(
+            decision,
+            format!(
+                "wasm-admission: {what} {subject} is not allowed: {}",
+                violations.join("; ")
+            ),
+        ));
+    }
+    let profile = match resource_profile(engine, &view) {
+        Ok(p) => p,
+        Err(message) => {
+            return Ok(deny(
+                decision,
+                format!("wasm-admission: {what} {subject} is not allowed: {message}"),
+            ));
+        }
+    };
+
+    if endpoint == Endpoint::Validate || (kind.is_template() && !config.mutate_templates) {
+        return Ok(only_warnings(decision, endpoint));
+    }
+
+    // Mutations (SPEC §4).
+    let mut patch = PatchBuilder::new(object);
+    let mut changes = BTreeSet::new();
+    let warnings = &mut decision.warnings;
+    if mutate::runtime_class::apply(
+        &view,
+        &runtime_class,
+        facts.runtime_classes,
+        &mut patch,
+        warnings,
+    ) {
+        changes.insert(Change::RuntimeClass);
+    }
+    if mutate::resources::apply(&view, profile, &mut patch, warnings) {
+        changes.insert(Change::Resources);
+    }
+    let otel_wanted = config.otel.enabled
+        && view.annotation(ANN_OTEL) != Some("false")
+        && !mutate::otel::already_injected(&view);
+    if otel_wanted {
+        let endpoint = view
+            .annotation(ANN_OTEL_ENDPOINT)
+            .filter(|e| !e.is_empty())
+            .unwrap_or(&config.otel.endpoint);
+        if mutate::otel::apply(&view, request.namespace, request.name, endpoint, &mut patch) {
+            changes.insert(Change::Otel);
+        }
+    }
+    if mutate::annotations::apply(&view, &config.pod_annotations, &mut patch) {
+        changes.insert(Change::Annotations);
+    }
+    if !changes.is_empty() {
+        record_changes(&view, &changes, &mut patch);
+        let list = join_changes(&changes);
+        decision.audit_annotations.insert("injected".into(), list);
+    }
+    decision.patch = patch.build();
+    Ok(decision)
+}
+
+/// `kubectl debug` on a Wasm pod: only the ephemeral containers being added are checked; the
+/// rest of the pod was admitted when it was created and cannot change.
+fn decide_ephemeral(
+    engine: &Engine,
+    view: &PodView<'_>,
+    request: &Request<'_>,
+    subject: String,
+    decision: Decision,
+    endpoint: Endpoint,
+) -> Decision {
+    let existing: Vec<String> = request
+        .old_object
+        .and_then(|o| PodView::parse(WorkloadKind::Pod, o).ok())
+        .and_then(|o| o.spec.ephemeral_containers)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let scope = Scope::NewEphemeralContainers(existing.iter().map(String::as_str).collect());
+    let violations = baseline::violations(
+        &view.spec,
+        view.pod_annotations(),
+        engine.config().security.policy,
+        &scope,
+    );
+    if violations.is_empty() {
+        return only_warnings(decision, endpoint);
+    }
+    deny(
+        decision,
+        format!(
+            "wasm-admission: ephemeral containers of Wasm pod {subject} are not allowed: {}",
+            violations.join("; ")
+        ),
+    )
+}
+
+/// `wasm-admission.io/injected`: the union of what this and earlier runs changed, in SPEC order.
+fn record_changes(view: &PodView<'_>, changes: &BTreeSet<Change>, patch: &mut PatchBuilder<'_>) {
+    let path = view.pod_meta_path(&["annotations", ANN_INJECTED]);
+    match view.pod_annotations().get(ANN_INJECTED) {
+        Some(previous) => {
+            let mut all = changes.clone();
+            all.extend(previous.split(',').filter_map(|s| Change::parse(s.trim())));
+            patch.replace(path, json!(join_changes(&all)));
+        }
+        None => patch.add(path, json!(join_changes(changes))),
+    }
+}
+
+fn join_changes(changes: &BTreeSet<Change>) -> String {
+    changes
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The resource defaults: the profile named by annotation, else `resources`.
+fn resource_profile<'e>(
+    engine: &'e Engine,
+    view: &PodView<'_>,
+) -> Result<&'e ResourceDefaults, String> {
+    let config = engine.config();
+    match view.annotation(ANN_RESOURCE_PROFILE) {
+        None => Ok(&config.resources),
+        Some(name) => config.resource_profiles.get(name).ok_or_else(|| {
+            let known: Vec<&str> = config
+                .resource_profiles
+                .keys()
+                .map(String::as_str)
+                .collect();
+            format!(
+                "unknown resource profile \"{name}\" in {ANN_RESOURCE_PROFILE}; known profiles: {}",
+                known.join(", ")
+            )
+        }),
+    }
+}
+
+/// `"namespace/name"` as the denial message names the object.
+fn subject(view: &PodView<'_>, request: &Request<'_>) -> String {
+    format!(
+        "\"{}/{}\"",
+        request.namespace,
+        view.display_name(request.name)
+    )
+}
+
+fn deny(mut decision: Decision, message: String) -> Decision {
+    decision.allowed = false;
+    decision.message = Some(message);
+    decision.patch = json_patch::Patch::default();
+    decision
+}
+
+/// `/validate` repeats no warnings: `/mutate` already gave them to the person applying.
+fn only_warnings(mut decision: Decision, endpoint: Endpoint) -> Decision {
+    if endpoint == Endpoint::Validate {
+        decision.warnings.clear();
+    }
+    decision
+}
+
+/// An object that says it is of another kind than the request is refused, not guessed at.
+fn check_object_kind(kind: WorkloadKind, object: &Value) -> Result<(), EngineError> {
+    let Some(map) = object.as_object() else {
+        return Err(EngineError::InvalidObject {
+            kind: kind.as_str().to_string(),
+            message: "object is not a JSON object".into(),
+        });
+    };
+    let found_kind = map.get("kind").and_then(Value::as_str);
+    let found_api = map.get("apiVersion").and_then(Value::as_str);
+    if let (Some(k), Some(api)) = (found_kind, found_api)
+        && WorkloadKind::from_api_version(api, k) != Some(kind)
+    {
+        return Err(EngineError::KindMismatch {
+            expected: kind.as_str().to_string(),
+            found: format!("{api}/{k}"),
+        });
+    }
+    Ok(())
 }

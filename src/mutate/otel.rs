@@ -1,0 +1,136 @@
+//! SPEC §4.3: OpenTelemetry environment for every container (never init containers).
+
+use serde_json::{Value, json};
+
+use crate::engine::PodView;
+use crate::kinds::WorkloadKind;
+use crate::patch::{APPEND, PatchBuilder};
+
+pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+pub const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub const POD_NAME: &str = "OTEL_RESOURCE_ATTRIBUTES_POD_NAME";
+pub const NODE_NAME: &str = "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME";
+pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+
+pub const ANN_SERVICE_NAME: &str = "resource.opentelemetry.io/service.name";
+pub const LABEL_APP_NAME: &str = "app.kubernetes.io/name";
+
+/// Whether the pod already carries the OpenTelemetry Operator's injection (or ours).
+pub fn already_injected(view: &PodView<'_>) -> bool {
+    view.spec
+        .containers
+        .iter()
+        .any(|c| c.env.iter().flatten().any(|e| e.name == NODE_NAME))
+}
+
+/// Appends the variables each container lacks, in SPEC order.
+pub fn apply(
+    view: &PodView<'_>,
+    namespace: &str,
+    request_name: &str,
+    endpoint: &str,
+    patch: &mut PatchBuilder<'_>,
+) -> bool {
+    let service = service_name(view, request_name);
+    let workload_name = object_name(view, request_name);
+    let mut changed = false;
+    for (index, container) in view.spec.containers.iter().enumerate() {
+        let defined = |name: &str| container.env.iter().flatten().any(|e| e.name == name);
+        let mut attributes = vec![
+            ("k8s.container.name", container.name.clone()),
+            ("k8s.namespace.name", namespace.to_string()),
+            ("k8s.node.name", format!("$({NODE_NAME})")),
+            ("k8s.pod.name", format!("$({POD_NAME})")),
+        ];
+        if let (Some(key), Some(name)) = (view.kind.otel_name_attribute(), &workload_name) {
+            attributes.push((key, name.clone()));
+        }
+        attributes.sort();
+        let attributes = attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let vars: [(&str, Value); 5] = [
+            (
+                SERVICE_NAME,
+                json!({"name": SERVICE_NAME, "value": service}),
+            ),
+            (ENDPOINT, json!({"name": ENDPOINT, "value": endpoint})),
+            (POD_NAME, field_ref(POD_NAME, "metadata.name")),
+            (NODE_NAME, field_ref(NODE_NAME, "spec.nodeName")),
+            (
+                RESOURCE_ATTRIBUTES,
+                json!({"name": RESOURCE_ATTRIBUTES, "value": attributes}),
+            ),
+        ];
+        let index = index.to_string();
+        for (name, var) in vars {
+            if !defined(name) {
+                patch.add(view.spec_path(&["containers", &index, "env", APPEND]), var);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+fn field_ref(name: &str, path: &str) -> Value {
+    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+}
+
+/// The service name: the pod's `resource.opentelemetry.io/service.name` annotation, else its
+/// `app.kubernetes.io/name` label, else the workload's name (for a Pod: its owner's).
+pub fn service_name(view: &PodView<'_>, request_name: &str) -> String {
+    let non_empty = |s: &&String| !s.is_empty();
+    if let Some(v) = view
+        .pod_annotations()
+        .get(ANN_SERVICE_NAME)
+        .filter(non_empty)
+    {
+        return v.clone();
+    }
+    if let Some(v) = view.pod_labels().get(LABEL_APP_NAME).filter(non_empty) {
+        return v.clone();
+    }
+    if view.kind == WorkloadKind::Pod
+        && let Some(owner) = pod_owner_name(view)
+    {
+        return owner;
+    }
+    object_name(view, request_name)
+        .or_else(|| {
+            view.meta
+                .generate_name
+                .as_deref()
+                .map(|g| g.trim_end_matches('-').to_string())
+                .filter(|g| !g.is_empty())
+        })
+        .unwrap_or_default()
+}
+
+fn object_name(view: &PodView<'_>, request_name: &str) -> Option<String> {
+    Some(request_name)
+        .filter(|n| !n.is_empty())
+        .or(view.meta.name.as_deref())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+}
+
+/// The controlling owner's name; a ReplicaSet named `<deployment>-<pod-template-hash>` gives the
+/// Deployment's name.
+fn pod_owner_name(view: &PodView<'_>) -> Option<String> {
+    let owners = view.meta.owner_references.as_deref().unwrap_or_default();
+    let owner = owners
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| owners.first())?;
+    if owner.kind == "ReplicaSet"
+        && let Some(hash) = view.pod_labels().get("pod-template-hash")
+        && let Some(deployment) = owner.name.strip_suffix(&format!("-{hash}"))
+        && !deployment.is_empty()
+    {
+        return Some(deployment.to_string());
+    }
+    Some(owner.name.clone()).filter(|n| !n.is_empty())
+}

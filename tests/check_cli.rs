@@ -1,0 +1,242 @@
+//! `wasm-admission check` (SPEC §7): golden output in every format, exit codes, and parity with
+//! the `serve` door.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+use wasm_admission::engine::Endpoint;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+        .arg("check")
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run wasm-admission")
+}
+
+fn check_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+        .arg("check")
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Compares with `tests/golden/<name>`; `UPDATE_GOLDEN=1` rewrites it.
+fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    pretty_assertions::assert_eq!(expected, actual, "{name}");
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn check_golden_text() {
+    let out = check(&["tests/golden/input"]);
+    golden("expected.txt", &stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "a denial exits 1");
+}
+
+#[test]
+fn check_golden_json() {
+    let out = check(&["-o", "json", "tests/golden/input"]);
+    golden("expected.json", &stdout(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for entry in report.as_array().unwrap() {
+        let keys: Vec<&str> = entry
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "source",
+                "index",
+                "kind",
+                "namespace",
+                "name",
+                "allowed",
+                "message",
+                "warnings",
+                "patch",
+                "object"
+            ]
+        );
+        assert!(entry["patch"].is_array());
+    }
+}
+
+#[test]
+fn check_golden_yaml_leaves_denied_objects_out() {
+    let out = check(&["-o", "yaml", "tests/golden/input"]);
+    let text = stdout(&out);
+    golden("expected.yaml", &text);
+    assert!(!text.contains("debug-wasm"));
+    assert_eq!(text.matches("\n---\n").count() + 1, 4, "4 admitted objects");
+}
+
+#[test]
+fn check_golden_junit() {
+    let out = check(&["-o", "junit", "tests/golden/input"]);
+    let text = stdout(&out);
+    golden("expected.junit.xml", &text);
+    assert!(
+        text.contains("tests=\"5\"") && text.contains("failures=\"1\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_exit_0_when_everything_is_allowed() {
+    let out = check(&["tests/golden/input/list.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn check_exit_2_names_the_file_and_document_and_still_reports_the_others() {
+    let dir = tempdir("exit2");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec: {containers: [{name: a, image: b}]}\n---\nkind: [broken\n").unwrap();
+    let out = check(&[bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert!(text.contains("unchanged Pod default/ok"), "{text}");
+    assert!(
+        text.contains(&format!("ERROR     {}#1: not valid YAML", bad.display())),
+        "{text}"
+    );
+    // A missing file, too.
+    let out = check(&["/nonexistent/manifests.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("/nonexistent/manifests.yaml"));
+    // A bad configuration names the key and the file.
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, "runtimeClass: wasm\n").unwrap();
+    let out = check(&["--config", config.to_str().unwrap(), "tests/golden/input"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("runtimeClass") && err.contains("config.yaml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_exit_2_on_wrong_types_names_the_field() {
+    let out = check_stdin(
+        &["-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {wasm-admission.io/wasm: 'true'}}\nspec:\n  containers: [{name: a, image: b, ports: [{containerPort: eighty}]}]\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert!(
+        text.contains("-#0") && text.contains("spec.containers[0].ports[0].containerPort"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reads_standard_input_and_applies_the_namespace_flag() {
+    let input = std::fs::read_to_string(root().join("tests/golden/input/workloads.yaml")).unwrap();
+    let out = check_stdin(&["--namespace", "team-a", "-"], &input);
+    let text = stdout(&out);
+    assert!(
+        text.contains("DENIED    Pod team-a/debug-wasm (-#2)"),
+        "{text}"
+    );
+    assert!(text.contains("Deployment shop/cart"), "{text}");
+}
+
+#[test]
+fn check_yaml_output_is_stable_under_a_second_check() {
+    let first = check(&["-o", "yaml", "tests/golden/input"]);
+    let second = check_stdin(&["-o", "json", "-"], &stdout(&first));
+    let report: Value = serde_json::from_slice(&second.stdout).unwrap();
+    for entry in report.as_array().unwrap() {
+        assert_eq!(entry["patch"], Value::Array(vec![]), "{}", entry["name"]);
+    }
+}
+
+/// `check -o json` gives the same `allowed` and `patch` as the engine behind `serve` on the same
+/// object in an AdmissionReview.
+#[test]
+fn check_parity_with_serve_for_every_fixture_and_example() {
+    let engine = engine();
+    for dir in ["tests/fixtures", "examples"] {
+        let out = check(&["-o", "json", dir]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let entries = report.as_array().unwrap();
+        assert!(!entries.is_empty(), "{dir}");
+        for entry in entries {
+            let where_ = format!("{}#{}", entry["source"], entry["index"]);
+            let Some(object) = original_object(entry) else {
+                continue;
+            };
+            if object.get("apiVersion").is_none() {
+                continue;
+            }
+            let mut object = object;
+            if object["metadata"].get("namespace").is_none() {
+                object["metadata"]["namespace"] = Value::from("default");
+            }
+            let served = admit_review(
+                &engine,
+                &review_for(&object, "CREATE", None, None),
+                Endpoint::Mutate,
+            );
+            assert_eq!(entry["allowed"], Value::from(served.allowed()), "{where_}");
+            assert_eq!(
+                entry["patch"],
+                serde_json::to_value(&served.decision.patch).unwrap(),
+                "{where_}"
+            );
+        }
+    }
+}
+
+/// The object as given: the report's mutated object with its patch undone is not available, so
+/// re-read it from its source.
+fn original_object(entry: &Value) -> Option<Value> {
+    let source = entry["source"].as_str()?;
+    let text = std::fs::read_to_string(root().join(source)).ok()?;
+    let mut docs = Vec::new();
+    wasm_admission::check::parse_source(source, &text, &mut docs);
+    let index = entry["index"].as_u64()? as usize;
+    docs.into_iter().nth(index)?.content.ok()
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wasm-admission-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

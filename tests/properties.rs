@@ -1,0 +1,252 @@
+//! Property tests over generated Wasm pod specs (SPEC §4): the patch always applies, the engine
+//! on its own output gives an empty patch, nothing that was there is removed or changed, and no
+//! container ends with a request above its limit.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+use wasm_admission::quantity::Quantity;
+
+const CPU: [&str; 7] = ["10m", "100m", "0.1", "250m", "0.5", "1", "2"];
+const MEMORY: [&str; 7] = ["16Mi", "64Mi", "64M", "128Mi", "0.125Gi", "256Mi", "1Gi"];
+
+fn quantity_map() -> impl Strategy<Value = Option<Map<String, Value>>> {
+    (
+        proptest::option::of(0..CPU.len()),
+        proptest::option::of(0..MEMORY.len()),
+        any::<bool>(),
+    )
+        .prop_map(|(cpu, mem, present)| {
+            if !present && cpu.is_none() && mem.is_none() {
+                return None;
+            }
+            let mut m = Map::new();
+            if let Some(i) = cpu {
+                m.insert("cpu".into(), json!(CPU[i]));
+            }
+            if let Some(i) = mem {
+                m.insert("memory".into(), json!(MEMORY[i]));
+            }
+            Some(m)
+        })
+}
+
+fn resources() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(json!({}))),
+        (quantity_map(), quantity_map()).prop_map(|(req, lim)| {
+            let mut r = Map::new();
+            if let Some(req) = req {
+                r.insert("requests".into(), Value::Object(req));
+            }
+            if let Some(lim) = lim {
+                r.insert("limits".into(), Value::Object(lim));
+            }
+            Some(Value::Object(r))
+        }),
+    ]
+}
+
+fn env() -> impl Strategy<Value = Option<Value>> {
+    let names = prop_oneof![
+        Just("LOG_LEVEL"),
+        Just("OTEL_SERVICE_NAME"),
+        Just("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        Just("OTEL_RESOURCE_ATTRIBUTES"),
+        Just("OTEL_RESOURCE_ATTRIBUTES_POD_NAME"),
+        Just("PORT"),
+    ];
+    proptest::option::of(proptest::collection::vec(names, 0..4)).prop_map(|names| {
+        names.map(|ns| {
+            let mut seen = std::collections::HashSet::new();
+            Value::Array(
+                ns.into_iter()
+                    .filter(|n| seen.insert(*n))
+                    .map(|n| json!({"name": n, "value": "x"}))
+                    .collect(),
+            )
+        })
+    })
+}
+
+fn container(prefix: &'static str) -> impl Strategy<Value = Value> {
+    (0..1000u32, resources(), env(), any::<bool>()).prop_map(move |(n, resources, env, sidecar)| {
+        let mut c = json!({
+            "name": format!("{prefix}{n}"),
+            "image": "ghcr.io/acme/app:1.0",
+            "imagePullPolicy": "IfNotPresent",
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+        });
+        if let Some(r) = resources {
+            c["resources"] = r;
+        }
+        if let Some(e) = env {
+            c["env"] = e;
+        }
+        if sidecar && prefix == "init" {
+            c["restartPolicy"] = json!("Always");
+        }
+        c
+    })
+}
+
+fn annotations() -> impl Strategy<Value = Option<Value>> {
+    (
+        any::<bool>(),
+        proptest::option::of(prop_oneof![Just("edge"), Just("serverless")]),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(present, profile, otel_off, extra)| {
+            if !present {
+                return None;
+            }
+            let mut a = Map::new();
+            if let Some(p) = profile {
+                a.insert("wasm-admission.io/resource-profile".into(), json!(p));
+            }
+            if otel_off {
+                a.insert("wasm-admission.io/otel".into(), json!("false"));
+            }
+            if extra {
+                a.insert("example.com/a~b/c".into(), json!("x"));
+            }
+            Some(Value::Object(a))
+        })
+}
+
+/// A Wasm Pod or Deployment (detected from the image pattern, so no annotation is needed).
+fn wasm_object() -> impl Strategy<Value = Value> {
+    (
+        proptest::collection::vec(container("c"), 1..4),
+        proptest::collection::vec(container("init"), 0..3),
+        annotations(),
+        proptest::option::of(prop_oneof![Just("wasm"), Just("wasmedge")]),
+        any::<bool>(),
+    )
+        .prop_map(|(containers, init, annotations, runtime_class, as_pod)| {
+            let dedupe = |cs: Vec<Value>, prefix: &str| -> Vec<Value> {
+                cs.into_iter()
+                    .enumerate()
+                    .map(|(i, mut c)| {
+                        c["name"] = json!(format!("{prefix}-{i}"));
+                        c
+                    })
+                    .collect()
+            };
+            let mut spec = json!({"containers": dedupe(containers, "c"), "restartPolicy": "Always"});
+            if !init.is_empty() {
+                spec["initContainers"] = json!(dedupe(init, "init"));
+            }
+            if let Some(rc) = runtime_class {
+                spec["runtimeClassName"] = json!(rc);
+            }
+            let mut meta = json!({"labels": {"app": "p"}});
+            if let Some(a) = annotations {
+                meta["annotations"] = a;
+            }
+            if as_pod {
+                meta["name"] = json!("p");
+                meta["namespace"] = json!("shop");
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
+            } else {
+                json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "p", "namespace": "shop"},
+                    "spec": {"selector": {"matchLabels": {"app": "p"}}, "template": {"metadata": meta, "spec": spec}}
+                })
+            }
+        })
+}
+
+/// Whether every value in `before` is still in `after`, unchanged (arrays: as a prefix).
+fn preserved(before: &Value, after: &Value, path: &str) -> Result<(), String> {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (k, v) in b {
+                if path.ends_with("/annotations") && k == "wasm-admission.io/injected" {
+                    continue;
+                }
+                let next = format!("{path}/{k}");
+                let Some(av) = a.get(k) else {
+                    return Err(format!("{next} was removed"));
+                };
+                preserved(v, av, &next)?;
+            }
+            Ok(())
+        }
+        (Value::Array(b), Value::Array(a)) => {
+            if a.len() < b.len() {
+                return Err(format!("{path} lost entries"));
+            }
+            b.iter()
+                .zip(a)
+                .enumerate()
+                .try_for_each(|(i, (bv, av))| preserved(bv, av, &format!("{path}/{i}")))
+        }
+        (b, a) if b == a => Ok(()),
+        (b, a) => Err(format!("{path} changed from {b} to {a}")),
+    }
+}
+
+fn requests_above_limits(object: &Value) -> Vec<String> {
+    let mut bad = Vec::new();
+    let spec = object
+        .pointer(spec_ptr(object))
+        .cloned()
+        .unwrap_or_default();
+    for list in ["containers", "initContainers"] {
+        for c in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let r = &c["resources"];
+            for res in ["cpu", "memory"] {
+                if let (Some(req), Some(lim)) =
+                    (r["requests"][res].as_str(), r["limits"][res].as_str())
+                    && Quantity::parse(req).unwrap() > Quantity::parse(lim).unwrap()
+                {
+                    bad.push(format!("{}: {res} {req} > {lim}", c["name"]));
+                }
+            }
+        }
+    }
+    bad
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn prop_patch_applies_and_is_idempotent_and_preserves_fields(object in wasm_object()) {
+        let engine = engine_with("detection:\n  imagePatterns: ['ghcr.io/acme/*']\n");
+        // `admit` applies the patch with the RFC 6902 library and fails if any parent is missing.
+        let first = admit(&engine, &object);
+        prop_assert!(first.allowed(), "{}", first.message());
+        prop_assert!(first.patched());
+        if let Err(e) = preserved(&object, &first.object, "") {
+            return Err(TestCaseError::fail(e));
+        }
+        let again = admit(&engine, &first.object);
+        prop_assert!(!again.patched(), "second run patched: {:?}", again.decision.patch);
+        let mut defaulted = first.object.clone();
+        apiserver_defaults(&mut defaulted);
+        let again = admit(&engine, &defaulted);
+        prop_assert!(!again.patched(), "after apiserver defaults: {:?}", again.decision.patch);
+    }
+
+    #[test]
+    fn prop_no_container_ends_with_a_request_above_its_limit(object in wasm_object()) {
+        prop_assume!(requests_above_limits(&object).is_empty());
+        let engine = engine_with("detection:\n  imagePatterns: ['ghcr.io/acme/*']\n");
+        let out = admit(&engine, &object);
+        let bad = requests_above_limits(&out.object);
+        prop_assert!(bad.is_empty(), "{bad:?}");
+    }
+}
