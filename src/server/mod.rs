@@ -184,6 +184,11 @@ impl Server {
         self.dev.as_ref()
     }
 
+    /// Open connections on the HTTPS listener (keep-alive connections included).
+    pub fn connection_count(&self) -> usize {
+        self.handles.first().map_or(0, Handle::connection_count)
+    }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             handles: self.handles.clone(),
