@@ -28,7 +28,10 @@ async fn mutate_over_http1_keepalive_echoes_uid_and_its_patch_adds_runtime_class
         assert_eq!(answer.version, reqwest::Version::HTTP_11);
         let response = check_envelope(&answer, &uid_of(DEPLOYMENT_CREATE));
         assert_eq!(response["allowed"], true);
-        assert!(response.get("patch").is_some(), "a Wasm Deployment is mutated");
+        assert!(
+            response.get("patch").is_some(),
+            "a Wasm Deployment is mutated"
+        );
         let patched = apply_patch(&object, response);
         assert_eq!(wasm_runtime_class(&patched), "wasm");
         // Nothing the apiserver sent is dropped.
@@ -59,7 +62,11 @@ async fn mutate_over_http2_negotiated_by_alpn() {
         let patched = apply_patch(&object, response);
         assert_eq!(patched["spec"]["runtimeClassName"], "wasm");
     }
-    assert_eq!(t.server.connection_count(), 1, "streams share one connection");
+    assert_eq!(
+        t.server.connection_count(),
+        1,
+        "streams share one connection"
+    );
     t.stop().await;
 }
 
@@ -163,7 +170,11 @@ async fn tls_1_2_and_1_3_are_served_and_alpn_picks_h2_or_http1() {
     assert_eq!(v, rustls::ProtocolVersion::TLSv1_3);
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     // A client that offers only an unknown protocol is refused (no ALPN overlap).
-    assert!(handshake(&t, &[&rustls::version::TLS13], &[b"spdy/3"]).await.is_err());
+    assert!(
+        handshake(&t, &[&rustls::version::TLS13], &[b"spdy/3"])
+            .await
+            .is_err()
+    );
     t.stop().await;
 }
 
@@ -204,10 +215,7 @@ async fn health_readiness_and_metrics_answer_on_https_and_the_metrics_port() {
         .not_after
         .timestamp();
     assert_eq!(
-        metric(
-            &text,
-            "wasm_admission_certificate_expiry_timestamp_seconds"
-        ),
+        metric(&text, "wasm_admission_certificate_expiry_timestamp_seconds"),
         not_after as f64
     );
 

@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | `wasm_admission_reviews_total` | endpoint, kind, operation, outcome | reviews answered; outcome is `mutated`, `unchanged`, `denied` or `error` (a request answered with HTTP 4xx/5xx) |
 //! | `wasm_admission_review_duration_seconds` | endpoint | time from request to answer, body read included (buckets from 50µs to 1s) |
+//! | `wasm_admission_reviews_in_flight` | | reviews being read or answered right now |
 //! | `wasm_admission_reviews_over_budget_total` | endpoint | answers given after the apiserver's `?timeout=` had run out |
 //! | `wasm_admission_certificate_expiry_timestamp_seconds` | | `notAfter` of the certificate being served, in Unix seconds |
 //! | `wasm_admission_reloads_total` | what, result | re-reads of changed files; what is `certificate`, `client_ca` or `config`, result is `success` or `failure` |
@@ -84,6 +85,7 @@ pub struct Metrics {
     reviews: Family<ReviewLabels, Counter>,
     duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
     over_budget: Family<EndpointLabels, Counter>,
+    in_flight: Gauge,
     certificate_expiry: Gauge<i64, AtomicI64>,
     reloads: Family<ReloadLabels, Counter>,
 }
@@ -120,6 +122,12 @@ impl Metrics {
             "reviews_over_budget",
             "Reviews answered after the time budget the apiserver gave (?timeout=) had run out",
             over_budget.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "reviews_in_flight",
+            "Reviews being read or answered right now",
+            in_flight.clone(),
         );
         let certificate_expiry = Gauge::<i64, AtomicI64>::default();
         registry.register(
@@ -158,6 +166,7 @@ impl Metrics {
             reviews,
             duration,
             over_budget,
+            in_flight,
             certificate_expiry,
             reloads,
         }
@@ -192,6 +201,12 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Counts a review as in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
     pub fn over_budget(&self, endpoint: Endpoint) {
         self.over_budget
             .get_or_create(&EndpointLabels {
@@ -218,6 +233,16 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// Decrements `wasm_admission_reviews_in_flight` when dropped (also when the handler is cancelled
+/// because the client went away).
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

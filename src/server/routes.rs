@@ -11,7 +11,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use tracing::{error, info, warn};
 
 use super::AppState;
@@ -24,6 +24,10 @@ use crate::review::{self, ReviewError};
 /// UPDATE review carries both `object` and `oldObject`, so 8 MiB answers every review a real
 /// apiserver can send; anything larger is refused with 413 before it is read in full.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// How much of an oversized body is read (and dropped) so the client sees the 413; a body
+/// declared larger is refused at once.
+pub const DRAIN_LIMIT_BYTES: usize = 32 * 1024 * 1024;
 
 /// The webhook's routes: `POST /mutate`, `POST /validate`, `GET /healthz`, `GET /readyz`,
 /// `GET /metrics`.
@@ -163,6 +167,9 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Reads the body, at most [`MAX_BODY_BYTES`] of it. A larger body is still read to its end (and
+/// thrown away, up to [`DRAIN_LIMIT_BYTES`]) before the 413 goes out: an HTTP/1.1 client that is
+/// still sending when the server answers and closes sees a broken pipe instead of the 413.
 async fn read_body(headers: &HeaderMap, body: Body, budget: &Budget) -> Result<Vec<u8>, Refusal> {
     if !is_json(headers) {
         return Err(Refusal::new(
@@ -180,7 +187,7 @@ async fn read_body(headers: &HeaderMap, body: Body, budget: &Budget) -> Result<V
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|n| n > DRAIN_LIMIT_BYTES as u64) {
         return Err(too_large());
     }
     // A body still arriving after the budget (at least a few seconds) is not worth waiting for.
@@ -188,10 +195,10 @@ async fn read_body(headers: &HeaderMap, body: Body, budget: &Budget) -> Result<V
         .remaining()
         .max(std::time::Duration::from_secs(5))
         .min(MAX_BUDGET);
-    let collected = tokio::time::timeout(wait, Limited::new(body, MAX_BODY_BYTES).collect()).await;
-    match collected {
-        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+    let capacity = declared.map_or(64 * 1024, |n| n.min(MAX_BODY_BYTES as u64) as usize);
+    match tokio::time::timeout(wait, collect_limited(body, capacity)).await {
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => Err(too_large()),
         Ok(Err(e)) => Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             format!("cannot read the request body: {e}"),
@@ -203,6 +210,28 @@ async fn read_body(headers: &HeaderMap, body: Body, budget: &Budget) -> Result<V
     }
 }
 
+/// The body's bytes, or `None` when it is larger than [`MAX_BODY_BYTES`] (read on, and dropped,
+/// up to [`DRAIN_LIMIT_BYTES`]).
+async fn collect_limited(mut body: Body, capacity: usize) -> Result<Option<Vec<u8>>, axum::Error> {
+    let mut bytes = Vec::with_capacity(capacity);
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > DRAIN_LIMIT_BYTES {
+            return Ok(None);
+        }
+        if seen > MAX_BODY_BYTES {
+            bytes = Vec::new();
+        } else {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok((seen <= MAX_BODY_BYTES).then_some(bytes))
+}
+
 async fn answer_review(
     state: &AppState,
     endpoint: Endpoint,
@@ -211,6 +240,7 @@ async fn answer_review(
     body: Body,
 ) -> Response {
     let start = Instant::now();
+    let _in_flight = state.metrics.in_flight();
     let budget = Budget::from_query(start, query.as_deref());
     let bytes = match read_body(headers, body, &budget).await {
         Ok(bytes) => bytes,

@@ -76,10 +76,9 @@ impl Pki {
 
     fn leaf(&self, names: &[&str], eku: ExtendedKeyUsagePurpose) -> Pair {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("leaf key");
-        let mut params = CertificateParams::new(
-            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .expect("names");
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("names");
         params.distinguished_name.push(DnType::CommonName, names[0]);
         params.extended_key_usages = vec![eku];
         let cert = params.signed_by(&key, &self.issuer).expect("leaf");
@@ -104,8 +103,11 @@ impl SecretDir {
     pub fn new(files: &[(&str, &[u8])]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let current = write_timestamped(dir.path(), files);
-        std::os::unix::fs::symlink(current.file_name().expect("name"), dir.path().join("..data"))
-            .expect("..data");
+        std::os::unix::fs::symlink(
+            current.file_name().expect("name"),
+            dir.path().join("..data"),
+        )
+        .expect("..data");
         for (name, _) in files {
             std::os::unix::fs::symlink(format!("..data/{name}"), dir.path().join(name))
                 .expect("file symlink");
