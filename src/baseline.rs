@@ -71,7 +71,8 @@ struct ContainerRef<'a> {
     ports: &'a [ContainerPort],
 }
 
-/// Every violation in `spec`, in a stable order (pod level first, then containers in order).
+/// Every violation in `spec`, in a stable order: containers in order (as SPEC §5's example
+/// message lists them), then pod-level fields.
 pub fn violations(
     spec: &PodSpec,
     pod_annotations: &BTreeMap<String, String>,
@@ -80,9 +81,6 @@ pub fn violations(
 ) -> Vec<String> {
     let mut out = Vec::new();
     let baseline = policy == SecurityPolicy::Baseline;
-    if baseline && matches!(scope, Scope::WholePod) {
-        pod_level(spec, pod_annotations, &mut out);
-    }
     for c in containers(spec, scope) {
         let mut found = Vec::new();
         let sc = c.security_context;
@@ -97,6 +95,9 @@ pub fn violations(
                 .into_iter()
                 .map(|f| format!("{} \"{}\": {f}", c.list, c.name)),
         );
+    }
+    if baseline && matches!(scope, Scope::WholePod) {
+        pod_level(spec, pod_annotations, &mut out);
     }
     out
 }

@@ -240,3 +240,63 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Every example behaves as `examples/README.md` says.
+#[test]
+fn check_examples_behave_as_the_examples_readme_says() {
+    let out = check(&["-o", "json", "examples"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut seen = 0;
+    for entry in report.as_array().unwrap() {
+        let source = entry["source"].as_str().unwrap();
+        let kind = entry["kind"].as_str().unwrap();
+        let patched = !entry["patch"].as_array().unwrap().is_empty();
+        let where_ = format!("{source}#{} {kind}", entry["index"]);
+        assert!(
+            entry["allowed"].is_boolean(),
+            "{where_}: {}",
+            entry["message"]
+        );
+        if source.starts_with("examples/denied/") {
+            assert_eq!(entry["allowed"], false, "{where_}");
+        } else if source.starts_with("examples/wasm/") && kind != "Service" {
+            assert!(patched, "{where_} is mutated");
+            let injected = injected_of(&entry["object"]);
+            assert!(
+                injected.starts_with("runtime-class,resources"),
+                "{where_}: {injected}"
+            );
+        } else {
+            assert_eq!(entry["allowed"], true, "{where_}");
+            assert!(!patched, "{where_} is unchanged");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 13, "{seen} objects");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the denied example makes check exit 1"
+    );
+    let spin = check(&["-o", "yaml", "examples/wasm/deployment-spin.yaml"]);
+    let text = stdout(&spin);
+    assert!(
+        text.contains("runtimeClassName: spin") && text.contains("cpu: 10m"),
+        "{text}"
+    );
+    let wasmedge = check(&["-o", "yaml", "examples/wasm/deployment-wasmedge.yaml"]);
+    assert!(stdout(&wasmedge).contains("runtimeClassName: wasmedge"));
+}
+
+fn injected_of(object: &Value) -> String {
+    let meta = match object["kind"].as_str() {
+        Some("Pod") => "/metadata",
+        Some("CronJob") => "/spec/jobTemplate/spec/template/metadata",
+        _ => "/spec/template/metadata",
+    };
+    object
+        .pointer(&format!("{meta}/annotations/wasm-admission.io~1injected"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}

@@ -48,7 +48,7 @@ fn s5_denial_message_names_object_container_and_field() {
         out.message(),
         format!(
             "wasm-admission: Wasm pod template of Deployment \"shop/cart\" is not allowed: \
-             spec.hostNetwork=true; container \"{c}\": securityContext.privileged=true"
+             container \"{c}\": securityContext.privileged=true; spec.hostNetwork=true"
         )
     );
     let status = &out.response["response"]["status"];
