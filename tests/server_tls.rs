@@ -41,9 +41,61 @@ async fn mutate_over_http1_keepalive_echoes_uid_and_its_patch_adds_runtime_class
             object["spec"]["template"]["spec"]["containers"][0]["ports"]
         );
     }
-    // Keep-alive: five reviews, one connection.
-    assert_eq!(t.server.connection_count(), 1);
     t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_keepalive_answers_many_reviews_on_one_connection() {
+    use http_body_util::{BodyExt, Full};
+    let t = TestServer::start().await;
+    // One TLS connection, HTTP/1.1 by ALPN, requests one after another: what the apiserver's
+    // Go client does with a kept-alive connection.
+    let tls = connect(&t, &[&rustls::version::TLS13], &[b"http/1.1"])
+        .await
+        .expect("TLS");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .expect("HTTP/1.1 handshake");
+    let driver = tokio::spawn(connection);
+    for i in 0..10 {
+        let request = hyper::Request::post("/mutate?timeout=10s")
+            .header("host", SERVICE_HOST)
+            .header("content-type", "application/json")
+            .body(Full::new(bytes_of(DEPLOYMENT_CREATE)))
+            .expect("request");
+        sender.ready().await.expect("connection still open");
+        let response = sender.send_request(request).await.expect("answer");
+        assert_eq!(response.status(), 200, "request {i}");
+        assert_eq!(response.version(), hyper::Version::HTTP_11);
+        assert!(
+            response
+                .headers()
+                .get("connection")
+                .is_none_or(|v| v != "close"),
+            "the server keeps the connection open"
+        );
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let answer: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(answer["response"]["uid"], uid_of(DEPLOYMENT_CREATE));
+    }
+    assert_eq!(
+        t.server.connection_count(),
+        1,
+        "ten reviews, one connection"
+    );
+    drop(sender);
+    let _ = driver.await;
+    t.stop().await;
+}
+
+fn bytes_of(text: &'static str) -> hyper::body::Bytes {
+    hyper::body::Bytes::from_static(text.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,6 +104,11 @@ async fn mutate_over_http2_negotiated_by_alpn() {
     let client = t.client(Http::Two);
     let object = object_of(POD_CREATE);
     let url = t.url("/mutate");
+    // The first call negotiates HTTP/2 by ALPN; the eight that follow run at once on it.
+    let first = post_review(&client, &url, POD_CREATE)
+        .await
+        .expect("request");
+    assert_eq!(first.version, reqwest::Version::HTTP_2);
     let answers =
         futures_util::future::join_all((0..8).map(|_| post_review(&client, &url, POD_CREATE)))
             .await;
@@ -128,11 +185,11 @@ async fn unknown_kind_is_allowed_without_patch_type() {
     t.stop().await;
 }
 
-async fn handshake(
+async fn connect(
     t: &TestServer,
     versions: &[&'static rustls::SupportedProtocolVersion],
     alpn: &[&[u8]],
-) -> Result<(rustls::ProtocolVersion, Option<Vec<u8>>), std::io::Error> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(t.pki.ca_pem.as_bytes()) {
         roots.add(cert.expect("CA PEM")).expect("root");
@@ -146,9 +203,17 @@ async fn handshake(
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(t.addr()).await?;
     let name = ServerName::try_from(SERVICE_HOST).expect("name");
-    let tls = TlsConnector::from(Arc::new(config))
+    TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
-        .await?;
+        .await
+}
+
+async fn handshake(
+    t: &TestServer,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> Result<(rustls::ProtocolVersion, Option<Vec<u8>>), std::io::Error> {
+    let tls = connect(t, versions, alpn).await?;
     let (_, session) = tls.get_ref();
     Ok((
         session.protocol_version().expect("negotiated"),
