@@ -314,8 +314,16 @@ async fn client_ca_file_requires_a_client_certificate_signed_by_it() {
         "a client without a certificate is refused"
     );
 
-    let identity = apiserver_ca.client("kube-apiserver-admission");
-    let client = reqwest::Client::builder()
+    let client = client_with_identity(&t, &apiserver_ca.client("kube-apiserver-admission"));
+    let answer = post_review(&client, &t.url("/mutate"), DEPLOYMENT_CREATE)
+        .await
+        .expect("a client with a certificate from the CA is served");
+    check_envelope(&answer, &uid_of(DEPLOYMENT_CREATE));
+    t.stop().await;
+}
+
+fn client_with_identity(t: &TestServer, identity: &Pair) -> reqwest::Client {
+    reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(t.pki.ca_pem.as_bytes()).expect("CA"))
@@ -329,11 +337,46 @@ async fn client_ca_file_requires_a_client_certificate_signed_by_it() {
         .http1_only()
         .timeout(Duration::from_secs(10))
         .build()
-        .expect("client");
-    let answer = post_review(&client, &t.url("/mutate"), DEPLOYMENT_CREATE)
-        .await
-        .expect("a client with a certificate from the CA is served");
-    check_envelope(&answer, &uid_of(DEPLOYMENT_CREATE));
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ca_file_is_reloaded_when_it_changes() {
+    let old_ca = Pki::new("old admission client CA");
+    let new_ca = Pki::new("new admission client CA");
+    let mut mounted = SecretDir::new(&[("ca.crt", old_ca.ca_pem.as_bytes())]);
+    let path = mounted.path("ca.crt");
+    let t = TestServer::start_with(|args| args.client_ca_file = Some(path)).await;
+    let old_client = client_with_identity(&t, &old_ca.client("apiserver"));
+    let new_client = client_with_identity(&t, &new_ca.client("apiserver"));
+    let url = t.url("/mutate");
+    assert!(
+        post_review(&old_client, &url, DEPLOYMENT_CREATE)
+            .await
+            .is_ok()
+    );
+    assert!(
+        post_review(&new_client, &url, DEPLOYMENT_CREATE)
+            .await
+            .is_err()
+    );
+
+    mounted.swap(&[("ca.crt", new_ca.ca_pem.as_bytes())]);
+    eventually(
+        Duration::from_secs(10),
+        "the new client CA trusted",
+        || async {
+            // A fresh client each time: a refused handshake is not retried on the same pool.
+            let fresh = client_with_identity(&t, &new_ca.client("apiserver"));
+            post_review(&fresh, &url, DEPLOYMENT_CREATE).await.is_ok()
+        },
+    )
+    .await;
+    let stale = client_with_identity(&t, &old_ca.client("apiserver"));
+    assert!(
+        post_review(&stale, &url, DEPLOYMENT_CREATE).await.is_err(),
+        "the old CA is no longer trusted for new connections"
+    );
     t.stop().await;
 }
 

@@ -59,8 +59,9 @@ pub struct Tuning {
     /// How often certificate, client CA and configuration files are looked at.
     pub poll_interval: Duration,
     /// An HTTP/1.1 connection that has not sent a complete request head within this time is
-    /// closed (this also closes idle keep-alive connections; 30s stays below the idle timeouts of
-    /// Go's HTTP client, which the apiserver uses, by design of neither: it is hyper's default).
+    /// closed. hyper applies this to idle keep-alive connections too, so it is also the idle
+    /// timeout: 30s (hyper's default) keeps slow-header clients out without closing the
+    /// apiserver's kept-alive connections between reviews in a busy cluster.
     pub header_read_timeout: Duration,
     /// A TLS handshake that takes longer is dropped.
     pub tls_handshake_timeout: Duration,

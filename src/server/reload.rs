@@ -97,7 +97,10 @@ impl CertSource {
         if contents == self.last_seen {
             return;
         }
-        let result = tls::load_pair(&contents[0], &contents[1], &self.paths, &state.provider);
+        let result = match contents.as_slice() {
+            [cert, key] => tls::load_pair(cert, key, &self.paths, &state.provider),
+            _ => return,
+        };
         self.last_seen = contents;
         match result {
             Ok(pair) => {
