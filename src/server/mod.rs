@@ -12,6 +12,7 @@
 //! [`SHUTDOWN_GRACE`]) and exits 0; a second signal stops at once.
 
 pub mod budget;
+pub mod conn;
 pub mod dev;
 pub mod metrics;
 mod reload;
@@ -65,6 +66,12 @@ pub struct Tuning {
     pub header_read_timeout: Duration,
     /// A TLS handshake that takes longer is dropped.
     pub tls_handshake_timeout: Duration,
+    /// A connection whose first request bytes have not arrived this long after its handshake is
+    /// closed (see [`conn`]).
+    pub first_bytes_timeout: Duration,
+    /// The most connections open at once, over both listeners; `None`: derived from the
+    /// process's open-file limit ([`conn::max_connections`]).
+    pub max_connections: Option<usize>,
 }
 
 impl Default for Tuning {
@@ -73,6 +80,8 @@ impl Default for Tuning {
             poll_interval: DEFAULT_POLL_INTERVAL,
             header_read_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
+            first_bytes_timeout: Duration::from_secs(10),
+            max_connections: None,
         }
     }
 }
@@ -360,11 +369,31 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         None => None,
     };
 
+    let fd_limit = conn::raise_fd_limit();
+    let max_connections = args
+        .max_connections
+        .map(|n| n as usize)
+        .or(tuning.max_connections)
+        .unwrap_or_else(|| conn::max_connections(fd_limit));
+    let guard = conn::Guard::new(
+        max_connections,
+        tuning.first_bytes_timeout,
+        state.metrics.connections_open(),
+        state.metrics.connections_refused(),
+    );
+    let metrics_guard = conn::Guard::new(
+        conn::METRICS_MAX_CONNECTIONS,
+        tuning.first_bytes_timeout,
+        state.metrics.connections_open(),
+        state.metrics.connections_refused(),
+    );
+
     let mut handles = Vec::new();
     let mut tasks = Vec::new();
 
     let handle = Handle::new();
-    let acceptor = RustlsAcceptor::new(rustls).handshake_timeout(tuning.tls_handshake_timeout);
+    let acceptor =
+        guard.acceptor(RustlsAcceptor::new(rustls).handshake_timeout(tuning.tls_handshake_timeout));
     let mut https = axum_server::from_tcp(listener)
         .acceptor(acceptor)
         .handle(handle.clone());
@@ -379,7 +408,9 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     let metrics_addr = match metrics_listener {
         Some((listener, metrics_addr)) => {
             let handle = Handle::new();
-            let mut plain = axum_server::from_tcp(listener).handle(handle.clone());
+            let mut plain = axum_server::from_tcp(listener)
+                .acceptor(metrics_guard.acceptor(axum_server::accept::DefaultAcceptor::new()))
+                .handle(handle.clone());
             configure_http(plain.http_builder(), &tuning);
             let app = routes::metrics_router(state.clone());
             tasks.push((
@@ -399,6 +430,8 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         metrics_addr = metrics_addr.map(|a| a.to_string()),
         certificate_serial = %pair.serial,
         certificate_not_after = pair.not_after,
+        max_connections,
+        open_files_limit = fd_limit,
         dev = args.dev,
         "listening for admission reviews over HTTPS"
     );
