@@ -134,7 +134,11 @@ async fn worker(
     started: Instant,
     cases: Arc<Vec<Case>>,
 ) -> Vec<Sample> {
-    let http = if id % 2 == 0 { Http::One } else { Http::Two };
+    let http = if id.is_multiple_of(2) {
+        Http::One
+    } else {
+        Http::Two
+    };
     let base = format!("https://{SERVICE_HOST}:{}", addr.port());
     let mut samples = Vec::new();
     let mut client = apiserver_client(&ca_pem, addr, http);

@@ -59,10 +59,10 @@ async fn others_keep_being_answered(t: &TestServer, during: Duration) -> Duratio
     let kept = t.client(Http::One);
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
-    let mut n = 0;
+    let mut n: u32 = 0;
     // Bounded: at most 500 requests.
     while started.elapsed() < during && n < 500 {
-        let client = if n % 2 == 0 {
+        let client = if n.is_multiple_of(2) {
             kept.clone()
         } else {
             t.client(Http::Two)
@@ -279,8 +279,8 @@ async fn ten_thousand_idle_connections_neither_stop_answers_nor_exhaust_descript
     }
     // Others are still answered, on fresh connections and kept-alive ones, at once.
     let mut slowest = Duration::ZERO;
-    for i in 0..20 {
-        let client = if i % 2 == 0 {
+    for i in 0..20u32 {
+        let client = if i.is_multiple_of(2) {
             warm.clone()
         } else {
             apiserver_client(&pki.ca_pem, spawned.addr, Http::Two)
