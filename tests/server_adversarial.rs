@@ -256,28 +256,44 @@ fn table() -> Vec<Row> {
         }),
     });
 
-    // Duplicate JSON keys: the last one wins, as in Go's decoder (so the apiserver and the
-    // webhook read the same object), and a duplicated envelope field is a 400.
+    // Duplicate JSON keys (the apiserver re-encodes what it decoded, so it never sends any): a
+    // duplicated field is a 400 naming it; in a map (annotations) the last key wins, as in Go's
+    // decoder.
+    let privileged_pod = {
+        let mut pod = wasm_pod(vec![container("app")]);
+        pod["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
+        serde_json::to_string(&pod).expect("JSON")
+    };
     let pod = serde_json::to_string(&wasm_pod(vec![container("app")])).expect("JSON");
-    let dup_late_true = pod.replacen(
+    let dup_field = pod.replacen(
         r#""spec":{"#,
         r#""spec":{"hostNetwork":false,"hostNetwork":true,"#,
         1,
     );
     rows.push(Row {
-        rule: "duplicate keys in the object: the last wins (hostNetwork false then true is denied)",
-        body: raw_review("Pod", "", &dup_late_true),
-        expect: decided(false, ok),
+        rule: "a duplicated field in the object is a 400 naming it",
+        body: raw_review("Pod", "", &dup_field),
+        expect: refused(400, "duplicate field `hostNetwork`"),
     });
-    let dup_late_false = pod.replacen(
-        r#""spec":{"#,
-        r#""spec":{"hostNetwork":true,"hostNetwork":false,"#,
+    let wasm_last = privileged_pod.replacen(
+        r#""wasm-admission.io/wasm":"true""#,
+        r#""wasm-admission.io/wasm":"false","wasm-admission.io/wasm":"true""#,
         1,
     );
     rows.push(Row {
-        rule: "duplicate keys in the object: the last wins (hostNetwork true then false is allowed)",
-        body: raw_review("Pod", "", &dup_late_false),
-        expect: decided(true, ok),
+        rule: "duplicate annotation keys: the last wins (wasm false then true: a privileged Wasm pod, denied)",
+        body: raw_review("Pod", "", &wasm_last),
+        expect: decided(false, ok),
+    });
+    let wasm_first = privileged_pod.replacen(
+        r#""wasm-admission.io/wasm":"true""#,
+        r#""wasm-admission.io/wasm":"true","wasm-admission.io/wasm":"false""#,
+        1,
+    );
+    rows.push(Row {
+        rule: "duplicate annotation keys: the last wins (wasm true then false: not Wasm, allowed unchanged)",
+        body: raw_review("Pod", "", &wasm_first),
+        expect: decided(true, unchanged),
     });
     let dup_envelope = String::from_utf8(pod_review(wasm_pod(vec![])))
         .expect("utf8")
