@@ -236,16 +236,25 @@ impl Server {
     }
 }
 
+/// The listen backlog: a burst of new connections waits in the kernel's queue instead of
+/// having its SYNs dropped and retried a second later (std's `bind` asks for 128; the kernel
+/// caps this at `net.core.somaxconn`, as Go's listeners use).
+const LISTEN_BACKLOG: u32 = 4096;
+
 fn bind(addr: SocketAddr, flag: &'static str) -> Result<std::net::TcpListener, StartError> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen {
-        addr,
-        flag,
-        source,
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| StartError::Listen { addr, flag, source })?;
-    Ok(listener)
+    let err = |source| StartError::Listen { addr, flag, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    // As std's bind does on Unix: a restart can bind while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    // The std listener comes back in non-blocking mode, as axum-server wants it.
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(err)?;
+    listener.into_std().map_err(err)
 }
 
 fn local_addr(
