@@ -6,6 +6,8 @@
 //!   cargo bench --bench soak -- --duration 60s      # one minute
 //!   cargo bench --bench soak -- --duration 10m --rate 300 --rotate 30s
 //!
+//! It runs only under `cargo bench` (which passes `--bench`); `cargo test --all-targets` skips it.
+//!
 //! The load: 8 workers at `--rate` requests per second in total, half over HTTP/1.1 (kept-alive
 //! connections) and half over HTTP/2, each making a new client (new connections, new TLS
 //! handshakes) every 10 s. Requests cycle through six kinds: a Wasm Deployment and a Wasm Pod
@@ -203,6 +205,12 @@ struct Minute {
 }
 
 fn main() {
+    // `cargo test --all-targets` (scripts/test.sh) runs bench targets too, without `--bench`:
+    // a ten-minute soak is no test, so it only runs under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("soak: not run (run it with `cargo bench --bench soak`)");
+        return;
+    }
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
