@@ -93,13 +93,38 @@ pub struct ReviewReply {
     pub decision: Decision,
 }
 
-/// Decodes a review, asks the engine, and encodes the answer.
-pub fn handle(
-    engine: &Engine,
-    body: &[u8],
-    endpoint: Endpoint,
-    facts: &Facts<'_>,
-) -> Result<ReviewReply, ReviewError> {
+/// A decoded AdmissionReview request, before the engine is asked: the `serve` door reads the
+/// images to look up from it ([`Decoded::request`] and `Engine::registry_images`), then answers.
+pub struct Decoded {
+    req: RequestIn,
+}
+
+impl Decoded {
+    /// What the engine reads of this review.
+    pub fn request(&self) -> Request<'_> {
+        let req = &self.req;
+        Request {
+            kind: ApiKind {
+                group: &req.kind.group,
+                version: &req.kind.version,
+                kind: &req.kind.kind,
+            },
+            sub_resource: req.sub_resource.as_deref().filter(|s| !s.is_empty()),
+            operation: req.operation.clone(),
+            namespace: req.namespace.as_deref().unwrap_or(""),
+            name: req.name.as_deref().unwrap_or(""),
+            object: req.object.as_ref().filter(|v| !v.is_null()),
+            old_object: req.old_object.as_ref().filter(|v| !v.is_null()),
+        }
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.req.uid
+    }
+}
+
+/// Decodes and checks an AdmissionReview body.
+pub fn decode(body: &[u8]) -> Result<Decoded, ReviewError> {
     let review: ReviewIn = serde_json::from_slice(body)?;
     if review.api_version != API_VERSION || review.kind != KIND {
         return Err(ReviewError::WrongType {
@@ -111,19 +136,18 @@ pub fn handle(
     if req.uid.is_empty() {
         return Err(ReviewError::MissingUid);
     }
-    let request = Request {
-        kind: ApiKind {
-            group: &req.kind.group,
-            version: &req.kind.version,
-            kind: &req.kind.kind,
-        },
-        sub_resource: req.sub_resource.as_deref().filter(|s| !s.is_empty()),
-        operation: req.operation.clone(),
-        namespace: req.namespace.as_deref().unwrap_or(""),
-        name: req.name.as_deref().unwrap_or(""),
-        object: req.object.as_ref().filter(|v| !v.is_null()),
-        old_object: req.old_object.as_ref().filter(|v| !v.is_null()),
-    };
+    Ok(Decoded { req })
+}
+
+/// Asks the engine about a decoded review and encodes the answer.
+pub fn answer(
+    engine: &Engine,
+    decoded: &Decoded,
+    endpoint: Endpoint,
+    facts: &Facts<'_>,
+) -> Result<ReviewReply, ReviewError> {
+    let req = &decoded.req;
+    let request = decoded.request();
     let decision = engine.decide(&request, endpoint, facts)?;
     let body = encode(&req.uid, &decision)?;
     let name = match request.name {
@@ -135,7 +159,7 @@ pub fn handle(
         kind: req.kind.kind.clone(),
         namespace: request.namespace.to_string(),
         name,
-        operation: req.operation,
+        operation: req.operation.clone(),
         outcome: decision.outcome(),
     };
     Ok(ReviewReply {
@@ -143,6 +167,16 @@ pub fn handle(
         summary,
         decision,
     })
+}
+
+/// Decodes a review, asks the engine, and encodes the answer.
+pub fn handle(
+    engine: &Engine,
+    body: &[u8],
+    endpoint: Endpoint,
+    facts: &Facts<'_>,
+) -> Result<ReviewReply, ReviewError> {
+    answer(engine, &decode(body)?, endpoint, facts)
 }
 
 /// The AdmissionReview response, written by hand rather than through kube's `AdmissionResponse`:

@@ -65,6 +65,9 @@ pub struct Tuning {
     pub header_read_timeout: Duration,
     /// A TLS handshake that takes longer is dropped.
     pub tls_handshake_timeout: Duration,
+    /// The cluster to watch RuntimeClasses in, instead of the one inferred from the environment
+    /// (tests point this at a local stand-in for kube-apiserver).
+    pub kube_config: Option<kube::Config>,
 }
 
 impl Default for Tuning {
@@ -73,6 +76,7 @@ impl Default for Tuning {
             poll_interval: DEFAULT_POLL_INTERVAL,
             header_read_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
+            kube_config: None,
         }
     }
 }
@@ -92,6 +96,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Dev(#[from] dev::DevError),
+    #[error(transparent)]
+    Cluster(#[from] crate::runtime_classes::NoClusterAccess),
 }
 
 /// Why a running server stopped other than by a signal.
@@ -120,6 +126,10 @@ pub struct AppState {
     pub(crate) ready: AtomicBool,
     /// A shutdown has begun: `/readyz` answers 503.
     pub(crate) draining: AtomicBool,
+    /// Registry inspection (SPEC §3 rule 6), built for the configuration in force.
+    pub(crate) registry: crate::registry::InspectorSlot,
+    /// The cluster's RuntimeClass names, once listed (SPEC §7).
+    pub(crate) runtime_classes: Arc<crate::runtime_classes::RuntimeClassNames>,
 }
 
 /// Installs ring as the process's rustls provider (there is no aws-lc-rs in this build). Every
@@ -142,6 +152,7 @@ pub struct Server {
     handles: Vec<Handle>,
     tasks: Vec<(&'static str, JoinHandle<std::io::Result<()>>)>,
     watcher: JoinHandle<()>,
+    runtime_class_watch: Option<JoinHandle<()>>,
 }
 
 /// Stops a [`Server`] from another task (a signal handler, a test).
@@ -220,6 +231,9 @@ impl Server {
             }
         }
         self.watcher.abort();
+        if let Some(watch) = &self.runtime_class_watch {
+            watch.abort();
+        }
         if let Some(dev) = &self.dev {
             dev.remove();
         }
@@ -340,7 +354,12 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         rustls: Some(rustls.clone()),
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
+        registry: crate::registry::InspectorSlot::default(),
+        runtime_classes: Arc::default(),
     });
+    let kube_client =
+        crate::runtime_classes::client_for(args.watch_runtime_classes, tuning.kube_config.clone())
+            .await?;
 
     let wanted = args
         .listen
@@ -393,6 +412,9 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     };
 
     let watcher = tokio::spawn(reload::watch(state.clone(), sources, tuning.poll_interval));
+    let runtime_class_watch = kube_client.map(|client| {
+        crate::runtime_classes::spawn_watch(client, state.runtime_classes.clone())
+    });
     state.ready.store(true, Ordering::Release);
     info!(
         addr = %addr,
@@ -400,6 +422,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         certificate_serial = %pair.serial,
         certificate_not_after = pair.not_after,
         dev = args.dev,
+        watch_runtime_classes = runtime_class_watch.is_some(),
         "listening for admission reviews over HTTPS"
     );
     Ok(Server {
@@ -410,6 +433,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         handles,
         tasks,
         watcher,
+        runtime_class_watch,
     })
 }
 

@@ -153,6 +153,8 @@ pub fn serve_args(cert: &Path, key: &Path) -> ServeArgs {
         dev: false,
         client_ca_file: None,
         namespace: Some("wasm-admission".into()),
+        // Never a real cluster from a test machine's kubeconfig.
+        watch_runtime_classes: wasm_admission::runtime_classes::WatchMode::Off,
     }
 }
 
