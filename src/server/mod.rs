@@ -357,6 +357,11 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         registry: crate::registry::InspectorSlot::default(),
         runtime_classes: Arc::default(),
     });
+    // Built now rather than on the first review: the HTTP client reads the system's CA
+    // certificates, which takes a while and blocks.
+    state
+        .registry
+        .for_settings(&state.engine.load().config().detection.registry);
     let kube_client =
         crate::runtime_classes::client_for(args.watch_runtime_classes, tuning.kube_config.clone())
             .await?;
