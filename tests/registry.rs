@@ -144,8 +144,13 @@ async fn mixed_pod_from_the_registry_is_left_unchanged_with_a_warning() {
         None,
     )
     .await;
-    p.push_image("plain/envoy:v1", &[tar_layer("envoy")], linux_config(), None)
-        .await;
+    p.push_image(
+        "plain/envoy:v1",
+        &[tar_layer("envoy")],
+        linux_config(),
+        None,
+    )
+    .await;
     let settings = settings(&[registry.host()]);
     let engine = engine_for(settings.clone());
     let inspector = Inspector::new(&settings);
@@ -161,7 +166,9 @@ async fn mixed_pod_from_the_registry_is_left_unchanged_with_a_warning() {
     assert!(decision.patch.0.is_empty(), "{decision:?}");
     assert_eq!(
         decision.warnings,
-        ["wasm-admission: mixed pod left unchanged: Wasm containers [app], other containers [sidecar]"]
+        [
+            "wasm-admission: mixed pod left unchanged: Wasm containers [app], other containers [sidecar]"
+        ]
     );
 }
 
@@ -179,8 +186,8 @@ async fn serve_and_check_registry_give_the_same_answers() {
     );
 
     // serve: each Deployment as kube-apiserver sends it.
-    let server = server_support::TestServer::start_with(|args| args.config = Some(config.clone()))
-        .await;
+    let server =
+        server_support::TestServer::start_with(|args| args.config = Some(config.clone())).await;
     let client = server.client(server_support::Http::One);
     let mut served = Vec::new();
     for (i, (image, wasm)) in images.iter().enumerate() {
@@ -296,7 +303,10 @@ async fn a_stopped_registry_gives_unknown_with_a_warning_but_digest_pins_stay_ca
     tokio::time::sleep(Duration::from_millis(900)).await;
     // Past cacheTTL the tag is looked up again and fails; the digest is cached for good.
     let (decision, _) = decide(&engine, &inspector, &deployment("a", &[&pinned]), budget).await;
-    assert!(is_wasm_decision(&decision), "pinned after the registry is gone");
+    assert!(
+        is_wasm_decision(&decision),
+        "pinned after the registry is gone"
+    );
     let (decision, facts) = decide(&engine, &inspector, &deployment("a", &[&tag]), budget).await;
     assert!(decision.allowed);
     assert!(decision.patch.0.is_empty(), "{decision:?}");
@@ -307,7 +317,9 @@ async fn a_stopped_registry_gives_unknown_with_a_warning_but_digest_pins_stay_ca
     assert_eq!(decision.warnings.len(), 1, "{decision:?}");
     let warning = &decision.warnings[0];
     assert!(
-        warning.starts_with(&format!("wasm-admission: image {tag} not inspected (manifest: cannot connect")),
+        warning.starts_with(&format!(
+            "wasm-admission: image {tag} not inspected (manifest: cannot connect"
+        )),
         "{warning}"
     );
     assert!(warning.ends_with("treated as not Wasm"), "{warning}");
@@ -357,8 +369,8 @@ async fn an_unanswering_registry_cannot_hold_a_review_past_its_budget() {
         "config.yaml",
         &registry_config_yaml(&[&host], "    timeout: 5s\n"),
     );
-    let server = server_support::TestServer::start_with(|args| args.config = Some(config.clone()))
-        .await;
+    let server =
+        server_support::TestServer::start_with(|args| args.config = Some(config.clone())).await;
     let client = server.client(server_support::Http::One);
     let body = serde_json::to_vec(&review_for(&object, "CREATE", None, None)).expect("json");
     let start = Instant::now();
@@ -402,12 +414,7 @@ async fn concurrent_lookups_of_one_image_make_one_request() {
     };
     registry
         .pusher()
-        .push_image(
-            "plain/busy:v1",
-            &[tar_layer("busy")],
-            linux_config(),
-            None,
-        )
+        .push_image("plain/busy:v1", &[tar_layer("busy")], linux_config(), None)
         .await;
     let image = registry.image("plain/busy:v1");
     let manifests_before = registry.gets("/v2/plain/busy/manifests/");
@@ -455,10 +462,8 @@ async fn credentials_from_a_docker_config_open_a_registry_with_basic_authenticat
     let Some(registry) = LocalRegistry::start_with(Some(&htpasswd)).await else {
         return;
     };
-    let basic = oci_client::secrets::RegistryAuth::Basic(
-        htpasswd.user.clone(),
-        htpasswd.password.clone(),
-    );
+    let basic =
+        oci_client::secrets::RegistryAuth::Basic(htpasswd.user.clone(), htpasswd.password.clone());
     Pusher::new(&registry.host(), basic)
         .push_image(
             "wasm/private:v1",
@@ -473,7 +478,9 @@ async fn credentials_from_a_docker_config_open_a_registry_with_basic_authenticat
 
     // Anonymous: refused by the registry, so Unknown with the reason.
     let anonymous = Inspector::new(&settings(&[registry.host()]));
-    let facts = anonymous.inspect([image.as_str()], Duration::from_secs(5)).await;
+    let facts = anonymous
+        .inspect([image.as_str()], Duration::from_secs(5))
+        .await;
     assert_eq!(
         facts.classes.get(&image),
         Some(&ImageClass::Unknown {
@@ -500,7 +507,9 @@ async fn credentials_from_a_docker_config_open_a_registry_with_basic_authenticat
             credentials_file: file.display().to_string(),
             ..settings(&[registry.host()])
         });
-        let facts = inspector.inspect([image.as_str()], Duration::from_secs(5)).await;
+        let facts = inspector
+            .inspect([image.as_str()], Duration::from_secs(5))
+            .await;
         assert_eq!(
             facts.classes.get(&image),
             Some(&ImageClass::Wasm),
@@ -518,7 +527,9 @@ async fn credentials_from_a_docker_config_open_a_registry_with_basic_authenticat
         credentials_file: wrong.display().to_string(),
         ..settings(&[registry.host()])
     });
-    let facts = inspector.inspect([image.as_str()], Duration::from_secs(5)).await;
+    let facts = inspector
+        .inspect([image.as_str()], Duration::from_secs(5))
+        .await;
     assert_eq!(
         facts.classes.get(&image),
         Some(&ImageClass::Unknown {
@@ -530,7 +541,9 @@ async fn credentials_from_a_docker_config_open_a_registry_with_basic_authenticat
         credentials_file: dir.path().join("absent.json").display().to_string(),
         ..settings(&[registry.host()])
     });
-    let facts = missing.inspect([image.as_str()], Duration::from_secs(5)).await;
+    let facts = missing
+        .inspect([image.as_str()], Duration::from_secs(5))
+        .await;
     assert!(
         matches!(facts.classes.get(&image), Some(ImageClass::Unknown { reason }) if reason.starts_with("cannot read credentials file")),
         "{facts:?}"
@@ -554,7 +567,9 @@ async fn https_is_used_unless_the_registry_is_listed_as_insecure() {
     let image = registry.image("wasm/tls:v1");
     // Not listed: an HTTPS handshake with a plain-HTTP server fails; nothing is sent in clear.
     let inspector = Inspector::new(&settings(&[]));
-    let facts = inspector.inspect([image.as_str()], Duration::from_secs(5)).await;
+    let facts = inspector
+        .inspect([image.as_str()], Duration::from_secs(5))
+        .await;
     assert!(
         matches!(facts.classes.get(&image), Some(ImageClass::Unknown { .. })),
         "{facts:?}"
@@ -592,7 +607,9 @@ async fn oversized_answers_are_refused() {
     let inspector = Inspector::new(&settings(&[addr.to_string()]));
     for repository in ["big", "chunked"] {
         let image = format!("{addr}/{repository}:v1");
-        let facts = inspector.inspect([image.as_str()], Duration::from_secs(5)).await;
+        let facts = inspector
+            .inspect([image.as_str()], Duration::from_secs(5))
+            .await;
         assert_eq!(
             facts.classes.get(&image),
             Some(&ImageClass::Unknown {

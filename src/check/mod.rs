@@ -12,9 +12,9 @@ use serde_json::Value;
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::config::Config;
 use crate::detection::ImageClassifier;
-use crate::registry::{Inspector, RegistryFacts};
 use crate::engine::{ApiKind, Decision, Endpoint, Engine, EngineError, Facts, Outcome, Request};
 use crate::kinds::split_api_version;
+use crate::registry::{Inspector, RegistryFacts};
 
 pub use input::{Document, parse_source, read_all};
 

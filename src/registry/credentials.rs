@@ -102,7 +102,9 @@ impl Credentials {
         if meta.len() > MAX_CREDENTIALS_BYTES {
             return Err(err(format!("larger than {MAX_CREDENTIALS_BYTES} bytes")));
         }
-        let text = tokio::fs::read(path).await.map_err(|e| err(e.to_string()))?;
+        let text = tokio::fs::read(path)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         Self::parse(&text).map_err(err)
     }
 
@@ -163,7 +165,10 @@ mod tests {
     #[test]
     fn hosts_are_normalized() {
         assert_eq!(normalize_host("https://ghcr.io/"), "ghcr.io");
-        assert_eq!(normalize_host("http://LOCALHOST:5000/v2/"), "localhost:5000");
+        assert_eq!(
+            normalize_host("http://LOCALHOST:5000/v2/"),
+            "localhost:5000"
+        );
         assert_eq!(normalize_host("https://index.docker.io/v1/"), "docker.io");
     }
 }

@@ -368,14 +368,14 @@ pub fn verify_digest(body: &[u8], digest: &str, what: &'static str) -> Result<()
     let algorithm = match algorithm {
         "sha256" => &ring::digest::SHA256,
         "sha512" => &ring::digest::SHA512,
-        other => return Err(RegistryError::Unsupported(format!("digest algorithm {other}"))),
+        other => {
+            return Err(RegistryError::Unsupported(format!(
+                "digest algorithm {other}"
+            )));
+        }
     };
     let actual = ring::digest::digest(algorithm, body);
-    let hex: String = actual
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = actual.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     if hex.eq_ignore_ascii_case(expected) {
         Ok(())
     } else {

@@ -82,7 +82,10 @@ pub enum ManifestStep {
     Wasm(Signal),
     /// Nothing in the manifest says Wasm; the config (this blob) may still say
     /// `architecture: wasm`.
-    ReadConfig { digest: String, size: i64 },
+    ReadConfig {
+        digest: String,
+        size: i64,
+    },
     NotWasm,
 }
 

@@ -417,9 +417,8 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     };
 
     let watcher = tokio::spawn(reload::watch(state.clone(), sources, tuning.poll_interval));
-    let runtime_class_watch = kube_client.map(|client| {
-        crate::runtime_classes::spawn_watch(client, state.runtime_classes.clone())
-    });
+    let runtime_class_watch = kube_client
+        .map(|client| crate::runtime_classes::spawn_watch(client, state.runtime_classes.clone()));
     state.ready.store(true, Ordering::Release);
     info!(
         addr = %addr,

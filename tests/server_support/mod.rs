@@ -180,6 +180,10 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut ServeArgs)) -> Self {
+        Self::start_with_tuning(adjust, fast_tuning()).await
+    }
+
+    pub async fn start_with_tuning(adjust: impl FnOnce(&mut ServeArgs), tuning: Tuning) -> Self {
         let pki = Pki::new("test CA");
         let pair = pki.serving();
         let secret = SecretDir::new(&[
@@ -188,9 +192,7 @@ impl TestServer {
         ]);
         let mut args = serve_args(&secret.path("tls.crt"), &secret.path("tls.key"));
         adjust(&mut args);
-        let server = server::start(args, fast_tuning())
-            .await
-            .expect("server starts");
+        let server = server::start(args, tuning).await.expect("server starts");
         Self {
             server,
             pki,
