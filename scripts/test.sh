@@ -17,3 +17,5 @@ fi
 cargo test --locked --all-targets
 # Doc tests are not part of --all-targets.
 cargo test --locked --doc
+# The cluster install (chart, install.yaml, RuntimeClasses, Dockerfile); installs its own tools.
+bash scripts/test-deploy.sh

@@ -129,7 +129,7 @@ pub fn normalize_image(image: &str) -> String {
 }
 
 /// Whether rules 1–4 decide, from annotations alone.
-fn by_annotations(view: &PodView<'_>) -> Option<Detection> {
+fn by_annotations(view: &PodView<'_, '_>) -> Option<Detection> {
     // Rule 1: "false" on either place wins over everything.
     if view.annotation_anywhere(ANN_WASM, "false") {
         return Some(Detection::NotWasm);
@@ -166,12 +166,12 @@ fn by_annotations(view: &PodView<'_>) -> Option<Detection> {
 
 /// The images rule 6 would classify: none when rules 1–4 decide, else each `containers` image
 /// that no pattern matches, once, in order.
-pub fn registry_images(view: &PodView<'_>, patterns: &ImagePatterns) -> Vec<String> {
+pub fn registry_images(view: &PodView<'_, '_>, patterns: &ImagePatterns) -> Vec<String> {
     if by_annotations(view).is_some() {
         return Vec::new();
     }
     let mut images: Vec<String> = Vec::new();
-    for c in &view.spec.containers {
+    for c in view.spec.containers() {
         let image = c.image.as_deref().unwrap_or("");
         if !image.is_empty() && !patterns.matches(image) && !images.iter().any(|i| i == image) {
             images.push(image.to_string());
@@ -182,7 +182,7 @@ pub fn registry_images(view: &PodView<'_>, patterns: &ImagePatterns) -> Vec<Stri
 
 /// Applies rules 1–6 in order.
 pub fn detect(
-    view: &PodView<'_>,
+    view: &PodView<'_, '_>,
     patterns: &ImagePatterns,
     registry: Option<&dyn ImageClassifier>,
     warnings: &mut Vec<String>,
@@ -192,7 +192,7 @@ pub fn detect(
         return detection;
     }
     // Rules 5 and 6, container by container.
-    let containers = &view.spec.containers;
+    let containers = view.spec.containers();
     if containers.is_empty() {
         return Detection::NotWasm;
     }
@@ -221,9 +221,9 @@ pub fn detect(
             false
         };
         if is_wasm {
-            wasm.push(c.name.clone());
+            wasm.push(c.name.to_string());
         } else {
-            other.push(c.name.clone());
+            other.push(c.name.to_string());
         }
     }
     match (wasm.is_empty(), other.is_empty()) {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use kube_core::admission::Operation;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::config::Config;
@@ -118,7 +119,9 @@ pub fn inspect_documents(
     for doc in documents {
         if let Ok(object) = &doc.content {
             let namespace = namespace_of(object, default_namespace);
-            images.extend(engine.registry_images(&create_request(object, &namespace)));
+            if let Ok(raw) = raw_object(object) {
+                images.extend(engine.registry_images(&create_request(object, &raw, &namespace)));
+            }
         }
     }
     if images.is_empty() {
@@ -215,11 +218,24 @@ pub fn evaluate(
     object: &Value,
     namespace: &str,
 ) -> Result<Decision, EngineError> {
-    engine.decide(&create_request(object, namespace), Endpoint::Mutate, facts)
+    let raw = raw_object(object)?;
+    engine.decide(
+        &create_request(object, &raw, namespace),
+        Endpoint::Mutate,
+        facts,
+    )
 }
 
-/// The request `serve` would receive for a CREATE of this manifest.
-pub fn create_request<'a>(object: &'a Value, namespace: &'a str) -> Request<'a> {
+/// The object as the JSON `serve` would receive, which is what the engine reads.
+fn raw_object(object: &Value) -> Result<Box<RawValue>, EngineError> {
+    serde_json::value::to_raw_value(object).map_err(|e| EngineError::InvalidObject {
+        kind: object["kind"].as_str().unwrap_or_default().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The request `serve` would receive for a CREATE of this manifest (`raw` is `object` as JSON).
+pub fn create_request<'a>(object: &'a Value, raw: &'a RawValue, namespace: &'a str) -> Request<'a> {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let (group, version) = split_api_version(api_version);
     let name = object
@@ -237,7 +253,7 @@ pub fn create_request<'a>(object: &'a Value, namespace: &'a str) -> Request<'a> 
         operation: Operation::Create,
         namespace,
         name,
-        object: Some(object),
+        object: Some(raw),
         old_object: None,
     }
 }

@@ -181,6 +181,15 @@ impl Inspector {
 
     /// The shared lookup of one image: from the cache, or a new fetch.
     fn lookup(&self, image: &str) -> Shared<BoxFuture<'static, Outcome>> {
+        // Keyed by the normalized reference (cheap string work); the reference is only parsed
+        // on a miss, so a cache hit costs a hash and a lock.
+        let key = crate::detection::normalize_image(image);
+        let mut cache = self.lock();
+        if let Some(entry) = cache.get(&key)
+            && entry.usable(self.settings.cache_ttl)
+        {
+            return entry.lookup.clone();
+        }
         let reference = match Reference::from_str(image) {
             Ok(reference) => reference,
             Err(e) => {
@@ -188,19 +197,12 @@ impl Inspector {
                 return futures_util::future::ready(Err(error)).boxed().shared();
             }
         };
-        let key = reference.whole();
-        let mut cache = self.lock();
-        if let Some(entry) = cache.get(&key)
-            && entry.usable(self.settings.cache_ttl)
-        {
-            return entry.lookup.clone();
-        }
         let fetcher = match &self.fetcher {
             Ok(fetcher) => fetcher.clone(),
             Err(e) => return futures_util::future::ready(Err(e.clone())).boxed().shared(),
         };
         let cap = self.settings.timeout;
-        let name = key.clone();
+        let name = reference.whole();
         let pinned = reference.digest().is_some();
         let task = tokio::spawn(async move {
             let started = Instant::now();

@@ -342,7 +342,7 @@ async fn answer_review(
 async fn lookups(
     state: &AppState,
     engine: &Engine,
-    decoded: &review::Decoded,
+    decoded: &review::Decoded<'_>,
     budget: &Budget,
 ) -> Option<RegistryFacts> {
     let inspector = state

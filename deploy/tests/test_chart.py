@@ -1,0 +1,626 @@
+"""Invariants of the Helm chart's rendered objects, of deploy/install.yaml and of deploy/runtimeclasses/.
+
+Run by scripts/test-deploy.sh, which installs the tools and sets:
+  HELM              helm 3 binary
+  WASM_ADMISSION    the wasm-admission binary (its `check` and `config` commands)
+Each test renders the chart with `helm template` itself, in every certificate mode.
+"""
+
+import base64
+import json
+import os
+import posixpath
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "wasm-admission"
+HELM = os.environ.get("HELM", "helm")
+BIN = os.environ.get("WASM_ADMISSION", str(ROOT / "target" / "debug" / "wasm-admission"))
+
+# The server's defaults (src/cli.rs): used when the chart passes no flag.
+DEFAULT_LISTEN = "0.0.0.0:8443"
+DEFAULT_CERT = "/etc/wasm-admission/tls/tls.crt"
+DEFAULT_KEY = "/etc/wasm-admission/tls/tls.key"
+SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease"}
+
+CA_BUNDLE = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nnot checked here\n-----END CERTIFICATE-----\n").decode()
+
+# name -> (release, namespace, extra helm arguments)
+SCENARIOS = {
+    "generated": ("wasm-admission", "wasm-admission", []),
+    "cert-manager": ("wasm-admission", "wasm-admission", ["--set", "certManager.enabled=true"]),
+    "existing-secret": (
+        "wasm-admission",
+        "wasm-admission",
+        ["--set", "certificates.existingSecret=my-tls", "--set", f"certificates.caBundle={CA_BUNDLE}"],
+    ),
+    "runtimeclasses-metrics-hard": (
+        "wasm-admission",
+        "wasm-admission",
+        [
+            "--set", "runtimeClasses.enabled=true",
+            "--set", "metrics.enabled=true",
+            "--set", "podAntiAffinity=hard",
+            "--set", "priorityClassName=system-cluster-critical",
+            "--set", "webhook.failurePolicy=Ignore",
+        ],
+    ),
+    "other-release-and-namespace": ("edge", "platform-system", ["--set", "certManager.enabled=true"]),
+}
+
+
+def helm_template(release, namespace, args, check=True):
+    proc = subprocess.run(
+        [HELM, "template", release, str(CHART), "--namespace", namespace, "--kube-version", "1.30.0", *args],
+        capture_output=True,
+        text=True,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm template failed: {proc.stderr}")
+    return proc
+
+
+def load_docs(text):
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+_cache = {}
+
+
+def render(name):
+    if name not in _cache:
+        release, namespace, args = SCENARIOS[name]
+        _cache[name] = Rendered(release, namespace, load_docs(helm_template(release, namespace, args).stdout))
+    return _cache[name]
+
+
+class Rendered:
+    def __init__(self, release, namespace, docs):
+        self.release = release
+        self.namespace = namespace
+        self.docs = docs
+
+    def all(self, kind):
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def one(self, kind):
+        found = self.all(kind)
+        assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+        return found[0]
+
+    @property
+    def deployment(self):
+        return self.one("Deployment")
+
+    @property
+    def container(self):
+        containers = self.deployment["spec"]["template"]["spec"]["containers"]
+        assert len(containers) == 1
+        return containers[0]
+
+    def flag(self, name, default=None):
+        prefix = f"--{name}="
+        args = self.container.get("args", [])
+        values = [a[len(prefix):] for a in args if a.startswith(prefix)]
+        assert f"--{name}" not in args, f"--{name} VALUE form: use --{name}=VALUE"
+        assert len(values) <= 1
+        if values:
+            return values[0]
+        env = {e["name"]: e.get("value") for e in self.container.get("env", [])}
+        return env.get("WASM_ADMISSION_" + name.upper().replace("-", "_"), default)
+
+    def container_port(self, port):
+        """A Service targetPort or probe port (name or number) resolved to the container's number."""
+        if isinstance(port, int):
+            return port
+        (match,) = [p["containerPort"] for p in self.container["ports"] if p["name"] == port]
+        return match
+
+    def webhooks(self):
+        mutating = self.one("MutatingWebhookConfiguration")
+        validating = self.one("ValidatingWebhookConfiguration")
+        assert len(mutating["webhooks"]) == 1 and len(validating["webhooks"]) == 1
+        return {"mutating": (mutating, mutating["webhooks"][0]), "validating": (validating, validating["webhooks"][0])}
+
+
+ALL = list(SCENARIOS)
+
+
+def listen_port(r):
+    listen = r.flag("listen", DEFAULT_LISTEN)
+    return int(listen.rsplit(":", 1)[1])
+
+
+# ---------------------------------------------------------------- webhook configurations
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_webhook_configurations(name):
+    r = render(name)
+    service = r.one("Service")
+    https = [p for p in service["spec"]["ports"] if p["name"] == "https"][0]
+    for which, (config, hook) in r.webhooks().items():
+        path = {"mutating": "/mutate", "validating": "/validate"}[which]
+        assert hook["name"].endswith(".wasm-admission.io")
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert hook["sideEffects"] == "None"
+        assert 1 <= hook["timeoutSeconds"] <= 10
+        assert hook["matchPolicy"] == "Equivalent"
+        assert hook["failurePolicy"] in ("Fail", "Ignore")
+        svc = hook["clientConfig"]["service"]
+        assert svc["path"] == path
+        assert svc["name"] == service["metadata"]["name"]
+        assert svc["namespace"] == r.namespace == service["metadata"]["namespace"]
+        assert svc.get("port", 443) == https["port"] == 443
+        assert "url" not in hook["clientConfig"]
+        if which == "mutating":
+            assert hook["reinvocationPolicy"] == "IfNeeded"
+        else:
+            assert "reinvocationPolicy" not in hook
+
+
+def test_default_timeout_and_failure_policy():
+    for _, hook in render("generated").webhooks().values():
+        assert hook["timeoutSeconds"] == 5
+        assert hook["failurePolicy"] == "Fail"
+    for _, hook in render("runtimeclasses-metrics-hard").webhooks().values():
+        assert hook["failurePolicy"] == "Ignore"
+
+
+def normalized_rules(hook):
+    out = set()
+    for rule in hook["rules"]:
+        assert rule.get("scope", "*") in ("Namespaced", "*")
+        for group in rule["apiGroups"]:
+            for version in rule["apiVersions"]:
+                for resource in rule["resources"]:
+                    for op in rule["operations"]:
+                        out.add((group, version, resource, op))
+    return out
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_webhook_rules(name):
+    expected = {("", "v1", "pods/ephemeralcontainers", "UPDATE")}
+    for group, resources in (
+        ("", ["pods"]),
+        ("apps", ["deployments", "statefulsets", "daemonsets", "replicasets"]),
+        ("batch", ["jobs", "cronjobs"]),
+    ):
+        for resource in resources:
+            for op in ("CREATE", "UPDATE"):
+                expected.add((group, "v1", resource, op))
+    for _, hook in render(name).webhooks().values():
+        assert normalized_rules(hook) == expected
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_webhook_selectors(name):
+    r = render(name)
+    for _, hook in r.webhooks().values():
+        ns = hook["namespaceSelector"]
+        assert ns["matchLabels"] == {"wasm-admission.io/inject": "enabled"}
+        (expr,) = ns["matchExpressions"]
+        assert expr["key"] == "kubernetes.io/metadata.name"
+        assert expr["operator"] == "NotIn"
+        assert set(expr["values"]) >= SYSTEM_NAMESPACES | {r.namespace}
+        assert hook["objectSelector"] == {
+            "matchExpressions": [{"key": "wasm-admission.io/skip", "operator": "NotIn", "values": ["true"]}]
+        }
+
+
+def test_excluded_namespaces_follow_the_configuration():
+    proc = helm_template("w", "ops", ["--set", "config.excludedNamespaces={kube-system,monitoring}"])
+    r = Rendered("w", "ops", load_docs(proc.stdout))
+    for _, hook in r.webhooks().values():
+        assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system", "monitoring", "ops"]
+
+
+# ---------------------------------------------------------------- certificates
+
+
+def openssl(*args, stdin=None):
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, text=True)
+
+
+def service_dns_names(r):
+    svc = r.one("Service")["metadata"]["name"]
+    return {svc, f"{svc}.{r.namespace}", f"{svc}.{r.namespace}.svc", f"{svc}.{r.namespace}.svc.cluster.local"}
+
+
+def tls_volume(r):
+    (volume,) = [v for v in r.deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls"]
+    return volume
+
+
+def test_generated_certificate():
+    r = render("generated")
+    secret = r.one("Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert tls_volume(r)["secret"]["secretName"] == secret["metadata"]["name"]
+    ca = secret["data"]["ca.crt"]
+    for config, hook in r.webhooks().values():
+        assert hook["clientConfig"]["caBundle"] == ca
+        assert "cert-manager.io/inject-ca-from" not in config["metadata"].get("annotations", {})
+    assert not [d for d in r.docs if d["apiVersion"].startswith("cert-manager.io/")]
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in ("ca.crt", "tls.crt", "tls.key"):
+            Path(tmp, key).write_bytes(base64.b64decode(secret["data"][key]))
+        verify = openssl("verify", "-CAfile", f"{tmp}/ca.crt", f"{tmp}/tls.crt")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        text = openssl("x509", "-in", f"{tmp}/tls.crt", "-noout", "-ext", "subjectAltName").stdout
+        sans = {part.strip()[len("DNS:"):] for part in text.splitlines()[1].split(",")}
+        assert sans == service_dns_names(r)
+        # The key belongs to the certificate.
+        cert_pub = openssl("x509", "-in", f"{tmp}/tls.crt", "-noout", "-pubkey").stdout
+        key_pub = openssl("pkey", "-in", f"{tmp}/tls.key", "-pubout").stdout
+        assert cert_pub and cert_pub == key_pub
+
+
+@pytest.mark.parametrize("name", ["cert-manager", "other-release-and-namespace"])
+def test_cert_manager_certificate(name):
+    r = render(name)
+    assert not r.all("Secret"), "cert-manager writes the Secret; the chart must not"
+    certs = {c["metadata"]["name"]: c for c in r.all("Certificate")}
+    issuers = {i["metadata"]["name"]: i for i in r.all("Issuer")}
+    assert len(certs) == 2 and len(issuers) == 2
+    for doc in list(certs.values()) + list(issuers.values()):
+        assert doc["apiVersion"] == "cert-manager.io/v1"
+        assert doc["metadata"]["namespace"] == r.namespace
+    (serving,) = [c for c in certs.values() if not c["spec"].get("isCA")]
+    (ca,) = [c for c in certs.values() if c["spec"].get("isCA")]
+    # self-signed Issuer -> CA Certificate -> CA Issuer -> serving Certificate
+    (selfsigned,) = [i for i in issuers.values() if "selfSigned" in i["spec"]]
+    (ca_issuer,) = [i for i in issuers.values() if "ca" in i["spec"]]
+    assert ca["spec"]["issuerRef"] == {"name": selfsigned["metadata"]["name"], "kind": "Issuer", "group": "cert-manager.io"}
+    assert ca_issuer["spec"]["ca"]["secretName"] == ca["spec"]["secretName"]
+    assert serving["spec"]["issuerRef"] == {"name": ca_issuer["metadata"]["name"], "kind": "Issuer", "group": "cert-manager.io"}
+    assert set(serving["spec"]["dnsNames"]) == service_dns_names(r)
+    assert "server auth" in serving["spec"]["usages"]
+    assert serving["spec"]["secretName"] == tls_volume(r)["secret"]["secretName"]
+    for config, hook in r.webhooks().values():
+        assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+            f"{r.namespace}/{serving['metadata']['name']}"
+        )
+        assert "caBundle" not in hook["clientConfig"]
+
+
+def test_cert_manager_with_an_existing_issuer():
+    proc = helm_template(
+        "w", "w", ["--set", "certManager.enabled=true", "--set", "certManager.issuerRef.name=corp-ca",
+                   "--set", "certManager.issuerRef.kind=ClusterIssuer"]
+    )
+    r = Rendered("w", "w", load_docs(proc.stdout))
+    assert not r.all("Issuer")
+    assert r.one("Certificate")["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
+
+
+def test_existing_secret():
+    r = render("existing-secret")
+    assert not r.all("Secret")
+    assert not [d for d in r.docs if d["apiVersion"].startswith("cert-manager.io/")]
+    assert tls_volume(r)["secret"]["secretName"] == "my-tls"
+    for _, hook in r.webhooks().values():
+        assert hook["clientConfig"]["caBundle"] == CA_BUNDLE
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "certificates.existingSecret=x"], "certificates.caBundle is required"),
+        (["--set", "webhook.timeoutSeconds=11"], "timeoutSeconds must be between 1 and 10"),
+        (["--set", "webhook.failurePolicy=Sometimes"], "must be Fail or Ignore"),
+        (["--set", "podAntiAffinity=maybe"], "podAntiAffinity must be soft or hard"),
+        (["--set", "configYaml=[1"], "configYaml is not a YAML map"),
+    ],
+)
+def test_refused_values(args, message):
+    proc = helm_template("w", "w", args, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+# ---------------------------------------------------------------- Deployment, Service, probes, mounts
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_service_targets_the_listen_port(name):
+    r = render(name)
+    service = r.one("Service")
+    pod_labels = r.deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert r.deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    https = [p for p in service["spec"]["ports"] if p["name"] == "https"][0]
+    assert https["port"] == 443
+    assert r.container_port(https["targetPort"]) == listen_port(r)
+    host = r.flag("listen", DEFAULT_LISTEN).rsplit(":", 1)[0]
+    assert host in ("0.0.0.0", "[::]"), "the Service cannot reach a listener on loopback"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_probes(name):
+    r = render(name)
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = r.container[probe]["httpGet"]
+        assert get["path"] == path
+        assert get["scheme"] == "HTTPS"
+        assert r.container_port(get["port"]) == listen_port(r)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_metrics_port(name):
+    r = render(name)
+    listen = r.flag("metrics-listen")
+    ports = {p["name"]: p for p in r.one("Service")["spec"]["ports"]}
+    if listen is None:
+        assert "metrics" not in ports
+        return
+    port = int(listen.rsplit(":", 1)[1])
+    assert port != listen_port(r)
+    assert r.container_port(ports["metrics"]["targetPort"]) == port
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_certificate_and_config_mounts(name):
+    r = render(name)
+    spec = r.deployment["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in r.container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for m in mounts.values():
+        assert "subPath" not in m, "subPath mounts never see updates: hot reload needs folder mounts"
+    cert, key = r.flag("tls-cert-file", DEFAULT_CERT), r.flag("tls-private-key-file", DEFAULT_KEY)
+    tls = mounts["tls"]
+    assert tls["readOnly"] is True
+    assert posixpath.dirname(cert) == posixpath.dirname(key) == tls["mountPath"] == "/etc/wasm-admission/tls"
+    assert posixpath.basename(cert) == "tls.crt" and posixpath.basename(key) == "tls.key"
+    assert "secret" in volumes["tls"]
+    config_path = r.flag("config")
+    assert config_path, "the chart passes --config"
+    cm_mount = mounts["config"]
+    assert cm_mount["mountPath"] == posixpath.dirname(config_path) == "/etc/wasm-admission/config"
+    assert cm_mount.get("readOnly") is True
+    (configmap,) = [c for c in r.all("ConfigMap") if c["metadata"]["name"] == volumes["config"]["configMap"]["name"]]
+    assert posixpath.basename(config_path) in configmap["data"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_pod_namespace_and_skip_label(name):
+    r = render(name)
+    env = {e["name"]: e for e in r.container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert r.deployment["spec"]["template"]["metadata"]["labels"]["wasm-admission.io/skip"] == "true"
+    assert r.container["args"][0] == "serve"
+    for doc in r.docs:
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
+                               "ValidatingWebhookConfiguration", "RuntimeClass", "Namespace"):
+            assert doc["metadata"]["namespace"] == r.namespace, doc["kind"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_restricted_security_context(name):
+    r = render(name)
+    spec = r.deployment["spec"]["template"]["spec"]
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    assert pod["runAsUser"] == 65532
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not spec.get(key)
+    c = r.container["securityContext"]
+    assert c["runAsNonRoot"] is True
+    assert c["runAsUser"] == 65532
+    assert c["allowPrivilegeEscalation"] is False
+    assert c["readOnlyRootFilesystem"] is True
+    assert c["capabilities"] == {"drop": ["ALL"]}
+    assert c["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not c.get("privileged")
+    for v in spec["volumes"]:
+        assert set(v) - {"name"} <= {"secret", "configMap", "emptyDir", "projected"}, v
+    assert r.container["resources"]["requests"] and r.container["resources"]["limits"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_availability(name):
+    r = render(name)
+    spec = r.deployment["spec"]
+    assert spec["replicas"] == 2
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    terms = anti.get("requiredDuringSchedulingIgnoredDuringExecution") or [
+        t["podAffinityTerm"] for t in anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    ]
+    (term,) = terms
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    pdb = r.one("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_hard_anti_affinity_and_priority_class():
+    spec = render("runtimeclasses-metrics-hard").deployment["spec"]["template"]["spec"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in spec["affinity"]["podAntiAffinity"]
+    assert spec["priorityClassName"] == "system-cluster-critical"
+    assert "priorityClassName" not in render("generated").deployment["spec"]["template"]["spec"]
+
+
+def test_single_replica_has_no_pdb():
+    r = Rendered("w", "w", load_docs(helm_template("w", "w", ["--set", "replicaCount=1"]).stdout))
+    assert not r.all("PodDisruptionBudget")
+
+
+# ---------------------------------------------------------------- RBAC
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_rbac_is_read_only_runtimeclasses(name):
+    r = render(name)
+    assert not r.all("Role") and not r.all("RoleBinding")
+    role = r.one("ClusterRole")
+    assert role["rules"] == [
+        {"apiGroups": ["node.k8s.io"], "resources": ["runtimeclasses"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert "aggregationRule" not in role
+    binding = r.one("ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}
+    sa = r.one("ServiceAccount")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": r.namespace}]
+    assert r.deployment["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def run_bin(*args, stdin=None):
+    return subprocess.run([BIN, *args], input=stdin, capture_output=True, text=True)
+
+
+def rendered_config(r):
+    (configmap,) = [c for c in r.all("ConfigMap") if "config.yaml" in c.get("data", {})]
+    return configmap["data"]["config.yaml"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_config_is_accepted_by_the_server_parser(name, tmp_path):
+    r = render(name)
+    text = rendered_config(r)
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    proc = run_bin("check", "--config", str(path), str(ROOT / "examples" / "wasm" / "pod.yaml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    config = yaml.safe_load(text)
+    assert r.namespace not in config.get("excludedNamespaces", []), "the server adds its own namespace itself"
+
+
+def test_the_parser_check_is_not_vacuous(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(rendered_config(render("generated")) + "unknownKey: 1\n")
+    proc = run_bin("check", "--config", str(path), str(ROOT / "examples" / "wasm" / "pod.yaml"))
+    assert proc.returncode == 2 and "unknownKey" in proc.stderr
+
+
+def test_values_config_mirrors_the_server_defaults():
+    """values.yaml's `config:` block is exactly `wasm-admission config` (every SPEC §8 key and default)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    proc = run_bin("config")
+    assert proc.returncode == 0, proc.stderr
+    assert values["config"] == yaml.safe_load(proc.stdout)
+
+
+def test_config_yaml_replaces_config(tmp_path):
+    text = "resources:\n  limits: {}\nexcludedNamespaces: [kube-system, monitoring]\n"
+    given = tmp_path / "given.yaml"
+    given.write_text(text)
+    r = Rendered("w", "w", load_docs(helm_template("w", "w", ["--set-file", f"configYaml={given}"]).stdout))
+    assert yaml.safe_load(rendered_config(r)) == yaml.safe_load(text)
+    for _, hook in r.webhooks().values():
+        assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system", "monitoring", "w"]
+    path = tmp_path / "config.yaml"
+    path.write_text(rendered_config(r))
+    assert run_bin("check", "--config", str(path), str(ROOT / "examples" / "wasm")).returncode == 0
+
+
+# ---------------------------------------------------------------- the webhook never acts on itself
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_check_leaves_its_own_objects_unchanged(name, tmp_path):
+    r = render(name)
+    path = tmp_path / "rendered.yaml"
+    path.write_text(yaml.safe_dump_all(r.docs))
+    proc = run_bin("check", "-o", "json", "--namespace", r.namespace, str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert len(report) == len(r.docs)
+    for entry in report:
+        assert entry["allowed"] is True, entry
+        assert entry["patch"] == [], entry
+    assert [e for e in report if e["kind"] == "Deployment"]
+
+
+def test_skip_label_protects_the_webhook_even_if_marked_wasm(tmp_path):
+    """Even a Wasm annotation on its own pods changes nothing: the skip label is honoured."""
+    proc = helm_template("w", "w", ["--set-string", "podAnnotations.wasm-admission\\.io/wasm=true"])
+    path = tmp_path / "rendered.yaml"
+    path.write_text(proc.stdout)
+    report = json.loads(run_bin("check", "-o", "json", str(path)).stdout)
+    (deployment,) = [e for e in report if e["kind"] == "Deployment"]
+    assert deployment["allowed"] is True and deployment["patch"] == []
+
+
+# ---------------------------------------------------------------- RuntimeClasses
+
+
+def plain_runtimeclasses():
+    out = {}
+    for path in sorted((ROOT / "deploy" / "runtimeclasses").glob("*.yaml")):
+        for doc in load_docs(path.read_text()):
+            if doc["kind"] == "RuntimeClass":
+                out[doc["metadata"]["name"]] = doc
+    return out
+
+
+def test_runtimeclass_files():
+    classes = plain_runtimeclasses()
+    assert set(classes) == {"wasm", "wasmedge", "spin", "wasmtime"}
+    assert classes["wasmedge"]["handler"] == "wasmedge"
+    assert classes["spin"]["handler"] == "spin"
+    assert classes["wasmtime"]["handler"] == "wasmtime"
+    for rc in classes.values():
+        assert rc["apiVersion"] == "node.k8s.io/v1"
+        assert rc["overhead"] == {"podFixed": {"cpu": "10m", "memory": "10Mi"}}
+        selector = rc["scheduling"]["nodeSelector"]
+        assert selector and all(v == "true" for v in selector.values())
+    kustomization = yaml.safe_load((ROOT / "deploy" / "runtimeclasses" / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(f"{n}.yaml" for n in classes)
+
+
+def test_chart_runtimeclasses_match_the_plain_files():
+    chart = {rc["metadata"]["name"]: rc for rc in render("runtimeclasses-metrics-hard").all("RuntimeClass")}
+    plain = plain_runtimeclasses()
+    assert set(chart) == set(plain)
+    for name, rc in plain.items():
+        for key in ("handler", "overhead", "scheduling"):
+            assert chart[name][key] == rc[key], (name, key)
+    assert not render("generated").all("RuntimeClass"), "off by default"
+
+
+def test_every_injected_runtimeclass_exists():
+    """The default class and every class named by an example have a RuntimeClass here."""
+    classes = set(plain_runtimeclasses())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["config"]["runtimeClassName"] in classes
+    named = set()
+    for path in (ROOT / "examples").rglob("*.yaml"):
+        for doc in load_docs(path.read_text()):
+            for meta in (doc.get("metadata", {}), doc.get("spec", {}).get("template", {}).get("metadata", {})):
+                name = (meta.get("annotations") or {}).get("wasm-admission.io/runtime-class")
+                if name:
+                    named.add(name)
+    assert named and named <= classes
+
+
+# ---------------------------------------------------------------- deploy/install.yaml
+
+
+def test_install_yaml():
+    docs = load_docs((ROOT / "deploy" / "install.yaml").read_text())
+    assert docs[0]["kind"] == "Namespace" and docs[0]["metadata"]["name"] == "wasm-admission"
+    labels = docs[0]["metadata"].get("labels", {})
+    assert labels.get("wasm-admission.io/inject") != "enabled"
+    r = Rendered("wasm-admission", "wasm-admission", docs[1:])
+    assert not r.all("Secret"), "no key material in install.yaml"
+    for _, hook in r.webhooks().values():
+        assert "caBundle" not in hook["clientConfig"]
+    assert r.all("Certificate")
+    assert r.deployment["spec"]["template"]["spec"]["containers"][0]["image"].startswith("wasm-admission:")
+    assert docs[1:] == render("cert-manager").docs
