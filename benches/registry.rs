@@ -139,11 +139,17 @@ fn main() {
         let by_image = review_body(&wasm_image, false);
         let plain = review_body(&plain_image, false);
 
-        let baseline = per_review_us(&engine, None, &annotated, 20_000).await;
-        let hit = per_review_us(&engine, Some(&cached), &by_image, 20_000).await;
-        let plain_hit = per_review_us(&engine, Some(&cached), &plain, 20_000).await;
-        let miss = per_review_us(&engine, Some(&uncached), &by_image, 500).await;
-        let plain_miss = per_review_us(&engine, Some(&uncached), &plain, 500).await;
+        // `cargo test --all-targets` runs this too (without `--bench`): a quick smoke run then.
+        let (many, few) = if std::env::args().any(|a| a == "--bench") {
+            (20_000, 500)
+        } else {
+            (20, 5)
+        };
+        let baseline = per_review_us(&engine, None, &annotated, many).await;
+        let hit = per_review_us(&engine, Some(&cached), &by_image, many).await;
+        let plain_hit = per_review_us(&engine, Some(&cached), &plain, many).await;
+        let miss = per_review_us(&engine, Some(&uncached), &by_image, few).await;
+        let plain_miss = per_review_us(&engine, Some(&uncached), &plain, few).await;
 
         println!(
             "\nregistry inspection, per review (decode + lookups + decide + encode), one process"
