@@ -4,6 +4,8 @@
 //! cargo bench --bench load               # 5 s per run
 //! cargo bench --bench load -- --quick    # 2 s per run
 //! cargo bench --bench load -- --duration 10 --starts 20
+//! cargo bench --bench load -- --serve-bin target/x86_64-unknown-linux-musl/release/wasm-admission
+//! cargo bench --bench load -- --callgrind   # instructions per request, by part, under valgrind
 //! ```
 //!
 //! In one run it starts three HTTPS servers on 127.0.0.1, each in its own process so that CPU and
@@ -70,7 +72,7 @@ fn main() {
         Err(e) => {
             eprintln!("load benchmark: {e}");
             eprintln!(
-                "usage: cargo bench --bench load -- [--quick] [--duration SECS] [--starts N]"
+                "usage: cargo bench --bench load -- [--quick] [--duration SECS] [--starts N] [--serve-bin PATH] [--callgrind]"
             );
             std::process::exit(2);
         }
@@ -84,6 +86,10 @@ fn main() {
 type Error = Box<dyn std::error::Error>;
 
 struct Options {
+    /// Another `wasm-admission` binary to measure (a musl build, an older commit).
+    serve_bin: Option<PathBuf>,
+    /// Count instructions per request under callgrind instead of the load runs.
+    callgrind: bool,
     duration: u64,
     starts: usize,
     warmup: u64,
@@ -92,6 +98,8 @@ struct Options {
 impl Options {
     fn parse(args: &[String]) -> Result<Self, Error> {
         let mut options = Options {
+            serve_bin: None,
+            callgrind: false,
             duration: 5,
             starts: 10,
             warmup: 2,
@@ -109,6 +117,10 @@ impl Options {
                     if !(1..=60).contains(&options.duration) {
                         return Err("--duration must be 1 to 60 seconds".into());
                     }
+                }
+                "--callgrind" => options.callgrind = true,
+                "--serve-bin" => {
+                    options.serve_bin = Some(it.next().ok_or("--serve-bin needs a path")?.into());
                 }
                 "--starts" => {
                     options.starts = it.next().ok_or("--starts needs a number")?.parse()?;
@@ -526,6 +538,8 @@ struct Load {
     rate: Option<f64>,
     keep_alive: bool,
     seconds: u64,
+    /// A fixed number of requests instead of `seconds` (the callgrind profile).
+    count: Option<u64>,
 }
 
 /// What one run measured on one server.
@@ -563,11 +577,14 @@ impl Driver {
             .arg("-D")
             .arg(&self.body_path)
             .args(["-c", &load.connections.to_string()])
-            .args(["-z", &format!("{}s", load.seconds)])
             .args(["--no-tui", "--output-format", "json"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        match load.count {
+            Some(n) => command.args(["-n", &n.to_string()]),
+            None => command.args(["-z", &format!("{}s", load.seconds)]),
+        };
         if let Some(rate) = load.rate {
             command
                 .args(["-q", &format!("{rate:.0}")])
@@ -580,7 +597,12 @@ impl Driver {
         die_with_parent(&mut command);
         let mut child = command.spawn()?;
         // Bounded: oha stops itself after -z; it is killed if it has not 30 s later.
-        let deadline = Instant::now() + Duration::from_secs(load.seconds + 30);
+        let deadline = Instant::now()
+            + Duration::from_secs(if load.count.is_some() {
+                300
+            } else {
+                load.seconds + 30
+            });
         let mut stdout = child.stdout.take().expect("stdout");
         let reader = std::thread::spawn(move || {
             let mut out = String::new();
@@ -741,7 +763,10 @@ fn check_answer(
 const NAMES: [&str; 3] = ["transport floor", "DOM floor", "serve"];
 
 fn run(options: &Options) -> Result<(), Error> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_wasm-admission"));
+    let bin = options
+        .serve_bin
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wasm-admission")));
     let oha = oha_path()?;
     let oha_version = Command::new(&oha).arg("--version").output()?;
     let certs = make_certs(&bin)?;
@@ -749,6 +774,9 @@ fn run(options: &Options) -> Result<(), Error> {
     let body_path = certs._dir.path().join("review.json");
     std::fs::write(&body_path, &body)?;
 
+    if options.callgrind {
+        return callgrind(&bin, &oha, &certs, &body_path);
+    }
     println!("== wasm-admission load benchmark");
     println!(
         "serve: {} (tokio workers: default, one per core; {} cores)",
@@ -806,6 +834,7 @@ fn run(options: &Options) -> Result<(), Error> {
                 rate: None,
                 keep_alive: true,
                 seconds: options.warmup,
+                count: None,
             },
         )?;
     }
@@ -837,6 +866,7 @@ fn run(options: &Options) -> Result<(), Error> {
                 rate: None,
                 keep_alive: true,
                 seconds,
+                count: None,
             },
         )?;
         if connections == 25 {
@@ -851,6 +881,7 @@ fn run(options: &Options) -> Result<(), Error> {
             rate: Some(rate),
             keep_alive: true,
             seconds,
+            count: None,
         },
     )?;
     let new_conn = measure_all(
@@ -860,6 +891,7 @@ fn run(options: &Options) -> Result<(), Error> {
             rate: None,
             keep_alive: false,
             seconds,
+            count: None,
         },
     )?;
     let rss_kib: Vec<u64> = reaper
@@ -1005,4 +1037,191 @@ fn print_table(runs: &[(String, Vec<Figures>)]) {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// --callgrind: where the instructions of one request go
+
+/// The rows of the profile: a label and what to look for in callgrind_annotate's inclusive list
+/// (`HANDLER` is the request handler of each server; `MALLOC` sums malloc, free and realloc).
+const PARTS: [(&str, &str); 10] = [
+    ("whole process", "PROGRAM TOTALS"),
+    ("axum handler: body read and answer", "HANDLER"),
+    (
+        "engine (review::handle)",
+        "wasm_admission::review::handle [",
+    ),
+    (
+        "the JSON log line",
+        "tracing_core::event::Event::dispatch [",
+    ),
+    (
+        "metrics",
+        "wasm_admission::server::metrics::Metrics::review [",
+    ),
+    (
+        "HTTP/1.1 request head parse",
+        "as hyper::proto::h1::Http1Transaction>::parse [",
+    ),
+    (
+        "TLS decrypt of the request",
+        "Tls13MessageDecrypter as rustls::crypto::cipher::MessageDecrypter>::decrypt [",
+    ),
+    (
+        "TLS encrypt and write of the response",
+        "hyper::proto::h1::io::Buffered<T,B>::poll_flush [",
+    ),
+    ("malloc, free, realloc (everywhere)", "MALLOC"),
+    (
+        "of which malloc_consolidate",
+        "malloc.c:malloc_consolidate [",
+    ),
+];
+
+/// Starts `inner` under `valgrind --tool=callgrind`.
+fn under_callgrind(inner: &Command, out: &Path) -> Command {
+    let mut command = Command::new("valgrind");
+    command
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (name, value) in inner.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    die_with_parent(&mut command);
+    command
+}
+
+fn callgrind(bin: &Path, oha: &Path, certs: &Certs, body_path: &Path) -> Result<(), Error> {
+    const WARM: u64 = 200;
+    const MEASURED: u64 = 2000;
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        return Err("valgrind not found (apt-get install valgrind)".into());
+    }
+    println!(
+        "== instructions per request under callgrind: {MEASURED} requests on one keep-alive connection after {WARM} not counted"
+    );
+    let driver = Driver {
+        oha: oha.to_path_buf(),
+        body_path: body_path.to_path_buf(),
+        ca: certs.ca.clone(),
+    };
+    let dir = certs._dir.path();
+    let mut columns = Vec::new();
+    for name in NAMES {
+        let addr = free_addr()?;
+        let inner = match name {
+            "transport floor" => floor_command("transport", certs, addr)?,
+            "DOM floor" => floor_command("dom", certs, addr)?,
+            _ => serve_command(bin, certs, addr),
+        };
+        let out = dir.join(format!("callgrind.{}", name.replace(' ', "-")));
+        let (mut target, _) = start(name, under_callgrind(&inner, &out), addr, &certs.client)?;
+        let load = |count| Load {
+            connections: 1,
+            rate: None,
+            keep_alive: true,
+            seconds: 0,
+            count: Some(count),
+        };
+        driver.oha(&target, load(WARM))?;
+        let control = |what: &str| -> Result<(), Error> {
+            let status = Command::new("callgrind_control")
+                .arg(what)
+                .arg(target.pid().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("callgrind_control {what} failed").into())
+            }
+        };
+        control("-z")?;
+        let report = driver.oha(&target, load(MEASURED))?;
+        control("-d")?;
+        stop(&mut target.child);
+        let ok = report["statusCodeDistribution"]["200"]
+            .as_u64()
+            .unwrap_or(0);
+        if ok != MEASURED {
+            return Err(format!("{name}: {ok} of {MEASURED} requests answered 200").into());
+        }
+        let dump = PathBuf::from(format!("{}.1", out.display()));
+        let annotate = Command::new("callgrind_annotate")
+            .args(["--inclusive=yes", "--threshold=100"])
+            .arg(&dump)
+            .output()?;
+        let text = String::from_utf8_lossy(&annotate.stdout);
+        // "  1,234,567 ( 1.23%)  ???:symbol [object]" -> (1234567, "???:symbol [object]")
+        let costs: Vec<(u64, &str)> = text
+            .lines()
+            .filter_map(|line| {
+                let (count, rest) = line.trim_start().split_once(' ')?;
+                let count = count.replace(',', "").parse().ok()?;
+                Some((count, rest.split_once(')')?.1.trim()))
+            })
+            .collect();
+        let first = |hit: &dyn Fn(&str) -> bool| {
+            costs
+                .iter()
+                .find(|(_, symbol)| hit(symbol))
+                .map_or(0, |(c, _)| *c)
+        };
+        let sums: Vec<u64> = PARTS
+            .iter()
+            .map(|(_, needle)| {
+                let total = match *needle {
+                    "PROGRAM TOTALS" => first(&|s| s == "PROGRAM TOTALS"),
+                    "HANDLER" => first(&|s| {
+                        s.contains("as axum::handler::Handler<")
+                            && s.contains(">::call::{{closure}} [")
+                    }),
+                    "MALLOC" => ["malloc", "free", "realloc"]
+                        .iter()
+                        .map(|f| {
+                            first(&|s| s.starts_with(&format!("./malloc/./malloc/malloc.c:{f} [")))
+                        })
+                        .sum(),
+                    // Recursive entries (`name'2`) are counted in their outermost one.
+                    n => first(&|s| s.contains(n) && !s.contains('\'')),
+                };
+                total / MEASURED
+            })
+            .collect();
+        columns.push(sums);
+    }
+    println!("\n| part (inclusive) | transport floor | DOM floor | serve |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (i, (part, _)) in PARTS.iter().enumerate() {
+        let cell = |c: &Vec<u64>| {
+            if c[i] == 0 {
+                "-".to_string()
+            } else {
+                c[i].to_string()
+            }
+        };
+        println!(
+            "| {} | {} | {} | {} |",
+            part,
+            cell(&columns[0]),
+            cell(&columns[1]),
+            cell(&columns[2])
+        );
+    }
+    let serve = &columns[2];
+    println!(
+        "\nserve outside the engine: {} instructions per request ({} in the transport floor, all told)",
+        serve[0].saturating_sub(serve[2]),
+        columns[0][0]
+    );
+    Ok(())
 }
