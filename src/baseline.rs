@@ -3,14 +3,12 @@
 //! Each violation is reported as the container (if any) and the field with its value, e.g.
 //! `container "app": securityContext.privileged=true` or `spec.hostNetwork=true`.
 
-use std::collections::{BTreeMap, HashSet};
-
-use k8s_openapi::api::core::v1::{
-    AppArmorProfile, ContainerPort, PodSpec, SELinuxOptions, SeccompProfile, SecurityContext,
-    WindowsSecurityContextOptions,
-};
+use std::collections::HashSet;
 
 use crate::config::SecurityPolicy;
+use crate::engine::model::{
+    Container, ContainerPort, Map, Profile, SeLinuxOptions, SecurityContext, Spec, WindowsOptions,
+};
 
 /// Capabilities a baseline pod may add.
 pub const BASELINE_CAPABILITIES: [&str; 13] = [
@@ -67,15 +65,26 @@ pub enum Scope<'a> {
 struct ContainerRef<'a> {
     list: &'static str,
     name: &'a str,
-    security_context: Option<&'a SecurityContext>,
+    security_context: Option<&'a SecurityContext<'a>>,
     ports: &'a [ContainerPort],
+}
+
+impl<'a> ContainerRef<'a> {
+    fn new(list: &'static str, c: &'a Container<'a>) -> Self {
+        Self {
+            list,
+            name: &c.name,
+            security_context: c.security_context.as_ref(),
+            ports: c.ports.as_deref().unwrap_or_default(),
+        }
+    }
 }
 
 /// Every violation in `spec`, in a stable order: containers in order (as SPEC §5's example
 /// message lists them), then pod-level fields.
 pub fn violations(
-    spec: &PodSpec,
-    pod_annotations: &BTreeMap<String, String>,
+    spec: &Spec<'_>,
+    pod_annotations: &Map<'_>,
     policy: SecurityPolicy,
     scope: &Scope<'_>,
 ) -> Vec<String> {
@@ -102,42 +111,32 @@ pub fn violations(
     out
 }
 
-fn containers<'a>(spec: &'a PodSpec, scope: &Scope<'_>) -> Vec<ContainerRef<'a>> {
+fn containers<'a>(spec: &'a Spec<'a>, scope: &Scope<'_>) -> Vec<ContainerRef<'a>> {
     let mut out = Vec::new();
     if matches!(scope, Scope::WholePod) {
-        let lists = [
-            ("container", spec.containers.as_slice()),
-            (
-                "initContainer",
-                spec.init_containers.as_deref().unwrap_or_default(),
-            ),
-        ];
-        for (list, cs) in lists {
-            out.extend(cs.iter().map(|c| ContainerRef {
-                list,
-                name: &c.name,
-                security_context: c.security_context.as_ref(),
-                ports: c.ports.as_deref().unwrap_or_default(),
-            }));
-        }
+        out.extend(
+            spec.containers()
+                .iter()
+                .map(|c| ContainerRef::new("container", c)),
+        );
+        out.extend(
+            spec.init_containers()
+                .iter()
+                .map(|c| ContainerRef::new("initContainer", c)),
+        );
     }
-    for c in spec.ephemeral_containers.iter().flatten() {
+    for c in spec.ephemeral_containers() {
         if let Scope::NewEphemeralContainers(existing) = scope
-            && existing.contains(c.name.as_str())
+            && existing.contains(&*c.name)
         {
             continue;
         }
-        out.push(ContainerRef {
-            list: "ephemeralContainer",
-            name: &c.name,
-            security_context: c.security_context.as_ref(),
-            ports: c.ports.as_deref().unwrap_or_default(),
-        });
+        out.push(ContainerRef::new("ephemeralContainer", c));
     }
     out
 }
 
-fn pod_level(spec: &PodSpec, annotations: &BTreeMap<String, String>, out: &mut Vec<String>) {
+fn pod_level(spec: &Spec<'_>, annotations: &Map<'_>, out: &mut Vec<String>) {
     for (set, field) in [
         (spec.host_network, "spec.hostNetwork"),
         (spec.host_pid, "spec.hostPID"),
@@ -162,7 +161,7 @@ fn pod_level(spec: &PodSpec, annotations: &BTreeMap<String, String>, out: &mut V
             .sysctls
             .iter()
             .flatten()
-            .map(|s| s.name.as_str())
+            .map(|s| &*s.name)
             .filter(|n| !SAFE_SYSCTLS.contains(n))
             .collect();
         if !unsafe_sysctls.is_empty() {
@@ -171,7 +170,7 @@ fn pod_level(spec: &PodSpec, annotations: &BTreeMap<String, String>, out: &mut V
     }
     for (key, value) in annotations {
         if let Some(container) = key.strip_prefix(APPARMOR_ANNOTATION_PREFIX)
-            && value != "runtime/default"
+            && **value != *"runtime/default"
             && !value.starts_with("localhost/")
         {
             out.push(format!(
@@ -194,7 +193,7 @@ fn container_level(c: &ContainerRef<'_>, out: &mut Vec<String>) {
     if let Some(add) = sc.capabilities.as_ref().and_then(|c| c.add.as_ref()) {
         let extra: Vec<&str> = add
             .iter()
-            .map(String::as_str)
+            .map(|c| &**c)
             .filter(|cap| !BASELINE_CAPABILITIES.contains(cap))
             .collect();
         if !extra.is_empty() {
@@ -210,25 +209,25 @@ fn container_level(c: &ContainerRef<'_>, out: &mut Vec<String>) {
     selinux(prefix, sc.se_linux_options.as_ref(), out);
 }
 
-fn windows(prefix: &str, w: Option<&WindowsSecurityContextOptions>, out: &mut Vec<String>) {
+fn windows(prefix: &str, w: Option<&WindowsOptions>, out: &mut Vec<String>) {
     if w.and_then(|w| w.host_process) == Some(true) {
         out.push(format!("{prefix}.windowsOptions.hostProcess=true"));
     }
 }
 
-fn seccomp(prefix: &str, p: Option<&SeccompProfile>, out: &mut Vec<String>) {
+fn seccomp(prefix: &str, p: Option<&Profile<'_>>, out: &mut Vec<String>) {
     if let Some(p) = p.filter(|p| p.type_ == "Unconfined") {
         out.push(format!("{prefix}.seccompProfile.type={}", p.type_));
     }
 }
 
-fn apparmor(prefix: &str, p: Option<&AppArmorProfile>, out: &mut Vec<String>) {
+fn apparmor(prefix: &str, p: Option<&Profile<'_>>, out: &mut Vec<String>) {
     if let Some(p) = p.filter(|p| p.type_ != "RuntimeDefault" && p.type_ != "Localhost") {
         out.push(format!("{prefix}.appArmorProfile.type={}", p.type_));
     }
 }
 
-fn selinux(prefix: &str, o: Option<&SELinuxOptions>, out: &mut Vec<String>) {
+fn selinux(prefix: &str, o: Option<&SeLinuxOptions<'_>>, out: &mut Vec<String>) {
     let Some(o) = o else { return };
     if let Some(t) = o.type_.as_deref().filter(|t| !SELINUX_TYPES.contains(t)) {
         out.push(format!("{prefix}.seLinuxOptions.type={t}"));

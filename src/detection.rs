@@ -130,7 +130,7 @@ pub fn normalize_image(image: &str) -> String {
 
 /// Applies rules 1–6 in order.
 pub fn detect(
-    view: &PodView<'_>,
+    view: &PodView<'_, '_>,
     patterns: &ImagePatterns,
     registry: Option<&dyn ImageClassifier>,
     warnings: &mut Vec<String>,
@@ -167,7 +167,7 @@ pub fn detect(
         };
     }
     // Rules 5 and 6, container by container.
-    let containers = &view.spec.containers;
+    let containers = view.spec.containers();
     if containers.is_empty() {
         return Detection::NotWasm;
     }
@@ -196,9 +196,9 @@ pub fn detect(
             false
         };
         if is_wasm {
-            wasm.push(c.name.clone());
+            wasm.push(c.name.to_string());
         } else {
-            other.push(c.name.clone());
+            other.push(c.name.to_string());
         }
     }
     match (wasm.is_empty(), other.is_empty()) {

@@ -1,10 +1,10 @@
 //! JSON Patch (RFC 6902) building against the object exactly as received.
 //!
 //! Every `add` must find its parent: the apiserver's patch library refuses an `add` under a
-//! missing object. The builder therefore walks the original document and, where a parent is
-//! missing (or null), adds the highest missing one with the nested value inside it; later adds
-//! under that new parent are merged into the same operation. Tokens are escaped (`/` → `~1`,
-//! `~` → `~0`) by `jsonptr`.
+//! missing object. The builder therefore asks the original document which parents exist and,
+//! where one is missing (or null), adds the highest missing one with the nested value inside it;
+//! later adds under that new parent are merged into the same operation. Tokens are escaped
+//! (`/` → `~1`, `~` → `~0`) by `jsonptr`.
 
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use jsonptr::PointerBuf;
@@ -13,21 +13,43 @@ use serde_json::{Map, Value};
 /// The array-append token of RFC 6901/6902.
 pub const APPEND: &str = "-";
 
+/// What the builder needs to know of the original document: how many leading tokens of a path
+/// exist (non-null).
+pub trait Document {
+    fn existing_depth(&self, path: &[String]) -> usize;
+}
+
+impl Document for Value {
+    fn existing_depth(&self, path: &[String]) -> usize {
+        let mut at = self;
+        for (depth, token) in path.iter().enumerate() {
+            match child(at, token) {
+                Some(next) if !next.is_null() => at = next,
+                _ => return depth,
+            }
+        }
+        path.len()
+    }
+}
+
 enum Op {
     Add { path: Vec<String>, value: Value },
     Replace { path: Vec<String>, value: Value },
 }
 
 pub struct PatchBuilder<'a> {
-    doc: &'a Value,
+    doc: &'a dyn Document,
     ops: Vec<Op>,
+    /// Indices of the `add`s that create a missing parent (the only ones later adds merge into).
+    created: Vec<usize>,
 }
 
 impl<'a> PatchBuilder<'a> {
-    pub fn new(doc: &'a Value) -> Self {
+    pub fn new(doc: &'a dyn Document) -> Self {
         Self {
             doc,
             ops: Vec::new(),
+            created: Vec::new(),
         }
     }
 
@@ -37,36 +59,39 @@ impl<'a> PatchBuilder<'a> {
 
     /// Adds `value` at `path` (tokens, unescaped), creating missing parents.
     pub fn add(&mut self, path: Vec<String>, value: Value) {
-        // Under a parent this builder already creates: merge into that operation's value.
-        for op in &mut self.ops {
-            if let Op::Add {
-                path: created,
-                value: subtree,
-            } = op
-                && path.len() > created.len()
-                && path.starts_with(created)
-            {
-                insert_nested(subtree, &path[created.len()..], value);
-                return;
-            }
+        let parents = path.len() - 1;
+        let depth = self.doc.existing_depth(&path[..parents]);
+        if depth == parents {
+            self.ops.push(Op::Add { path, value });
+            return;
         }
-        // Walk the document to the first missing (or null) parent.
-        let mut at = self.doc;
-        for (depth, token) in path[..path.len() - 1].iter().enumerate() {
-            match child(at, token) {
-                Some(next) if !next.is_null() => at = next,
-                _ => {
-                    let mut nested = container_for(&path[depth + 1]);
-                    insert_nested(&mut nested, &path[depth + 1..], value);
-                    self.ops.push(Op::Add {
-                        path: path[..=depth].to_vec(),
-                        value: nested,
-                    });
-                    return;
-                }
+        // `path[depth]` is the first missing (or null) parent. A parent is always created at the
+        // first missing one, so an earlier add under it, if any, created exactly `path[..=depth]`:
+        // merge into that operation's value.
+        // Compared from the end, where paths differ first (the container index, the key), and
+        // newest first, as mutations write container by container.
+        let parent = &path[..=depth];
+        let found = self.created.iter().rev().find(|&&i| match &self.ops[i] {
+            Op::Add { path: created, .. } => {
+                created.len() == parent.len() && created.iter().rev().eq(parent.iter().rev())
             }
+            Op::Replace { .. } => false,
+        });
+        if let Some(&index) = found
+            && let Op::Add { value: subtree, .. } = &mut self.ops[index]
+        {
+            insert_nested(subtree, &path[depth + 1..], value);
+            return;
         }
-        self.ops.push(Op::Add { path, value });
+        let mut nested = container_for(&path[depth + 1]);
+        insert_nested(&mut nested, &path[depth + 1..], value);
+        let mut path = path;
+        path.truncate(depth + 1);
+        self.created.push(self.ops.len());
+        self.ops.push(Op::Add {
+            path,
+            value: nested,
+        });
     }
 
     /// Replaces the existing value at `path`.

@@ -13,8 +13,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use kube_core::admission::Operation;
 use kube_core::response::{Status, StatusSummary};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
+use crate::engine::model::Str;
 use crate::engine::{ApiKind, Decision, Endpoint, Engine, EngineError, Facts, Outcome, Request};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -37,41 +38,47 @@ pub enum ReviewError {
     Engine(#[from] EngineError),
 }
 
+/// Only what the webhook reads; `object` and `oldObject` stay raw JSON, borrowed from the body,
+/// for the engine's lean model. Everything else (`userInfo`, `options`, ...) is skipped unbuilt.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    request: Option<RequestIn>,
+struct ReviewIn<'a> {
+    #[serde(borrow, default)]
+    api_version: Str<'a>,
+    #[serde(borrow, default)]
+    kind: Str<'a>,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn {
-    #[serde(default)]
-    uid: String,
-    kind: KindIn,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
+struct RequestIn<'a> {
+    #[serde(borrow, default)]
+    uid: Str<'a>,
+    #[serde(borrow)]
+    kind: KindIn<'a>,
+    #[serde(borrow, default)]
+    sub_resource: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    namespace: Option<Str<'a>>,
     operation: Operation,
-    #[serde(default)]
-    object: Option<Value>,
-    #[serde(default)]
-    old_object: Option<Value>,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    old_object: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct KindIn {
-    #[serde(default)]
-    group: String,
-    version: String,
-    kind: String,
+struct KindIn<'a> {
+    #[serde(borrow, default)]
+    group: Str<'a>,
+    #[serde(borrow)]
+    version: Str<'a>,
+    #[serde(borrow)]
+    kind: Str<'a>,
 }
 
 /// What one review was about and how it ended, for the server's log line and metrics.
@@ -100,11 +107,11 @@ pub fn handle(
     endpoint: Endpoint,
     facts: &Facts<'_>,
 ) -> Result<ReviewReply, ReviewError> {
-    let review: ReviewIn = serde_json::from_slice(body)?;
-    if review.api_version != API_VERSION || review.kind != KIND {
+    let review: ReviewIn<'_> = serde_json::from_slice(body)?;
+    if *review.api_version != *API_VERSION || *review.kind != *KIND {
         return Err(ReviewError::WrongType {
-            api_version: review.api_version,
-            kind: review.kind,
+            api_version: review.api_version.to_string(),
+            kind: review.kind.to_string(),
         });
     }
     let req = review.request.ok_or(ReviewError::MissingRequest)?;
@@ -121,8 +128,8 @@ pub fn handle(
         operation: req.operation.clone(),
         namespace: req.namespace.as_deref().unwrap_or(""),
         name: req.name.as_deref().unwrap_or(""),
-        object: req.object.as_ref().filter(|v| !v.is_null()),
-        old_object: req.old_object.as_ref().filter(|v| !v.is_null()),
+        object: req.object.filter(|v| v.get() != "null"),
+        old_object: req.old_object.filter(|v| v.get() != "null"),
     };
     let decision = engine.decide(&request, endpoint, facts)?;
     let body = encode(&req.uid, &decision)?;
@@ -131,8 +138,8 @@ pub fn handle(
         name => name.to_string(),
     };
     let summary = ReviewSummary {
-        uid: req.uid.clone(),
-        kind: req.kind.kind.clone(),
+        uid: req.uid.to_string(),
+        kind: req.kind.kind.to_string(),
         namespace: request.namespace.to_string(),
         name,
         operation: req.operation,
@@ -163,10 +170,6 @@ struct ResponseOut<'a> {
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<Status>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     audit_annotations: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -185,31 +188,64 @@ pub fn encode(uid: &str, decision: &Decision) -> Result<Vec<u8>, serde_json::Err
         }),
         _ => None,
     };
-    let patch = if decision.patch.0.is_empty() {
-        None
-    } else {
-        Some(BASE64.encode(serde_json::to_vec(&decision.patch)?))
-    };
-    serde_json::to_vec(&ReviewOut {
+    let mut out = serde_json::to_vec(&ReviewOut {
         api_version: API_VERSION,
         kind: KIND,
         response: ResponseOut {
             uid,
             allowed: decision.allowed,
             status,
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            patch,
             audit_annotations: &decision.audit_annotations,
             warnings: &decision.warnings,
         },
-    })
+    })?;
+    if !decision.patch.0.is_empty() {
+        // `patchType` and the base64 `patch` are appended by hand: the base64 alphabet needs no
+        // JSON escaping, and having the serializer scan tens of KiB of it for escapes costs as
+        // much as building the patch. The compact envelope always ends with `}}` (response,
+        // review); the two fields go just before.
+        let json = serde_json::to_vec(&decision.patch)?;
+        let tail = out.split_off(out.len().saturating_sub(2));
+        out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+        let start = out.len();
+        out.resize(
+            start + base64::encoded_len(json.len(), true).unwrap_or(0),
+            0,
+        );
+        let written = BASE64
+            .encode_slice(&json, &mut out[start..])
+            .map_err(|e| serde_json::Error::io(std::io::Error::other(e)))?;
+        out.truncate(start + written);
+        out.push(b'"');
+        out.extend_from_slice(&tail);
+    }
+    Ok(out)
 }
 
-fn object_name(object: Option<&Value>) -> String {
-    let meta = object.and_then(|o| o.get("metadata"));
-    let field = |f| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
-    field("name")
-        .or_else(|| field("generateName"))
-        .unwrap_or("")
-        .to_string()
+/// The name, else the `generateName`, of an object created with an empty request name, for the
+/// log line. Only `metadata` is read; the rest of the object is skipped unbuilt.
+fn object_name(object: Option<&RawValue>) -> String {
+    #[derive(Deserialize)]
+    struct Named<'a> {
+        #[serde(borrow, default)]
+        metadata: Option<Names<'a>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Names<'a> {
+        #[serde(borrow, default)]
+        name: Option<Str<'a>>,
+        #[serde(borrow, default)]
+        generate_name: Option<Str<'a>>,
+    }
+    let parsed = object.and_then(|o| serde_json::from_str::<Named<'_>>(o.get()).ok());
+    let meta = parsed.as_ref().and_then(|o| o.metadata.as_ref());
+    meta.and_then(|m| {
+        m.name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(m.generate_name.as_deref())
+    })
+    .unwrap_or_default()
+    .to_string()
 }

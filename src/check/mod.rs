@@ -161,6 +161,11 @@ pub fn evaluate(
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .unwrap_or_default();
+    // The engine reads the object as the JSON `serve` would receive.
+    let raw = serde_json::value::to_raw_value(object).map_err(|e| EngineError::InvalidObject {
+        kind: object["kind"].as_str().unwrap_or_default().to_string(),
+        message: e.to_string(),
+    })?;
     let request = Request {
         kind: ApiKind {
             group,
@@ -171,7 +176,7 @@ pub fn evaluate(
         operation: Operation::Create,
         namespace,
         name,
-        object: Some(object),
+        object: Some(&raw),
         old_object: None,
     };
     engine.decide(&request, Endpoint::Mutate, facts)

@@ -3,7 +3,8 @@
 use std::io::{self, Write};
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::Checked;
 use crate::cli::OutputFormat;
@@ -13,7 +14,7 @@ pub fn write(out: &mut dyn Write, format: OutputFormat, results: &[Checked]) -> 
     match format {
         OutputFormat::Text => text(out, results),
         OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, &json_report(results))?;
+            serde_json::to_writer_pretty(&mut *out, &json_entries(results))?;
             writeln!(out)
         }
         OutputFormat::Yaml => yaml(out, results),
@@ -75,39 +76,54 @@ fn text(out: &mut dyn Write, results: &[Checked]) -> io::Result<()> {
     )
 }
 
-/// The array of SPEC §7: `source`, `index`, `kind`, `namespace`, `name`, `allowed`, `message`,
-/// `warnings`, `patch` and the mutated `object`. A document that could not be read has
-/// `allowed: null`, its error as `message`, and `object: null`.
-pub fn json_report(results: &[Checked]) -> Value {
-    Value::Array(
-        results
-            .iter()
-            .map(|r| {
-                let (allowed, message, warnings, patch, object) = match &r.result {
-                    Ok(ev) => (
-                        json!(ev.decision.allowed),
-                        json!(ev.decision.message),
-                        json!(ev.decision.warnings),
-                        serde_json::to_value(&ev.decision.patch).unwrap_or(json!([])),
-                        ev.object.clone(),
-                    ),
-                    Err(e) => (Value::Null, json!(e), json!([]), json!([]), Value::Null),
-                };
-                json!({
-                    "source": r.source,
-                    "index": r.index,
-                    "kind": r.kind,
-                    "namespace": r.namespace,
-                    "name": r.name,
-                    "allowed": allowed,
-                    "message": message,
-                    "warnings": warnings,
-                    "patch": patch,
-                    "object": object,
-                })
-            })
-            .collect(),
-    )
+/// One element of the array of SPEC §7, in its field order. A document that could not be read
+/// has `allowed: null`, its error as `message`, and `object: null`.
+#[derive(Serialize)]
+struct Entry<'r> {
+    source: &'r str,
+    index: usize,
+    kind: &'r str,
+    namespace: &'r str,
+    name: &'r str,
+    allowed: Option<bool>,
+    message: Option<&'r str>,
+    warnings: &'r [String],
+    patch: &'r [json_patch::PatchOperation],
+    object: Option<&'r Value>,
+}
+
+fn json_entries(results: &[Checked]) -> Vec<Entry<'_>> {
+    results
+        .iter()
+        .map(|r| {
+            let base = Entry {
+                source: &r.source,
+                index: r.index,
+                kind: &r.kind,
+                namespace: &r.namespace,
+                name: &r.name,
+                allowed: None,
+                message: None,
+                warnings: &[],
+                patch: &[],
+                object: None,
+            };
+            match &r.result {
+                Ok(ev) => Entry {
+                    allowed: Some(ev.decision.allowed),
+                    message: ev.decision.message.as_deref(),
+                    warnings: &ev.decision.warnings,
+                    patch: &ev.decision.patch.0,
+                    object: Some(&ev.object),
+                    ..base
+                },
+                Err(e) => Entry {
+                    message: Some(e),
+                    ..base
+                },
+            }
+        })
+        .collect()
 }
 
 /// The objects as they would be admitted, ready for `kubectl apply -f -`; denied objects and

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 
 use kube_core::admission::Operation;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::model::{self, Object};
 use super::{Decision, Endpoint, Engine, EngineError, Facts, PodView, Request, warning};
 use crate::baseline::{self, Scope};
 use crate::config::ResourceDefaults;
@@ -45,15 +46,16 @@ pub(super) fn decide(
     {
         return Ok(Decision::allow());
     }
-    let object = request.object.ok_or_else(|| EngineError::MissingObject {
+    let raw = request.object.ok_or_else(|| EngineError::MissingObject {
         operation: request.operation.clone(),
         kind: kind.as_str().to_string(),
     })?;
-    check_object_kind(kind, object)?;
-    let view = PodView::parse(kind, object).map_err(|message| EngineError::InvalidObject {
+    let object = model::parse(raw.get()).map_err(|message| EngineError::InvalidObject {
         kind: kind.as_str().to_string(),
         message,
     })?;
+    check_object_kind(kind, &object)?;
+    let view = PodView::new(kind, &object);
     if view.label_anywhere(LABEL_SKIP, "true") {
         return Ok(Decision::allow());
     }
@@ -98,7 +100,7 @@ pub(super) fn decide(
         ));
     }
     let violations = baseline::violations(
-        &view.spec,
+        view.spec,
         view.pod_annotations(),
         config.security.policy,
         &Scope::WholePod,
@@ -132,7 +134,7 @@ pub(super) fn decide(
     }
 
     // Mutations (SPEC §4).
-    let mut patch = PatchBuilder::new(object);
+    let mut patch = PatchBuilder::new(&object);
     let mut changes = BTreeSet::new();
     let warnings = &mut decision.warnings;
     if mutate::runtime_class::apply(
@@ -175,23 +177,24 @@ pub(super) fn decide(
 /// rest of the pod was admitted when it was created and cannot change.
 fn decide_ephemeral(
     engine: &Engine,
-    view: &PodView<'_>,
+    view: &PodView<'_, '_>,
     request: &Request<'_>,
     subject: String,
     decision: Decision,
     endpoint: Endpoint,
 ) -> Decision {
-    let existing: Vec<String> = request
-        .old_object
-        .and_then(|o| PodView::parse(WorkloadKind::Pod, o).ok())
-        .and_then(|o| o.spec.ephemeral_containers)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    let scope = Scope::NewEphemeralContainers(existing.iter().map(String::as_str).collect());
+    let old = request.old_object.and_then(|o| model::parse(o.get()).ok());
+    let existing = old
+        .as_ref()
+        .map(|o| {
+            PodView::new(WorkloadKind::Pod, o)
+                .spec
+                .ephemeral_containers()
+        })
+        .unwrap_or_default();
+    let scope = Scope::NewEphemeralContainers(existing.iter().map(|c| &*c.name).collect());
     let violations = baseline::violations(
-        &view.spec,
+        view.spec,
         view.pod_annotations(),
         engine.config().security.policy,
         &scope,
@@ -209,7 +212,11 @@ fn decide_ephemeral(
 }
 
 /// `wasm-admission.io/injected`: the union of what this and earlier runs changed, in SPEC order.
-fn record_changes(view: &PodView<'_>, changes: &BTreeSet<Change>, patch: &mut PatchBuilder<'_>) {
+fn record_changes(
+    view: &PodView<'_, '_>,
+    changes: &BTreeSet<Change>,
+    patch: &mut PatchBuilder<'_>,
+) {
     let path = view.pod_meta_path(&["annotations", ANN_INJECTED]);
     match view.pod_annotations().get(ANN_INJECTED) {
         Some(previous) => {
@@ -232,7 +239,7 @@ fn join_changes(changes: &BTreeSet<Change>) -> String {
 /// The resource defaults: the profile named by annotation, else `resources`.
 fn resource_profile<'e>(
     engine: &'e Engine,
-    view: &PodView<'_>,
+    view: &PodView<'_, '_>,
 ) -> Result<&'e ResourceDefaults, String> {
     let config = engine.config();
     match view.annotation(ANN_RESOURCE_PROFILE) {
@@ -252,7 +259,7 @@ fn resource_profile<'e>(
 }
 
 /// `"namespace/name"` as the denial message names the object.
-fn subject(view: &PodView<'_>, request: &Request<'_>) -> String {
+fn subject(view: &PodView<'_, '_>, request: &Request<'_>) -> String {
     format!(
         "\"{}/{}\"",
         request.namespace,
@@ -276,16 +283,8 @@ fn only_warnings(mut decision: Decision, endpoint: Endpoint) -> Decision {
 }
 
 /// An object that says it is of another kind than the request is refused, not guessed at.
-fn check_object_kind(kind: WorkloadKind, object: &Value) -> Result<(), EngineError> {
-    let Some(map) = object.as_object() else {
-        return Err(EngineError::InvalidObject {
-            kind: kind.as_str().to_string(),
-            message: "object is not a JSON object".into(),
-        });
-    };
-    let found_kind = map.get("kind").and_then(Value::as_str);
-    let found_api = map.get("apiVersion").and_then(Value::as_str);
-    if let (Some(k), Some(api)) = (found_kind, found_api)
+fn check_object_kind(kind: WorkloadKind, object: &Object<'_>) -> Result<(), EngineError> {
+    if let (Some(k), Some(api)) = (object.kind.as_deref(), object.api_version.as_deref())
         && WorkloadKind::from_api_version(api, k) != Some(kind)
     {
         return Err(EngineError::KindMismatch {

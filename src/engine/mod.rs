@@ -4,11 +4,13 @@
 //! [`Engine::decide`]; neither makes a decision of its own, so they cannot disagree.
 
 mod decide;
+pub mod model;
 mod view;
 
 use std::collections::{BTreeMap, HashSet};
 
 use kube_core::admission::Operation;
+use serde_json::value::RawValue;
 
 use crate::config::{Config, ConfigError};
 use crate::detection::{ImageClassifier, ImagePatterns};
@@ -50,8 +52,9 @@ pub struct Request<'a> {
     pub namespace: &'a str,
     /// The request's name (empty for objects created with `generateName`).
     pub name: &'a str,
-    pub object: Option<&'a serde_json::Value>,
-    pub old_object: Option<&'a serde_json::Value>,
+    /// The object exactly as received; the engine reads it through [`model`].
+    pub object: Option<&'a RawValue>,
+    pub old_object: Option<&'a RawValue>,
 }
 
 /// What the doors found out beforehand, by I/O the engine itself never does.

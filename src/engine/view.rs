@@ -1,81 +1,107 @@
-//! A typed, read-only view of the pod spec and metadata inside any of the seven kinds.
+//! The pod spec and metadata inside any of the seven kinds, located once.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Deserialize;
-use serde_json::Value;
-
+use super::model::{Map, Meta, Object, Spec};
 use crate::kinds::WorkloadKind;
 
-/// The object as received (for patches) plus typed copies of what the rules read.
-pub struct PodView<'a> {
+static EMPTY_MAP: Map<'static> = Map::new();
+static EMPTY_META: Meta<'static> = Meta {
+    name: None,
+    generate_name: None,
+    labels: None,
+    annotations: None,
+    owner_references: None,
+};
+static EMPTY_SPEC: Spec<'static> = Spec {
+    containers: None,
+    init_containers: None,
+    ephemeral_containers: None,
+    runtime_class_name: None,
+    host_network: None,
+    host_pid: None,
+    host_ipc: None,
+    volumes: None,
+    security_context: None,
+    template: None,
+    job_template: None,
+};
+
+/// Where the rules look: the object's own metadata, the pod metadata (the Pod's own, or the
+/// pod template's) and the pod spec; absent parts read as empty.
+pub struct PodView<'m, 'a> {
     pub kind: WorkloadKind,
-    pub object: &'a Value,
-    /// The object's own metadata.
-    pub meta: ObjectMeta,
-    /// The pod metadata: the Pod's own, or the pod template's (default when absent).
-    pub pod_meta: ObjectMeta,
-    pub spec: PodSpec,
+    pub object: &'m Object<'a>,
+    pub meta: &'m Meta<'a>,
+    pub pod_meta: &'m Meta<'a>,
+    pub spec: &'m Spec<'a>,
 }
 
-static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-
-impl<'a> PodView<'a> {
-    pub fn parse(kind: WorkloadKind, object: &'a Value) -> Result<Self, String> {
-        let meta = typed::<ObjectMeta>(object, &["metadata"])?;
-        let pod_meta = if kind.is_template() {
-            typed::<ObjectMeta>(object, kind.pod_metadata_path())?
-        } else {
-            meta.clone()
+impl<'m, 'a> PodView<'m, 'a> {
+    pub fn new(kind: WorkloadKind, object: &'m Object<'a>) -> Self {
+        let meta = object.metadata.as_ref().unwrap_or(&EMPTY_META);
+        let spec = object.spec.as_ref();
+        let template = match kind {
+            WorkloadKind::Pod => None,
+            WorkloadKind::CronJob => spec
+                .and_then(|s| s.job_template.as_deref())
+                .and_then(|j| j.spec.as_ref())
+                .and_then(|j| j.template.as_ref()),
+            _ => spec.and_then(|s| s.template.as_deref()),
         };
-        let spec = typed::<PodSpec>(object, kind.pod_spec_path())?;
-        Ok(Self {
+        let (pod_meta, pod_spec) = match (kind, template) {
+            (WorkloadKind::Pod, _) => (meta, spec),
+            (_, Some(t)) => (t.metadata.as_ref().unwrap_or(&EMPTY_META), t.spec.as_ref()),
+            (_, None) => (&EMPTY_META, None),
+        };
+        Self {
             kind,
             object,
             meta,
             pod_meta,
-            spec,
-        })
+            spec: pod_spec.unwrap_or(&EMPTY_SPEC),
+        }
     }
 
-    pub fn pod_annotations(&self) -> &BTreeMap<String, String> {
-        self.pod_meta.annotations.as_ref().unwrap_or(&EMPTY)
+    pub fn pod_annotations(&self) -> &'m Map<'a> {
+        self.pod_meta.annotations.as_ref().unwrap_or(&EMPTY_MAP)
     }
 
-    pub fn pod_labels(&self) -> &BTreeMap<String, String> {
-        self.pod_meta.labels.as_ref().unwrap_or(&EMPTY)
+    pub fn pod_labels(&self) -> &'m Map<'a> {
+        self.pod_meta.labels.as_ref().unwrap_or(&EMPTY_MAP)
     }
 
-    fn own_annotations(&self) -> &BTreeMap<String, String> {
-        self.meta.annotations.as_ref().unwrap_or(&EMPTY)
+    fn own_annotations(&self) -> &'m Map<'a> {
+        self.meta.annotations.as_ref().unwrap_or(&EMPTY_MAP)
     }
 
     /// A `wasm-admission.io/` annotation, read from the object and, for workloads, its pod
     /// template; the template's value wins (SPEC §3).
-    pub fn annotation(&self, key: &str) -> Option<&str> {
+    pub fn annotation(&self, key: &str) -> Option<&'m str> {
         self.pod_annotations()
             .get(key)
             .or_else(|| self.own_annotations().get(key))
-            .map(String::as_str)
+            .map(|v| &**v)
     }
 
     /// Whether either place carries `key: value` (for `wasm-admission.io/wasm: "false"`).
     pub fn annotation_anywhere(&self, key: &str, value: &str) -> bool {
-        self.pod_annotations().get(key).is_some_and(|v| v == value)
-            || self.own_annotations().get(key).is_some_and(|v| v == value)
+        self.pod_annotations()
+            .get(key)
+            .is_some_and(|v| **v == *value)
+            || self
+                .own_annotations()
+                .get(key)
+                .is_some_and(|v| **v == *value)
     }
 
     /// Whether the object or its pod template carries `key: value` as a label.
     pub fn label_anywhere(&self, key: &str, value: &str) -> bool {
-        let has = |m: &ObjectMeta| {
+        let has = |m: &Meta<'_>| {
             m.labels
                 .as_ref()
                 .and_then(|l| l.get(key))
-                .is_some_and(|v| v == value)
+                .is_some_and(|v| **v == *value)
         };
-        has(&self.meta) || has(&self.pod_meta)
+        has(self.meta) || has(self.pod_meta)
     }
 
     /// The object's name, else its `generateName`.
@@ -85,10 +111,11 @@ impl<'a> PodView<'a> {
         }
         self.meta
             .name
-            .clone()
+            .as_deref()
             .filter(|n| !n.is_empty())
-            .or_else(|| self.meta.generate_name.clone())
+            .or(self.meta.generate_name.as_deref())
             .unwrap_or_default()
+            .to_string()
     }
 
     /// JSON-pointer tokens under the pod spec.
@@ -104,27 +131,4 @@ impl<'a> PodView<'a> {
 
 fn join(base: &[&str], rest: &[&str]) -> Vec<String> {
     base.iter().chain(rest).map(|s| s.to_string()).collect()
-}
-
-/// Deserializes the value at `path`, or the type's default when it is absent or null.
-fn typed<T: for<'de> Deserialize<'de> + Default>(
-    object: &Value,
-    path: &[&str],
-) -> Result<T, String> {
-    let mut at = object;
-    for token in path {
-        match at.get(token) {
-            Some(v) if !v.is_null() => at = v,
-            _ => return Ok(T::default()),
-        }
-    }
-    serde_path_to_error::deserialize(at).map_err(|e| {
-        let inner = e.path().to_string();
-        let mut field = path.join(".");
-        if inner != "." {
-            field.push('.');
-            field.push_str(&inner);
-        }
-        format!("{field}: {}", e.into_inner())
-    })
 }

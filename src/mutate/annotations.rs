@@ -8,14 +8,14 @@ use crate::engine::PodView;
 use crate::patch::PatchBuilder;
 
 pub fn apply(
-    view: &PodView<'_>,
+    view: &PodView<'_, '_>,
     wanted: &BTreeMap<String, String>,
     patch: &mut PatchBuilder<'_>,
 ) -> bool {
     let existing = view.pod_annotations();
     let mut changed = false;
     for (key, value) in wanted {
-        if !existing.contains_key(key) {
+        if !existing.contains_key(key.as_str()) {
             patch.add(view.pod_meta_path(&["annotations", key]), json!(value));
             changed = true;
         }

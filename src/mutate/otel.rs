@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::engine::PodView;
+use crate::engine::model::Str;
 use crate::kinds::WorkloadKind;
 use crate::patch::{APPEND, PatchBuilder};
 
@@ -16,16 +17,16 @@ pub const ANN_SERVICE_NAME: &str = "resource.opentelemetry.io/service.name";
 pub const LABEL_APP_NAME: &str = "app.kubernetes.io/name";
 
 /// Whether the pod already carries the OpenTelemetry Operator's injection (or ours).
-pub fn already_injected(view: &PodView<'_>) -> bool {
+pub fn already_injected(view: &PodView<'_, '_>) -> bool {
     view.spec
-        .containers
+        .containers()
         .iter()
-        .any(|c| c.env.iter().flatten().any(|e| e.name == NODE_NAME))
+        .any(|c| c.env().iter().any(|e| e.name == NODE_NAME))
 }
 
 /// Appends the variables each container lacks, in SPEC order.
 pub fn apply(
-    view: &PodView<'_>,
+    view: &PodView<'_, '_>,
     namespace: &str,
     request_name: &str,
     endpoint: &str,
@@ -34,23 +35,15 @@ pub fn apply(
     let service = service_name(view, request_name);
     let workload_name = object_name(view, request_name);
     let mut changed = false;
-    for (index, container) in view.spec.containers.iter().enumerate() {
-        let defined = |name: &str| container.env.iter().flatten().any(|e| e.name == name);
-        let mut attributes = vec![
-            ("k8s.container.name", container.name.clone()),
-            ("k8s.namespace.name", namespace.to_string()),
-            ("k8s.node.name", format!("$({NODE_NAME})")),
-            ("k8s.pod.name", format!("$({POD_NAME})")),
-        ];
-        if let (Some(key), Some(name)) = (view.kind.otel_name_attribute(), &workload_name) {
-            attributes.push((key, name.clone()));
-        }
-        attributes.sort();
-        let attributes = attributes
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+    for (index, container) in view.spec.containers().iter().enumerate() {
+        let defined = |name: &str| container.env().iter().any(|e| e.name == name);
+        let attributes = resource_attributes(
+            &container.name,
+            namespace,
+            view.kind
+                .otel_name_attribute()
+                .zip(workload_name.as_deref()),
+        );
         let vars: [(&str, Value); 5] = [
             (
                 SERVICE_NAME,
@@ -75,23 +68,55 @@ pub fn apply(
     changed
 }
 
+/// `OTEL_RESOURCE_ATTRIBUTES`: the pairs joined with `,`, sorted by key.
+fn resource_attributes(container: &str, namespace: &str, workload: Option<(&str, &str)>) -> String {
+    let node = format!("$({NODE_NAME})");
+    let pod = format!("$({POD_NAME})");
+    let mut pairs = [
+        ("k8s.container.name", container),
+        ("k8s.namespace.name", namespace),
+        ("k8s.node.name", node.as_str()),
+        ("k8s.pod.name", pod.as_str()),
+        ("", ""),
+    ];
+    let len = match workload {
+        Some(w) => {
+            pairs[4] = w;
+            5
+        }
+        None => 4,
+    };
+    let pairs = &mut pairs[..len];
+    pairs.sort_unstable_by_key(|(k, _)| *k);
+    let mut out = String::with_capacity(160);
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
+}
+
 fn field_ref(name: &str, path: &str) -> Value {
     json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
 }
 
 /// The service name: the pod's `resource.opentelemetry.io/service.name` annotation, else its
 /// `app.kubernetes.io/name` label, else the workload's name (for a Pod: its owner's).
-pub fn service_name(view: &PodView<'_>, request_name: &str) -> String {
-    let non_empty = |s: &&String| !s.is_empty();
+pub fn service_name(view: &PodView<'_, '_>, request_name: &str) -> String {
+    let non_empty = |s: &&Str<'_>| !s.is_empty();
     if let Some(v) = view
         .pod_annotations()
         .get(ANN_SERVICE_NAME)
         .filter(non_empty)
     {
-        return v.clone();
+        return v.to_string();
     }
     if let Some(v) = view.pod_labels().get(LABEL_APP_NAME).filter(non_empty) {
-        return v.clone();
+        return v.to_string();
     }
     if view.kind == WorkloadKind::Pod
         && let Some(owner) = pod_owner_name(view)
@@ -109,7 +134,7 @@ pub fn service_name(view: &PodView<'_>, request_name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn object_name(view: &PodView<'_>, request_name: &str) -> Option<String> {
+fn object_name(view: &PodView<'_, '_>, request_name: &str) -> Option<String> {
     Some(request_name)
         .filter(|n| !n.is_empty())
         .or(view.meta.name.as_deref())
@@ -119,7 +144,7 @@ fn object_name(view: &PodView<'_>, request_name: &str) -> Option<String> {
 
 /// The controlling owner's name; a ReplicaSet named `<deployment>-<pod-template-hash>` gives the
 /// Deployment's name.
-fn pod_owner_name(view: &PodView<'_>) -> Option<String> {
+fn pod_owner_name(view: &PodView<'_, '_>) -> Option<String> {
     let owners = view.meta.owner_references.as_deref().unwrap_or_default();
     let owner = owners
         .iter()
@@ -132,5 +157,5 @@ fn pod_owner_name(view: &PodView<'_>) -> Option<String> {
     {
         return Some(deployment.to_string());
     }
-    Some(owner.name.clone()).filter(|n| !n.is_empty())
+    Some(owner.name.to_string()).filter(|n| !n.is_empty())
 }

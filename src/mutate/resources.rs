@@ -2,11 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Container;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use serde_json::json;
 
 use crate::config::ResourceDefaults;
+use crate::engine::model::{Container, QuantityText, Str};
 use crate::engine::{PodView, warning};
 use crate::patch::PatchBuilder;
 use crate::quantity::Quantity;
@@ -15,16 +14,15 @@ use crate::quantity::Quantity;
 /// limit (the limit's value is used instead); a default limit is not added below the
 /// container's request.
 pub fn apply(
-    view: &PodView<'_>,
+    view: &PodView<'_, '_>,
     defaults: &ResourceDefaults,
     patch: &mut PatchBuilder<'_>,
     warnings: &mut Vec<String>,
 ) -> bool {
     let mut changed = false;
-    let init = view.spec.init_containers.as_deref().unwrap_or_default();
     let all = [
-        ("containers", view.spec.containers.as_slice()),
-        ("initContainers", init),
+        ("containers", view.spec.containers()),
+        ("initContainers", view.spec.init_containers()),
     ];
     for (list, containers) in all {
         for (index, container) in containers.iter().enumerate() {
@@ -46,17 +44,19 @@ type Addition<'d> = (&'d str, (&'static str, String));
 
 /// The `(resource, (section, value))` pairs to add to one container.
 fn container_defaults<'d>(
-    container: &Container,
+    container: &Container<'_>,
     defaults: &'d ResourceDefaults,
     warnings: &mut Vec<String>,
 ) -> Vec<Addition<'d>> {
-    let empty = BTreeMap::new();
+    let empty: BTreeMap<Str<'_>, QuantityText<'_>> = BTreeMap::new();
     let resources = container.resources.as_ref();
     let requests = resources
         .and_then(|r| r.requests.as_ref())
         .unwrap_or(&empty);
     let limits = resources.and_then(|r| r.limits.as_ref()).unwrap_or(&empty);
-    let mut parse = |section: &str, resource: &str, q: &K8sQuantity| match Quantity::parse(&q.0) {
+    let mut parse = |section: &str, resource: &str, q: &QuantityText<'_>| match Quantity::parse(
+        &q.0,
+    ) {
         Ok(q) => Some(q),
         Err(_) => {
             warnings.push(warning(&format!(
@@ -71,8 +71,8 @@ fn container_defaults<'d>(
     let names = defaults.requests.keys().chain(defaults.limits.keys());
     let mut seen = std::collections::BTreeSet::new();
     for resource in names.filter(|r| seen.insert(r.as_str())) {
-        let request = requests.get(resource);
-        let limit = limits.get(resource);
+        let request = requests.get(resource.as_str());
+        let limit = limits.get(resource.as_str());
         // An existing value that is not a quantity leaves this resource alone.
         let request_q = match request.map(|q| parse("requests", resource, q)) {
             Some(None) => continue,
@@ -87,7 +87,7 @@ fn container_defaults<'d>(
             && let Some(default) = defaults.requests.get(resource)
         {
             let (text, value) = match (&limit_q, limit) {
-                (Some(l), Some(raw)) if default > l => (raw.0.clone(), l.clone()),
+                (Some(l), Some(raw)) if default > l => (raw.0.to_string(), l.clone()),
                 _ => (default.as_str().to_string(), default.clone()),
             };
             out.push((resource.as_str(), ("requests", text)));

@@ -11,7 +11,7 @@ use crate::patch::PatchBuilder;
 /// keeps it, with a warning. When the cluster's RuntimeClasses are known and `wanted` is not
 /// among them, it is still injected and a warning says why the pods will not start.
 pub fn apply(
-    view: &PodView<'_>,
+    view: &PodView<'_, '_>,
     wanted: &str,
     known: Option<&HashSet<String>>,
     patch: &mut PatchBuilder<'_>,

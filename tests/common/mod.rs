@@ -86,7 +86,7 @@ pub fn remove(object: &mut Value, pointer: &str) {
     let last = last.replace("~1", "/").replace("~0", "~");
     match object.pointer_mut(parent) {
         Some(Value::Object(m)) => {
-            m.shift_remove(&last);
+            m.remove(&last);
         }
         Some(Value::Array(a)) => {
             a.remove(last.parse::<usize>().expect("index"));
