@@ -985,7 +985,7 @@ fn run(options: &Options) -> Result<(), Error> {
         };
         all &= pass;
         println!(
-            "| {} | {:.2}{} | {} {}{} | {}, {:.2}× the {} |",
+            "| {} | {:.3}{} | {} {}{} | {}, {:.2}× the {} |",
             t.what,
             t.measured,
             t.unit,
