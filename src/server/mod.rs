@@ -6,13 +6,15 @@
 //!   handshake from an `ArcSwap`, so it can be replaced without a restart.
 //! - `reload`: polls the certificate, client CA and configuration files and swaps in new versions
 //!   that check out; a bad version is refused and the last good one stays.
-//! - [`metrics`]: Prometheus metrics; [`budget`]: the apiserver's `?timeout=`; [`dev`]: `--dev`.
+//! - [`metrics`]: Prometheus metrics; [`budget`]: the apiserver's `?timeout=`; [`dev`]: `--dev`;
+//!   [`json_log`]: the `--log-format json` lines.
 //!
 //! SIGTERM or SIGINT stops accepting connections, lets requests in flight finish (up to
 //! [`SHUTDOWN_GRACE`]) and exits 0; a second signal stops at once.
 
 pub mod budget;
 pub mod dev;
+pub mod json_log;
 pub mod metrics;
 mod reload;
 pub mod routes;
@@ -450,11 +452,8 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     // Err only when a subscriber is already set (nothing to do then).
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        // The lines of tracing-subscriber's `.json().flatten_event(true)`, written without serde.
+        LogFormat::Json => builder.event_format(json_log::JsonLines).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
