@@ -82,6 +82,11 @@ pub struct ServeArgs {
         default_value = "auto"
     )]
     pub watch_runtime_classes: crate::runtime_classes::WatchMode,
+    /// Most HTTPS connections open at once; more are closed at once [default: 16384, or less
+    /// when the open-file limit is lower]. Each connection still in its TLS handshake costs about
+    /// 13 KiB.
+    #[arg(long, env = "WASM_ADMISSION_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

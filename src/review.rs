@@ -24,8 +24,9 @@ pub const KIND: &str = "AdmissionReview";
 /// Why a body is not a review the webhook can answer; the server maps each to HTTP 400.
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
+    /// The message names the field at fault (`request.uid: invalid type: ...`) where it can.
     #[error("body is not a valid AdmissionReview: {0}")]
-    Malformed(#[from] serde_json::Error),
+    Malformed(String),
     #[error(
         "expected apiVersion {API_VERSION} and kind {KIND}, got apiVersion {api_version:?} and kind {kind:?}"
     )]
@@ -36,6 +37,22 @@ pub enum ReviewError {
     MissingUid,
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The answer could not be serialized (a bug, not the client's fault).
+    #[error("cannot encode the AdmissionReview response: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The decoding error for `body`, naming the field at fault: decoded a second time with the path
+/// tracked, which costs nothing on the way of every valid review.
+fn malformed(body: &[u8], error: serde_json::Error) -> ReviewError {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, ReviewIn<'_>>(&mut de) {
+        Err(located) if located.path().to_string() != "." => {
+            let path = located.path().to_string();
+            ReviewError::Malformed(format!("{path}: {}", located.into_inner()))
+        }
+        _ => ReviewError::Malformed(error.to_string()),
+    }
 }
 
 /// Only what the webhook reads; `object` and `oldObject` stay raw JSON, borrowed from the body,
@@ -133,7 +150,7 @@ impl Decoded<'_> {
 
 /// Decodes and checks an AdmissionReview body.
 pub fn decode(body: &[u8]) -> Result<Decoded<'_>, ReviewError> {
-    let review: ReviewIn<'_> = serde_json::from_slice(body)?;
+    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(|e| malformed(body, e))?;
     if *review.api_version != *API_VERSION || *review.kind != *KIND {
         return Err(ReviewError::WrongType {
             api_version: review.api_version.to_string(),

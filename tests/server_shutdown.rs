@@ -3,78 +3,13 @@
 
 mod server_support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use server_support::*;
 use tokio::sync::watch;
-
-/// The spawned `serve` and the address it reported.
-struct Spawned {
-    child: Child,
-    addr: SocketAddr,
-    logs: std::sync::mpsc::Receiver<String>,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        // Only if a test failed before the process exited.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Spawns `wasm-admission serve` with JSON logs and waits for its "listening" line.
-fn spawn_serve(args: &[&str]) -> Spawned {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
-        .arg("serve")
-        .args(args)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn wasm-admission serve");
-    let stderr = child.stderr.take();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Owned from here on: a failed wait below still ends the process (Drop).
-    let mut spawned = Spawned {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        logs: rx,
-    };
-    let stderr = stderr.expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = spawned
-            .logs
-            .recv_timeout(left)
-            .expect("serve logs that it is listening");
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["message"] == "listening for admission reviews over HTTPS" {
-            spawned.addr = v["addr"]
-                .as_str()
-                .expect("addr field")
-                .parse()
-                .expect("addr");
-            return spawned;
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_every_request_in_flight_then_exits_0() {

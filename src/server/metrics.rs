@@ -8,6 +8,8 @@
 //! | `wasm_admission_reviews_over_budget_total` | endpoint | answers given after the apiserver's `?timeout=` had run out |
 //! | `wasm_admission_certificate_expiry_timestamp_seconds` | | `notAfter` of the certificate being served, in Unix seconds |
 //! | `wasm_admission_reloads_total` | what, result | re-reads of changed files; what is `certificate`, `client_ca` or `config`, result is `success` or `failure` |
+//! | `wasm_admission_connections_open` | | connections open right now (both listeners) |
+//! | `wasm_admission_connections_refused_total` | | connections closed at once because the connection cap was reached |
 //! | `wasm_admission_build_info` | version | always 1 |
 
 use std::sync::atomic::AtomicI64;
@@ -88,6 +90,8 @@ pub struct Metrics {
     in_flight: Gauge,
     certificate_expiry: Gauge<i64, AtomicI64>,
     reloads: Family<ReloadLabels, Counter>,
+    connections_open: Gauge,
+    connections_refused: Counter,
 }
 
 fn duration_histogram() -> Histogram {
@@ -148,6 +152,18 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "Version of this build", build);
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Connections open right now, on both listeners",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because the connection cap was reached",
+            connections_refused.clone(),
+        );
         // Every series exists from the start, so rate() and alerts see a zero before the first event.
         for what in [
             ReloadWhat::Certificate,
@@ -169,6 +185,8 @@ impl Metrics {
             in_flight,
             certificate_expiry,
             reloads,
+            connections_open,
+            connections_refused,
         }
     }
 
@@ -226,6 +244,16 @@ impl Metrics {
                 result: if ok { "success" } else { "failure" },
             })
             .inc();
+    }
+
+    /// The connections gauge, for the connection guard to count with.
+    pub fn connections_open(&self) -> Gauge {
+        self.connections_open.clone()
+    }
+
+    /// The refused-connections counter, for the connection guard to count with.
+    pub fn connections_refused(&self) -> Counter {
+        self.connections_refused.clone()
     }
 
     /// The OpenMetrics text exposition of every metric.

@@ -13,6 +13,7 @@
 //! [`SHUTDOWN_GRACE`]) and exits 0; a second signal stops at once.
 
 pub mod budget;
+pub mod conn;
 pub mod dev;
 pub mod json_log;
 pub mod metrics;
@@ -70,6 +71,12 @@ pub struct Tuning {
     /// The cluster to watch RuntimeClasses in, instead of the one inferred from the environment
     /// (tests point this at a local stand-in for kube-apiserver).
     pub kube_config: Option<kube::Config>,
+    /// A connection whose first request bytes have not arrived this long after its handshake is
+    /// closed (see [`conn`]).
+    pub first_bytes_timeout: Duration,
+    /// The most connections open at once, over both listeners; `None`: derived from the
+    /// process's open-file limit ([`conn::max_connections`]).
+    pub max_connections: Option<usize>,
 }
 
 impl Default for Tuning {
@@ -79,6 +86,8 @@ impl Default for Tuning {
             header_read_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
             kube_config: None,
+            first_bytes_timeout: Duration::from_secs(10),
+            max_connections: None,
         }
     }
 }
@@ -243,16 +252,25 @@ impl Server {
     }
 }
 
+/// The listen backlog: a burst of new connections waits in the kernel's queue instead of
+/// having its SYNs dropped and retried a second later (std's `bind` asks for 128; the kernel
+/// caps this at `net.core.somaxconn`, as Go's listeners use).
+const LISTEN_BACKLOG: u32 = 4096;
+
 fn bind(addr: SocketAddr, flag: &'static str) -> Result<std::net::TcpListener, StartError> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen {
-        addr,
-        flag,
-        source,
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| StartError::Listen { addr, flag, source })?;
-    Ok(listener)
+    let err = |source| StartError::Listen { addr, flag, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    // As std's bind does on Unix: a restart can bind while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    // The std listener comes back in non-blocking mode, as axum-server wants it.
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(err)?;
+    listener.into_std().map_err(err)
 }
 
 fn local_addr(
@@ -386,11 +404,31 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         None => None,
     };
 
+    let fd_limit = conn::raise_fd_limit();
+    let max_connections = args
+        .max_connections
+        .map(|n| n as usize)
+        .or(tuning.max_connections)
+        .unwrap_or_else(|| conn::max_connections(fd_limit));
+    let guard = conn::Guard::new(
+        max_connections,
+        tuning.first_bytes_timeout,
+        state.metrics.connections_open(),
+        state.metrics.connections_refused(),
+    );
+    let metrics_guard = conn::Guard::new(
+        conn::METRICS_MAX_CONNECTIONS,
+        tuning.first_bytes_timeout,
+        state.metrics.connections_open(),
+        state.metrics.connections_refused(),
+    );
+
     let mut handles = Vec::new();
     let mut tasks = Vec::new();
 
     let handle = Handle::new();
-    let acceptor = RustlsAcceptor::new(rustls).handshake_timeout(tuning.tls_handshake_timeout);
+    let acceptor =
+        guard.acceptor(RustlsAcceptor::new(rustls).handshake_timeout(tuning.tls_handshake_timeout));
     let mut https = axum_server::from_tcp(listener)
         .acceptor(acceptor)
         .handle(handle.clone());
@@ -405,7 +443,9 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     let metrics_addr = match metrics_listener {
         Some((listener, metrics_addr)) => {
             let handle = Handle::new();
-            let mut plain = axum_server::from_tcp(listener).handle(handle.clone());
+            let mut plain = axum_server::from_tcp(listener)
+                .acceptor(metrics_guard.acceptor(axum_server::accept::DefaultAcceptor::new()))
+                .handle(handle.clone());
             configure_http(plain.http_builder(), &tuning);
             let app = routes::metrics_router(state.clone());
             tasks.push((
@@ -427,6 +467,8 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         metrics_addr = metrics_addr.map(|a| a.to_string()),
         certificate_serial = %pair.serial,
         certificate_not_after = pair.not_after,
+        max_connections,
+        open_files_limit = fd_limit,
         dev = args.dev,
         watch_runtime_classes = runtime_class_watch.is_some(),
         "listening for admission reviews over HTTPS"

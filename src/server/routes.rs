@@ -276,6 +276,7 @@ async fn answer_review(
                 | ReviewError::MissingRequest
                 | ReviewError::MissingUid
                 | ReviewError::Engine(_) => StatusCode::BAD_REQUEST,
+                ReviewError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             return refuse(
                 state,

@@ -4,8 +4,10 @@
 //! `?timeout=10s`).
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -155,6 +157,7 @@ pub fn serve_args(cert: &Path, key: &Path) -> ServeArgs {
         namespace: Some("wasm-admission".into()),
         // Never a real cluster from a test machine's kubeconfig.
         watch_runtime_classes: wasm_admission::runtime_classes::WatchMode::Off,
+        max_connections: None,
     }
 }
 
@@ -372,4 +375,116 @@ pub async fn metrics_text(client: &reqwest::Client, url: &str) -> String {
         .text()
         .await
         .expect("metrics text")
+}
+
+/// The spawned `serve` and the address it reported.
+pub struct Spawned {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// `--metrics-listen`'s address, when given.
+    pub metrics_addr: Option<String>,
+    pub logs: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // Only if a test failed before the process exited.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `wasm-admission serve` with JSON logs and waits for its "listening" line.
+pub fn spawn_serve(args: &[&str]) -> Spawned {
+    spawn_serve_with(args, |_| {})
+}
+
+/// [`spawn_serve`], with a chance to adjust the command first (environment, limits).
+pub fn spawn_serve_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Spawned {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
+    command
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    adjust(&mut command);
+    let mut child = command.spawn().expect("spawn wasm-admission serve");
+    let stderr = child.stderr.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Owned from here on: a failed wait below still ends the process (Drop).
+    let mut spawned = Spawned {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_addr: None,
+        logs: rx,
+    };
+    let stderr = stderr.expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = spawned
+            .logs
+            .recv_timeout(left)
+            .expect("serve logs that it is listening");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "listening for admission reviews over HTTPS" {
+            spawned.addr = v["addr"]
+                .as_str()
+                .expect("addr field")
+                .parse()
+                .expect("addr");
+            spawned.metrics_addr = v["metrics_addr"].as_str().map(str::to_string);
+            return spawned;
+        }
+    }
+}
+
+impl Spawned {
+    /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        proc_status_kib(self.child.id(), field)
+    }
+
+    /// Open file descriptors of the process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Log lines received so far (and not yet taken).
+    pub fn take_logs(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
+    }
+}
+
+/// A field of `/proc/<pid>/status` in KiB, or 0 when absent.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes a certificate pair into a fresh folder: `(dir, tls.crt, tls.key)`.
+pub fn pair_files(pair: &Pair) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    std::fs::write(&cert, &pair.cert_pem).expect("cert");
+    std::fs::write(&key, &pair.key_pem).expect("key");
+    (dir, cert, key)
 }
