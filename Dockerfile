@@ -24,6 +24,10 @@ RUN echo "$(uname -m)-unknown-linux-musl" > /rust-target \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo.toml declares the benches (cargo checks that their files exist), and `serve --dev` embeds
+# the example review.
+COPY benches ./benches
+COPY examples/review ./examples/review
 # The registry and target folders are BuildKit caches: a rebuild after a source change only
 # compiles this crate. The binary is copied out of the cache into /out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The registry tests (tests/registry.rs) run a real OCI registry: Debian's docker-registry
+# (CNCF distribution). They start it themselves; under CI a missing binary fails them.
+if ! command -v docker-registry >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry
+    else
+        sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry
+    fi
+fi
+
 cargo test --locked --all-targets
 # Doc tests are not part of --all-targets.
 cargo test --locked --doc

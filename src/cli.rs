@@ -73,6 +73,15 @@ pub struct ServeArgs {
     /// The webhook's own namespace (always excluded); defaults to $POD_NAMESPACE.
     #[arg(long, env = "WASM_ADMISSION_NAMESPACE")]
     pub namespace: Option<String>,
+    /// Watch RuntimeClasses and warn when the injected one does not exist: `auto` when cluster
+    /// access is found (in-cluster, or a kubeconfig), `on` (required), `off`.
+    #[arg(
+        long,
+        env = "WASM_ADMISSION_WATCH_RUNTIME_CLASSES",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub watch_runtime_classes: crate::runtime_classes::WatchMode,
     /// Most HTTPS connections open at once; more are closed at once [default: 16384, or less
     /// when the open-file limit is lower]. Each connection still in its TLS handshake costs about
     /// 13 KiB.
@@ -101,7 +110,8 @@ pub struct CheckArgs {
     /// Namespace for objects that name none.
     #[arg(long, default_value = "default")]
     pub namespace: String,
-    /// Inspect images in their registries (SPEC §3 rule 6); off so CI runs stay offline.
+    /// Inspect images in their registries (SPEC §3 rule 6), with the `detection.registry`
+    /// settings of --config, whatever its `enabled` says. Off by default so CI runs stay offline.
     #[arg(long)]
     pub registry: bool,
 }

@@ -128,6 +128,58 @@ pub fn normalize_image(image: &str) -> String {
     out
 }
 
+/// Whether rules 1–4 decide, from annotations alone.
+fn by_annotations(view: &PodView<'_, '_>) -> Option<Detection> {
+    // Rule 1: "false" on either place wins over everything.
+    if view.annotation_anywhere(ANN_WASM, "false") {
+        return Some(Detection::NotWasm);
+    }
+    // Rule 2.
+    if view.annotation(ANN_WASM) == Some("true") {
+        return Some(Detection::Wasm {
+            rule: Rule::WasmAnnotation,
+            runtime_class: view
+                .annotation(ANN_RUNTIME_CLASS)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        });
+    }
+    // Rule 3.
+    if let Some(name) = view.annotation(ANN_RUNTIME_CLASS).filter(|s| !s.is_empty()) {
+        return Some(Detection::Wasm {
+            rule: Rule::RuntimeClassAnnotation,
+            runtime_class: Some(name.to_string()),
+        });
+    }
+    // Rule 4: the WasmEdge / crun convention, read from the pod's annotations.
+    if matches!(
+        view.annotation(ANN_WASM_VARIANT),
+        Some("compat") | Some("compat-smart")
+    ) {
+        return Some(Detection::Wasm {
+            rule: Rule::VariantAnnotation,
+            runtime_class: None,
+        });
+    }
+    None
+}
+
+/// The images rule 6 would classify: none when rules 1–4 decide, else each `containers` image
+/// that no pattern matches, once, in order.
+pub fn registry_images(view: &PodView<'_, '_>, patterns: &ImagePatterns) -> Vec<String> {
+    if by_annotations(view).is_some() {
+        return Vec::new();
+    }
+    let mut images: Vec<String> = Vec::new();
+    for c in view.spec.containers() {
+        let image = c.image.as_deref().unwrap_or("");
+        if !image.is_empty() && !patterns.matches(image) && !images.iter().any(|i| i == image) {
+            images.push(image.to_string());
+        }
+    }
+    images
+}
+
 /// Applies rules 1–6 in order.
 pub fn detect(
     view: &PodView<'_, '_>,
@@ -135,36 +187,9 @@ pub fn detect(
     registry: Option<&dyn ImageClassifier>,
     warnings: &mut Vec<String>,
 ) -> Detection {
-    // Rule 1: "false" on either place wins over everything.
-    if view.annotation_anywhere(ANN_WASM, "false") {
-        return Detection::NotWasm;
-    }
-    // Rule 2.
-    if view.annotation(ANN_WASM) == Some("true") {
-        return Detection::Wasm {
-            rule: Rule::WasmAnnotation,
-            runtime_class: view
-                .annotation(ANN_RUNTIME_CLASS)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-        };
-    }
-    // Rule 3.
-    if let Some(name) = view.annotation(ANN_RUNTIME_CLASS).filter(|s| !s.is_empty()) {
-        return Detection::Wasm {
-            rule: Rule::RuntimeClassAnnotation,
-            runtime_class: Some(name.to_string()),
-        };
-    }
-    // Rule 4: the WasmEdge / crun convention, read from the pod's annotations.
-    if matches!(
-        view.annotation(ANN_WASM_VARIANT),
-        Some("compat") | Some("compat-smart")
-    ) {
-        return Detection::Wasm {
-            rule: Rule::VariantAnnotation,
-            runtime_class: None,
-        };
+    // Rules 1–4.
+    if let Some(detection) = by_annotations(view) {
+        return detection;
     }
     // Rules 5 and 6, container by container.
     let containers = view.spec.containers();

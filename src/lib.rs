@@ -11,6 +11,7 @@
 //! - `quantity`: resource quantities compared by value
 //! - `config`: the configuration file (SPEC §8)
 //! - `review`: AdmissionReview decoding and encoding; `check`: the CI door; `server`: the HTTPS door
+//! - `registry`: image lookups for SPEC §3 rule 6; `runtime_classes`: the RuntimeClass watch of §7
 
 pub mod baseline;
 pub mod certs;
@@ -23,5 +24,7 @@ pub mod kinds;
 pub mod mutate;
 pub mod patch;
 pub mod quantity;
+pub mod registry;
 pub mod review;
+pub mod runtime_classes;
 pub mod server;

@@ -117,13 +117,39 @@ pub struct ReviewReply {
     pub decision: Decision,
 }
 
-/// Decodes a review, asks the engine, and encodes the answer.
-pub fn handle(
-    engine: &Engine,
-    body: &[u8],
-    endpoint: Endpoint,
-    facts: &Facts<'_>,
-) -> Result<ReviewReply, ReviewError> {
+/// A decoded AdmissionReview request, borrowed from the body, before the engine is asked: the
+/// `serve` door reads the images to look up from it ([`Decoded::request`] and
+/// `Engine::registry_images`), then answers.
+pub struct Decoded<'a> {
+    req: RequestIn<'a>,
+}
+
+impl Decoded<'_> {
+    /// What the engine reads of this review.
+    pub fn request(&self) -> Request<'_> {
+        let req = &self.req;
+        Request {
+            kind: ApiKind {
+                group: &req.kind.group,
+                version: &req.kind.version,
+                kind: &req.kind.kind,
+            },
+            sub_resource: req.sub_resource.as_deref().filter(|s| !s.is_empty()),
+            operation: req.operation.clone(),
+            namespace: req.namespace.as_deref().unwrap_or(""),
+            name: req.name.as_deref().unwrap_or(""),
+            object: req.object.filter(|v| v.get() != "null"),
+            old_object: req.old_object.filter(|v| v.get() != "null"),
+        }
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.req.uid
+    }
+}
+
+/// Decodes and checks an AdmissionReview body.
+pub fn decode(body: &[u8]) -> Result<Decoded<'_>, ReviewError> {
     let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(|e| malformed(body, e))?;
     if *review.api_version != *API_VERSION || *review.kind != *KIND {
         return Err(ReviewError::WrongType {
@@ -135,19 +161,18 @@ pub fn handle(
     if req.uid.is_empty() {
         return Err(ReviewError::MissingUid);
     }
-    let request = Request {
-        kind: ApiKind {
-            group: &req.kind.group,
-            version: &req.kind.version,
-            kind: &req.kind.kind,
-        },
-        sub_resource: req.sub_resource.as_deref().filter(|s| !s.is_empty()),
-        operation: req.operation.clone(),
-        namespace: req.namespace.as_deref().unwrap_or(""),
-        name: req.name.as_deref().unwrap_or(""),
-        object: req.object.filter(|v| v.get() != "null"),
-        old_object: req.old_object.filter(|v| v.get() != "null"),
-    };
+    Ok(Decoded { req })
+}
+
+/// Asks the engine about a decoded review and encodes the answer.
+pub fn answer(
+    engine: &Engine,
+    decoded: &Decoded<'_>,
+    endpoint: Endpoint,
+    facts: &Facts<'_>,
+) -> Result<ReviewReply, ReviewError> {
+    let req = &decoded.req;
+    let request = decoded.request();
     let decision = engine.decide(&request, endpoint, facts)?;
     let body = encode(&req.uid, &decision)?;
     let name = match request.name {
@@ -159,7 +184,7 @@ pub fn handle(
         kind: req.kind.kind.to_string(),
         namespace: request.namespace.to_string(),
         name,
-        operation: req.operation,
+        operation: req.operation.clone(),
         outcome: decision.outcome(),
     };
     Ok(ReviewReply {
@@ -167,6 +192,16 @@ pub fn handle(
         summary,
         decision,
     })
+}
+
+/// Decodes a review, asks the engine, and encodes the answer.
+pub fn handle(
+    engine: &Engine,
+    body: &[u8],
+    endpoint: Endpoint,
+    facts: &Facts<'_>,
+) -> Result<ReviewReply, ReviewError> {
+    answer(engine, &decode(body)?, endpoint, facts)
 }
 
 /// The AdmissionReview response, written by hand rather than through kube's `AdmissionResponse`:

@@ -8,11 +8,14 @@ use std::process::ExitCode;
 
 use kube_core::admission::Operation;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::config::Config;
+use crate::detection::ImageClassifier;
 use crate::engine::{ApiKind, Decision, Endpoint, Engine, EngineError, Facts, Outcome, Request};
 use crate::kinds::split_api_version;
+use crate::registry::{Inspector, RegistryFacts};
 
 pub use input::{Document, parse_source, read_all};
 
@@ -63,14 +66,30 @@ pub fn run(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.registry {
+    let settings = &engine.config().detection.registry;
+    if settings.enabled && !args.registry {
         eprintln!(
-            "wasm-admission check: --registry: registry inspection is not available in this build"
+            "wasm-admission check: detection.registry.enabled is set, but check stays offline \
+             unless --registry is given; images are not inspected"
         );
-        return ExitCode::from(2);
     }
     let documents = read_all(&args.paths);
-    let results = check_documents(&engine, &Facts::default(), documents, &args.namespace);
+    let registry = if args.registry {
+        match inspect_documents(&engine, &documents, &args.namespace) {
+            Ok(facts) => Some(facts),
+            Err(e) => {
+                eprintln!("wasm-admission check: --registry: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let facts = Facts {
+        registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
+        runtime_classes: None,
+    };
+    let results = check_documents(&engine, &facts, documents, &args.namespace);
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = report::write(&mut stdout, args.output, &results) {
         eprintln!("wasm-admission check: cannot write the report: {e}");
@@ -85,6 +104,51 @@ pub fn run(args: CheckArgs) -> ExitCode {
         }
     }
     ExitCode::from(exit_code(&results))
+}
+
+/// `check --registry`: looks up, all at once, every image that the engine will ask about in
+/// these documents, with the `detection.registry` settings of the configuration (whatever its
+/// `enabled` says). The whole run's lookups share one `timeout`; an image not answered by then
+/// is "not Wasm" with a warning, as in `serve`.
+pub fn inspect_documents(
+    engine: &Engine,
+    documents: &[Document],
+    default_namespace: &str,
+) -> Result<RegistryFacts, String> {
+    let mut images: Vec<String> = Vec::new();
+    for doc in documents {
+        if let Ok(object) = &doc.content {
+            let namespace = namespace_of(object, default_namespace);
+            if let Ok(raw) = raw_object(object) {
+                images.extend(engine.registry_images(&create_request(object, &raw, &namespace)));
+            }
+        }
+    }
+    if images.is_empty() {
+        return Ok(RegistryFacts::default());
+    }
+    let settings = engine.config().detection.registry.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot create the async runtime: {e}"))?;
+    Ok(runtime.block_on(async {
+        let inspector = Inspector::new(&settings);
+        inspector
+            .inspect(images.iter().map(String::as_str), settings.timeout)
+            .await
+    }))
+}
+
+/// The namespace a manifest's object goes to: its own, else the default.
+fn namespace_of(object: &Value, default_namespace: &str) -> String {
+    object
+        .get("metadata")
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(default_namespace)
+        .to_string()
 }
 
 /// Decides on every document.
@@ -118,7 +182,7 @@ pub fn check_documents(
                     .filter(|s| !s.is_empty())
                     .map(str::to_string)
             };
-            let namespace = meta("namespace").unwrap_or_else(|| default_namespace.to_string());
+            let namespace = namespace_of(&object, default_namespace);
             let name = meta("name")
                 .or_else(|| meta("generateName"))
                 .unwrap_or_default();
@@ -147,13 +211,31 @@ pub fn check_documents(
         .collect()
 }
 
-/// The request `serve` would receive for a CREATE of this manifest.
+/// Decides on a manifest as `serve` would on a CREATE of it.
 pub fn evaluate(
     engine: &Engine,
     facts: &Facts<'_>,
     object: &Value,
     namespace: &str,
 ) -> Result<Decision, EngineError> {
+    let raw = raw_object(object)?;
+    engine.decide(
+        &create_request(object, &raw, namespace),
+        Endpoint::Mutate,
+        facts,
+    )
+}
+
+/// The object as the JSON `serve` would receive, which is what the engine reads.
+fn raw_object(object: &Value) -> Result<Box<RawValue>, EngineError> {
+    serde_json::value::to_raw_value(object).map_err(|e| EngineError::InvalidObject {
+        kind: object["kind"].as_str().unwrap_or_default().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The request `serve` would receive for a CREATE of this manifest (`raw` is `object` as JSON).
+pub fn create_request<'a>(object: &'a Value, raw: &'a RawValue, namespace: &'a str) -> Request<'a> {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let (group, version) = split_api_version(api_version);
     let name = object
@@ -161,12 +243,7 @@ pub fn evaluate(
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .unwrap_or_default();
-    // The engine reads the object as the JSON `serve` would receive.
-    let raw = serde_json::value::to_raw_value(object).map_err(|e| EngineError::InvalidObject {
-        kind: object["kind"].as_str().unwrap_or_default().to_string(),
-        message: e.to_string(),
-    })?;
-    let request = Request {
+    Request {
         kind: ApiKind {
             group,
             version,
@@ -176,10 +253,9 @@ pub fn evaluate(
         operation: Operation::Create,
         namespace,
         name,
-        object: Some(&raw),
+        object: Some(raw),
         old_object: None,
-    };
-    engine.decide(&request, Endpoint::Mutate, facts)
+    }
 }
 
 fn apply(object: &Value, decision: &Decision) -> Result<Value, String> {

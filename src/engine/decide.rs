@@ -23,28 +23,35 @@ pub const LABEL_SKIP: &str = "wasm-admission.io/skip";
 /// The subresource `kubectl debug` writes (SPEC §5).
 const EPHEMERAL_CONTAINERS: &str = "ephemeralcontainers";
 
-pub(super) fn decide(
+/// A request the engine looks at further: its kind and parsed object.
+struct InScope<'a> {
+    kind: WorkloadKind,
+    ephemeral: bool,
+    object: Object<'a>,
+}
+
+/// SPEC §2 and §6: which requests are looked at beyond "allowed, unchanged" (`None`). The skip
+/// label is the caller's to check, on the [`PodView`] over the object.
+fn in_scope<'a>(
     engine: &Engine,
-    request: &Request<'_>,
-    endpoint: Endpoint,
-    facts: &Facts<'_>,
-) -> Result<Decision, EngineError> {
-    let config = engine.config();
+    request: &Request<'a>,
+) -> Result<Option<InScope<'a>>, EngineError> {
     let k = request.kind;
     let Some(kind) = WorkloadKind::from_gvk(k.group, k.version, k.kind) else {
-        return Ok(Decision::allow());
+        return Ok(None);
     };
     let ephemeral = match (request.sub_resource, &request.operation) {
         (None, Operation::Create | Operation::Update) => false,
         (Some(EPHEMERAL_CONTAINERS), Operation::Update) if kind == WorkloadKind::Pod => true,
-        _ => return Ok(Decision::allow()),
+        _ => return Ok(None),
     };
-    if config
+    if engine
+        .config()
         .excluded_namespaces
         .iter()
         .any(|ns| ns == request.namespace)
     {
-        return Ok(Decision::allow());
+        return Ok(None);
     }
     let raw = request.object.ok_or_else(|| EngineError::MissingObject {
         operation: request.operation.clone(),
@@ -55,13 +62,49 @@ pub(super) fn decide(
         message,
     })?;
     check_object_kind(kind, &object)?;
-    let view = PodView::new(kind, &object);
-    if view.label_anywhere(LABEL_SKIP, "true") {
-        return Ok(Decision::allow());
-    }
     if request.operation == Operation::Update && !ephemeral && !kind.pod_spec_mutable_on_update() {
         // The pod spec of a Pod or Job is immutable: a patch would make the apiserver refuse
         // unrelated updates such as a label change.
+        return Ok(None);
+    }
+    Ok(Some(InScope {
+        kind,
+        ephemeral,
+        object,
+    }))
+}
+
+/// The images [`decide`] would ask the registry about (SPEC §3 rule 6), so that a door can look
+/// them up first: none when the request is out of scope or rules 1–4 decide, else the
+/// `containers` images that no image pattern matches. A request the engine refuses has none.
+pub(super) fn registry_images(engine: &Engine, request: &Request<'_>) -> Vec<String> {
+    let Ok(Some(scope)) = in_scope(engine, request) else {
+        return Vec::new();
+    };
+    let view = PodView::new(scope.kind, &scope.object);
+    if view.label_anywhere(LABEL_SKIP, "true") {
+        return Vec::new();
+    }
+    detection::registry_images(&view, &engine.patterns)
+}
+
+pub(super) fn decide(
+    engine: &Engine,
+    request: &Request<'_>,
+    endpoint: Endpoint,
+    facts: &Facts<'_>,
+) -> Result<Decision, EngineError> {
+    let config = engine.config();
+    let Some(InScope {
+        kind,
+        ephemeral,
+        object,
+    }) = in_scope(engine, request)?
+    else {
+        return Ok(Decision::allow());
+    };
+    let view = PodView::new(kind, &object);
+    if view.label_anywhere(LABEL_SKIP, "true") {
         return Ok(Decision::allow());
     }
 

@@ -158,6 +158,12 @@ impl Engine {
     ) -> Result<Decision, EngineError> {
         decide::decide(self, request, endpoint, facts)
     }
+
+    /// The images that [`Engine::decide`] would hand to `Facts::registry` for this request
+    /// (SPEC §3 rule 6), each once: a door looks these up before deciding. Pure, like `decide`.
+    pub fn registry_images(&self, request: &Request<'_>) -> Vec<String> {
+        decide::registry_images(self, request)
+    }
 }
 
 /// A warning as kubectl shows it: prefixed, and cut to 120 characters.

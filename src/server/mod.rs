@@ -6,7 +6,8 @@
 //!   handshake from an `ArcSwap`, so it can be replaced without a restart.
 //! - `reload`: polls the certificate, client CA and configuration files and swaps in new versions
 //!   that check out; a bad version is refused and the last good one stays.
-//! - [`metrics`]: Prometheus metrics; [`budget`]: the apiserver's `?timeout=`; [`dev`]: `--dev`.
+//! - [`metrics`]: Prometheus metrics; [`budget`]: the apiserver's `?timeout=`; [`dev`]: `--dev`;
+//!   [`json_log`]: the `--log-format json` lines.
 //!
 //! SIGTERM or SIGINT stops accepting connections, lets requests in flight finish (up to
 //! [`SHUTDOWN_GRACE`]) and exits 0; a second signal stops at once.
@@ -14,6 +15,7 @@
 pub mod budget;
 pub mod conn;
 pub mod dev;
+pub mod json_log;
 pub mod metrics;
 mod reload;
 pub mod routes;
@@ -66,6 +68,9 @@ pub struct Tuning {
     pub header_read_timeout: Duration,
     /// A TLS handshake that takes longer is dropped.
     pub tls_handshake_timeout: Duration,
+    /// The cluster to watch RuntimeClasses in, instead of the one inferred from the environment
+    /// (tests point this at a local stand-in for kube-apiserver).
+    pub kube_config: Option<kube::Config>,
     /// A connection whose first request bytes have not arrived this long after its handshake is
     /// closed (see [`conn`]).
     pub first_bytes_timeout: Duration,
@@ -80,6 +85,7 @@ impl Default for Tuning {
             poll_interval: DEFAULT_POLL_INTERVAL,
             header_read_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
+            kube_config: None,
             first_bytes_timeout: Duration::from_secs(10),
             max_connections: None,
         }
@@ -101,6 +107,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Dev(#[from] dev::DevError),
+    #[error(transparent)]
+    Cluster(#[from] crate::runtime_classes::NoClusterAccess),
 }
 
 /// Why a running server stopped other than by a signal.
@@ -129,6 +137,10 @@ pub struct AppState {
     pub(crate) ready: AtomicBool,
     /// A shutdown has begun: `/readyz` answers 503.
     pub(crate) draining: AtomicBool,
+    /// Registry inspection (SPEC §3 rule 6), built for the configuration in force.
+    pub(crate) registry: crate::registry::InspectorSlot,
+    /// The cluster's RuntimeClass names, once listed (SPEC §7).
+    pub(crate) runtime_classes: Arc<crate::runtime_classes::RuntimeClassNames>,
 }
 
 /// Installs ring as the process's rustls provider (there is no aws-lc-rs in this build). Every
@@ -151,6 +163,7 @@ pub struct Server {
     handles: Vec<Handle>,
     tasks: Vec<(&'static str, JoinHandle<std::io::Result<()>>)>,
     watcher: JoinHandle<()>,
+    runtime_class_watch: Option<JoinHandle<()>>,
 }
 
 /// Stops a [`Server`] from another task (a signal handler, a test).
@@ -229,6 +242,9 @@ impl Server {
             }
         }
         self.watcher.abort();
+        if let Some(watch) = &self.runtime_class_watch {
+            watch.abort();
+        }
         if let Some(dev) = &self.dev {
             dev.remove();
         }
@@ -358,7 +374,17 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         rustls: Some(rustls.clone()),
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
+        registry: crate::registry::InspectorSlot::default(),
+        runtime_classes: Arc::default(),
     });
+    // Built now rather than on the first review: the HTTP client reads the system's CA
+    // certificates, which takes a while and blocks.
+    state
+        .registry
+        .for_settings(&state.engine.load().config().detection.registry);
+    let kube_client =
+        crate::runtime_classes::client_for(args.watch_runtime_classes, tuning.kube_config.clone())
+            .await?;
 
     let wanted = args
         .listen
@@ -433,6 +459,8 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     };
 
     let watcher = tokio::spawn(reload::watch(state.clone(), sources, tuning.poll_interval));
+    let runtime_class_watch = kube_client
+        .map(|client| crate::runtime_classes::spawn_watch(client, state.runtime_classes.clone()));
     state.ready.store(true, Ordering::Release);
     info!(
         addr = %addr,
@@ -442,6 +470,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         max_connections,
         open_files_limit = fd_limit,
         dev = args.dev,
+        watch_runtime_classes = runtime_class_watch.is_some(),
         "listening for admission reviews over HTTPS"
     );
     Ok(Server {
@@ -452,6 +481,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         handles,
         tasks,
         watcher,
+        runtime_class_watch,
     })
 }
 
@@ -464,11 +494,8 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     // Err only when a subscriber is already set (nothing to do then).
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        // The lines of tracing-subscriber's `.json().flatten_event(true)`, written without serde.
+        LogFormat::Json => builder.event_format(json_log::JsonLines).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }

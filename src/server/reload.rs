@@ -226,6 +226,10 @@ impl ConfigSource {
         self.last_seen = Some(bytes);
         match build_engine(&self.path, self.namespace.as_deref()) {
             Ok(engine) => {
+                // A changed `detection.registry` gets its new inspector here, off the request path.
+                state
+                    .registry
+                    .for_settings(&engine.config().detection.registry);
                 state.engine.store(Arc::new(engine));
                 state.metrics.reload(ReloadWhat::Config, true);
                 info!(what = "config", path = %self.path.display(), "configuration reloaded");

@@ -17,7 +17,9 @@ use tracing::{error, info, warn};
 use super::AppState;
 use super::budget::{Budget, MAX_BUDGET};
 use super::metrics::{self, Counted};
-use crate::engine::{Endpoint, Facts};
+use crate::detection::ImageClassifier;
+use crate::engine::{Endpoint, Engine, Facts};
+use crate::registry::{self, RegistryFacts};
 use crate::review::{self, ReviewError};
 
 /// The largest AdmissionReview body accepted. The apiserver limits an object to 3 MiB and an
@@ -246,12 +248,24 @@ async fn answer_review(
         Ok(bytes) => bytes,
         Err(refusal) => return refuse(state, endpoint, &budget, refusal),
     };
-    // The engine is pure and answers in well under a millisecond: called inline. A panic (a bug)
-    // becomes a 500 for this request instead of a dropped connection.
-    let engine = state.engine.load();
-    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        review::handle(&engine, &bytes, endpoint, &Facts::default())
-    }));
+    let engine = state.engine.load_full();
+    let handled = match review::decode(&bytes) {
+        Ok(decoded) => {
+            // Lookups first (SPEC §3 rule 6, §7), within the review's budget; then the engine,
+            // which is pure and answers in well under a millisecond: called inline. A panic (a
+            // bug) becomes a 500 for this request instead of a dropped connection.
+            let registry = lookups(state, &engine, &decoded, &budget).await;
+            let runtime_classes = state.runtime_classes.current();
+            let facts = Facts {
+                registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
+                runtime_classes: runtime_classes.as_deref(),
+            };
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                review::answer(&engine, &decoded, endpoint, &facts)
+            }))
+        }
+        Err(e) => Ok(Err(e)),
+    };
     drop(engine);
     let reply = match handled {
         Ok(Ok(reply)) => reply,
@@ -321,6 +335,37 @@ async fn answer_review(
         reply.body,
     )
         .into_response()
+}
+
+/// Registry lookups for the images the engine will ask about, when `detection.registry` is
+/// enabled: all at once, within what the apiserver's budget leaves (see
+/// [`registry::review_budget`]). `None` when there is nothing to look up.
+async fn lookups(
+    state: &AppState,
+    engine: &Engine,
+    decoded: &review::Decoded<'_>,
+    budget: &Budget,
+) -> Option<RegistryFacts> {
+    let inspector = state
+        .registry
+        .for_settings(&engine.config().detection.registry)?;
+    let images = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        engine.registry_images(&decoded.request())
+    }))
+    .unwrap_or_default();
+    if images.is_empty() {
+        return None;
+    }
+    let wait = registry::review_budget(
+        budget.remaining(),
+        budget.total,
+        inspector.settings().timeout,
+    );
+    Some(
+        inspector
+            .inspect(images.iter().map(String::as_str), wait)
+            .await,
+    )
 }
 
 /// Counts, logs and answers a review that could not be decided.

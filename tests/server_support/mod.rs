@@ -155,6 +155,8 @@ pub fn serve_args(cert: &Path, key: &Path) -> ServeArgs {
         dev: false,
         client_ca_file: None,
         namespace: Some("wasm-admission".into()),
+        // Never a real cluster from a test machine's kubeconfig.
+        watch_runtime_classes: wasm_admission::runtime_classes::WatchMode::Off,
         max_connections: None,
     }
 }
@@ -181,6 +183,10 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut ServeArgs)) -> Self {
+        Self::start_with_tuning(adjust, fast_tuning()).await
+    }
+
+    pub async fn start_with_tuning(adjust: impl FnOnce(&mut ServeArgs), tuning: Tuning) -> Self {
         let pki = Pki::new("test CA");
         let pair = pki.serving();
         let secret = SecretDir::new(&[
@@ -189,9 +195,7 @@ impl TestServer {
         ]);
         let mut args = serve_args(&secret.path("tls.crt"), &secret.path("tls.key"));
         adjust(&mut args);
-        let server = server::start(args, fast_tuning())
-            .await
-            .expect("server starts");
+        let server = server::start(args, tuning).await.expect("server starts");
         Self {
             server,
             pki,

@@ -1,0 +1,1260 @@
+//! Load benchmark of `serve` next to two floors on the same stack (issue 7).
+//!
+//! ```sh
+//! cargo bench --bench load               # 5 s per run
+//! cargo bench --bench load -- --quick    # 2 s per run
+//! cargo bench --bench load -- --duration 10 --starts 20
+//! cargo bench --bench load -- --rounds 3     # each run 3 times, servers interleaved; medians
+//! cargo bench --bench load -- --serve-bin target/x86_64-unknown-linux-musl/release/wasm-admission
+//! cargo bench --bench load -- --callgrind   # instructions per request, by part, under valgrind
+//! ```
+//!
+//! In one run it starts three HTTPS servers on 127.0.0.1, each in its own process so that CPU and
+//! memory can be read per server from /proc:
+//! - `serve`: the release `wasm-admission` binary, with certificates from `wasm-admission certs`
+//!   (ECDSA P-256) and `--log-format json` (its log goes to /dev/null);
+//! - the *transport floor*: this binary again, axum + axum-server on rustls (ring), the same
+//!   certificate and the same tokio worker count (the default: one per core), reading the body and
+//!   answering a fixed AdmissionReview;
+//! - the *DOM floor*: the same, but it parses the body into a `serde_json::Value` and echoes
+//!   `request.uid` in an allowed response (the simplest correct webhook).
+//!
+//! It drives all three with the same load from `oha` (installed by `scripts/bench-tools.sh`, or
+//! `$OHA`): HTTP/1.1 keep-alive at 1, 8, 25 and 64 connections, a fixed rate at 50% of the
+//! transport floor's maximum at 25 connections, and a new connection per request. For each
+//! server and run it prints requests/s, p50, p99 and p99.9, CPU µs per request and peak RSS, the
+//! ratios of `serve` to each floor, the time from spawning `serve` to `/readyz` answering 200,
+//! and the targets with pass or fail.
+//!
+//! Not part of the test suite: `cargo test --all-targets` runs this binary without `--bench`, and
+//! it returns at once.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::{Value, json};
+
+/// The Service name in the certificate `wasm-admission certs` writes; sent as SNI and checked.
+const HOST: &str = "wasm-admission.wasm-admission.svc";
+/// Selects a floor server in a re-executed copy of this binary.
+const FLOOR_ENV: &str = "WASM_ADMISSION_LOADBENCH_FLOOR";
+const FLOOR_CERT_ENV: &str = "WASM_ADMISSION_LOADBENCH_CERT";
+const FLOOR_KEY_ENV: &str = "WASM_ADMISSION_LOADBENCH_KEY";
+const FLOOR_LISTEN_ENV: &str = "WASM_ADMISSION_LOADBENCH_LISTEN";
+const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
+/// The transport floor's answer, whatever the request.
+const FIXED_ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
+
+fn main() {
+    if let Ok(mode) = std::env::var(FLOOR_ENV) {
+        floor_main(&mode);
+        return;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs benches without --bench: this one is not a test.
+        println!("load benchmark: not run as a test (cargo bench --bench load)");
+        return;
+    }
+    let options = match Options::parse(&args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("load benchmark: {e}");
+            eprintln!(
+                "usage: cargo bench --bench load -- [--quick] [--duration SECS] [--starts N] [--rounds N] [--serve-bin PATH] [--callgrind]"
+            );
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&options) {
+        eprintln!("load benchmark failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+struct Options {
+    /// Another `wasm-admission` binary to measure (a musl build, an older commit).
+    serve_bin: Option<PathBuf>,
+    /// Count instructions per request under callgrind instead of the load runs.
+    callgrind: bool,
+    duration: u64,
+    /// Each run this many times, servers interleaved; the median is printed.
+    rounds: usize,
+    starts: usize,
+    warmup: u64,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, Error> {
+        let mut options = Options {
+            serve_bin: None,
+            callgrind: false,
+            duration: 5,
+            rounds: 1,
+            starts: 10,
+            warmup: 2,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--bench" => {}
+                "--quick" => {
+                    options.duration = 2;
+                    options.warmup = 1;
+                }
+                "--duration" => {
+                    options.duration = it.next().ok_or("--duration needs seconds")?.parse()?;
+                    if !(1..=60).contains(&options.duration) {
+                        return Err("--duration must be 1 to 60 seconds".into());
+                    }
+                }
+                "--callgrind" => options.callgrind = true,
+                "--rounds" => {
+                    options.rounds = it.next().ok_or("--rounds needs a number")?.parse()?;
+                    if !(1..=10).contains(&options.rounds) {
+                        return Err("--rounds must be 1 to 10".into());
+                    }
+                }
+                "--serve-bin" => {
+                    options.serve_bin = Some(it.next().ok_or("--serve-bin needs a path")?.into());
+                }
+                "--starts" => {
+                    options.starts = it.next().ok_or("--starts needs a number")?.parse()?;
+                    if !(1..=100).contains(&options.starts) {
+                        return Err("--starts must be 1 to 100".into());
+                    }
+                }
+                // A filter that cargo may pass along: ignored.
+                other if !other.starts_with('-') => {}
+                other => return Err(format!("unknown option {other}").into()),
+            }
+        }
+        Ok(options)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The floors (in a re-executed copy of this binary)
+
+fn floor_main(mode: &str) {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"));
+    let cert = var(FLOOR_CERT_ENV);
+    let key = var(FLOOR_KEY_ENV);
+    let listen: SocketAddr = var(FLOOR_LISTEN_ENV).parse().expect("listen address");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .expect("certificate file")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(&key).expect("private key");
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("certificate and key");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let app = match mode {
+        "transport" => Router::new().route("/mutate", post(transport_floor)),
+        "dom" => Router::new().route("/mutate", post(dom_floor)),
+        other => panic!("unknown floor {other}"),
+    }
+    .route("/readyz", get(|| async { "ok\n" }));
+    // The same runtime as `serve`: multi-threaded, one worker per core.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(listen).expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
+        axum_server::from_tcp_rustls(listener, tls)
+            .serve(app.into_make_service())
+            .await
+            .expect("serve");
+    });
+}
+
+/// Reads the body, answers a fixed review.
+async fn transport_floor(body: Bytes) -> Response {
+    std::hint::black_box(&body);
+    ([(header::CONTENT_TYPE, "application/json")], FIXED_ANSWER).into_response()
+}
+
+/// Parses the body into a DOM and echoes `request.uid`, allowed.
+async fn dom_floor(body: Bytes) -> Response {
+    let review: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let answer = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": review["request"]["uid"], "allowed": true},
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&answer).expect("serialize"),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver
+
+/// The review posted: a CREATE of a Wasm Deployment as the apiserver sends it (defaults filled in,
+/// no managedFields), from tests/fixtures/deployment-wasm.json.
+fn review_body() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/deployment-wasm.json"
+    );
+    let mut object: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture");
+    let metadata = object["metadata"].as_object_mut().expect("metadata");
+    metadata.remove("managedFields");
+    metadata.insert("generation".into(), json!(1));
+    metadata["labels"]["app.kubernetes.io/instance"] = json!("shop-cart");
+    metadata["labels"]["app.kubernetes.io/managed-by"] = json!("argocd");
+    metadata.insert(
+        "annotations".into(),
+        json!({"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/cart"}),
+    );
+    object["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+        {"name": "CART_STORE_URL", "value": "redis://cart-store.shop.svc:6379"},
+        {"name": "LOG_LEVEL", "value": "info"}
+    ]);
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": UID,
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "requestKind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "requestResource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "cart",
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {
+                "username": "system:serviceaccount:argocd:argocd-application-controller",
+                "uid": "8d7c6b5a-1f2e-4d3c-9b8a-7f6e5d4c3b2a",
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"],
+                "extra": {
+                    "authentication.kubernetes.io/pod-name": ["argocd-application-controller-0"],
+                    "authentication.kubernetes.io/pod-uid": ["0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"]
+                }
+            },
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "argocd-controller"}
+        }
+    }))
+    .expect("serialize")
+}
+
+/// One server process under test.
+struct Target {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Target {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Kills every child still running when dropped (also on a panic or an early error).
+#[derive(Default)]
+struct Reaper(Vec<Target>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for target in &mut self.0 {
+            stop(&mut target.child);
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after 5 s.
+fn stop(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The child gets SIGKILL when this process dies, so no server outlives the benchmark.
+fn die_with_parent(command: &mut Command) -> &mut Command {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+fn free_addr() -> Result<SocketAddr, Error> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+struct Certs {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client: Arc<rustls::ClientConfig>,
+}
+
+fn make_certs(bin: &Path) -> Result<Certs, Error> {
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(bin)
+        .args(["certs", "--out-dir"])
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("wasm-admission certs failed: {}", out.status).into());
+    }
+    let ca = dir.path().join("ca.crt");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&ca)? {
+        roots.add(cert?)?;
+    }
+    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Certs {
+        cert: dir.path().join("tls.crt"),
+        key: dir.path().join("tls.key"),
+        ca,
+        _dir: dir,
+        client: Arc::new(client),
+    })
+}
+
+fn serve_command(bin: &Path, certs: &Certs, addr: SocketAddr) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .arg("serve")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--tls-cert-file")
+        .arg(&certs.cert)
+        .arg("--tls-private-key-file")
+        .arg(&certs.key)
+        .args(["--log-format", "json", "--namespace", "wasm-admission"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    clean_env(&mut command);
+    die_with_parent(&mut command);
+    command
+}
+
+fn floor_command(mode: &str, certs: &Certs, addr: SocketAddr) -> Result<Command, Error> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .env(FLOOR_ENV, mode)
+        .env(FLOOR_CERT_ENV, &certs.cert)
+        .env(FLOOR_KEY_ENV, &certs.key)
+        .env(FLOOR_LISTEN_ENV, addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    clean_env(&mut command);
+    die_with_parent(&mut command);
+    Ok(command)
+}
+
+/// Nothing from the caller's environment changes the servers: no log filter, worker count or
+/// `serve` flag.
+fn clean_env(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name_str = name.to_string_lossy();
+        if name_str == "RUST_LOG"
+            || name_str == "TOKIO_WORKER_THREADS"
+            || name_str.starts_with("WASM_ADMISSION_")
+        {
+            command.env_remove(&name);
+        }
+    }
+}
+
+/// A minimal blocking HTTPS/1.1 client (one request per connection), for readiness and for
+/// checking each server's answer before the load.
+fn https(
+    client: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    sock.set_nodelay(true)?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let name = ServerName::try_from(HOST).expect("server name");
+    let conn =
+        rustls::ClientConnection::new(client.clone(), name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str("\r\n");
+    tls.write_all(request.as_bytes())?;
+    tls.write_all(body)?;
+    tls.flush()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("bad status line: {head}")))?;
+            let length = head.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            });
+            if let Some(length) = length
+                && buf.len() >= end + 4 + length
+            {
+                return Ok((status, buf[end + 4..end + 4 + length].to_vec()));
+            }
+        }
+        match tls.read(&mut chunk) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Polls `/readyz` until it answers 200; returns the time since `since`.
+fn wait_ready(
+    client: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    child: &mut Child,
+    since: Instant,
+) -> Result<Duration, Error> {
+    loop {
+        if let Ok((200, _)) = https(client, addr, "GET", "/readyz", b"") {
+            return Ok(since.elapsed());
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("server on {addr} exited before it was ready: {status}").into());
+        }
+        if since.elapsed() > Duration::from_secs(20) {
+            return Err(format!("server on {addr} not ready after 20 s").into());
+        }
+        std::thread::sleep(Duration::from_micros(250));
+    }
+}
+
+fn start(
+    name: &'static str,
+    mut command: Command,
+    addr: SocketAddr,
+    client: &Arc<rustls::ClientConfig>,
+) -> Result<(Target, Duration), Error> {
+    let since = Instant::now();
+    let mut child = command.spawn()?;
+    match wait_ready(client, addr, &mut child, since) {
+        Ok(ready) => Ok((Target { name, child, addr }, ready)),
+        Err(e) => {
+            stop(&mut child);
+            Err(e)
+        }
+    }
+}
+
+/// `utime + stime` of a process, in microseconds.
+fn cpu_us(pid: u32) -> Result<f64, Error> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name (which may hold spaces) start at field 3.
+    let rest = &stat[stat.rfind(')').ok_or("bad /proc stat")? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields[11].parse()?;
+    let stime: f64 = fields[12].parse()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((utime + stime) * 1e6 / ticks)
+}
+
+/// VmHWM of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmHWM".into())
+}
+
+/// Resets VmHWM to the current RSS (Linux `clear_refs` 5), so each run reports its own peak.
+fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+#[derive(Clone, Copy)]
+struct Load {
+    connections: usize,
+    rate: Option<f64>,
+    keep_alive: bool,
+    seconds: u64,
+    /// A fixed number of requests instead of `seconds` (the callgrind profile).
+    count: Option<u64>,
+}
+
+/// What one run measured on one server.
+#[derive(Clone, Default)]
+struct Figures {
+    requests: u64,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    cpu_us_per_req: f64,
+    peak_rss_kib: u64,
+    failures: u64,
+    failure_detail: String,
+}
+
+struct Driver {
+    oha: PathBuf,
+    body_path: PathBuf,
+    ca: PathBuf,
+}
+
+impl Driver {
+    fn oha(&self, target: &Target, load: Load) -> Result<Value, Error> {
+        let port = target.addr.port();
+        let mut command = Command::new(&self.oha);
+        command
+            .arg(format!("https://{HOST}:{port}/mutate?timeout=10s"))
+            .arg("--connect-to")
+            .arg(format!("{HOST}:{port}:127.0.0.1:{port}"))
+            .arg("--cacert")
+            .arg(&self.ca)
+            .args(["--http-version", "1.1", "-m", "POST"])
+            .args(["-H", "Content-Type: application/json"])
+            .arg("-D")
+            .arg(&self.body_path)
+            .args(["-c", &load.connections.to_string()])
+            .args(["--no-tui", "--output-format", "json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match load.count {
+            Some(n) => command.args(["-n", &n.to_string()]),
+            None => command.args(["-z", &format!("{}s", load.seconds)]),
+        };
+        if let Some(rate) = load.rate {
+            command
+                .args(["-q", &format!("{rate:.0}")])
+                .arg("--latency-correction");
+        }
+        if !load.keep_alive {
+            command.arg("--disable-keepalive");
+        }
+        command.env_remove("TOKIO_WORKER_THREADS");
+        die_with_parent(&mut command);
+        let mut child = command.spawn()?;
+        // Bounded: oha stops itself after -z; it is killed if it has not 30 s later.
+        let deadline = Instant::now()
+            + Duration::from_secs(if load.count.is_some() {
+                300
+            } else {
+                load.seconds + 30
+            });
+        let mut stdout = child.stdout.take().expect("stdout");
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            let _ = stdout.read_to_string(&mut out);
+            out
+        });
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("oha did not stop in time".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let out = reader.join().expect("reader");
+        if !status.success() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err(format!("oha failed ({status}): {err}").into());
+        }
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    fn measure(&self, target: &Target, load: Load) -> Result<Figures, Error> {
+        let pid = target.pid();
+        reset_peak_rss(pid);
+        let cpu_before = cpu_us(pid)?;
+        let report = self.oha(target, load)?;
+        let cpu_after = cpu_us(pid)?;
+        let peak = peak_rss_kib(pid)?;
+        let ok = report["statusCodeDistribution"]["200"]
+            .as_u64()
+            .unwrap_or(0);
+        let mut failures = 0;
+        let mut detail = Vec::new();
+        if let Some(codes) = report["statusCodeDistribution"].as_object() {
+            for (code, n) in codes {
+                if code != "200" {
+                    let n = n.as_u64().unwrap_or(0);
+                    failures += n;
+                    detail.push(format!("HTTP {code}: {n}"));
+                }
+            }
+        }
+        if let Some(errors) = report["errorDistribution"].as_object() {
+            for (error, n) in errors {
+                // Requests cut off by -z at the end of the run are not failures.
+                if error.contains("deadline") {
+                    continue;
+                }
+                let n = n.as_u64().unwrap_or(0);
+                failures += n;
+                detail.push(format!("{error}: {n}"));
+            }
+        }
+        let elapsed = report["summary"]["total"]
+            .as_f64()
+            .filter(|t| *t > 0.0)
+            .unwrap_or(load.seconds as f64);
+        let pct = |key: &str| {
+            report["latencyPercentiles"][key]
+                .as_f64()
+                .unwrap_or(f64::NAN)
+                * 1e6
+        };
+        Ok(Figures {
+            requests: ok,
+            rps: ok as f64 / elapsed,
+            p50_us: pct("p50"),
+            p99_us: pct("p99"),
+            p999_us: pct("p99.9"),
+            cpu_us_per_req: if ok > 0 {
+                (cpu_after - cpu_before) / ok as f64
+            } else {
+                f64::NAN
+            },
+            peak_rss_kib: peak,
+            failures,
+            failure_detail: detail.join("; "),
+        })
+    }
+}
+
+fn oha_path() -> Result<PathBuf, Error> {
+    if let Some(path) = std::env::var_os("OHA") {
+        return Ok(PathBuf::from(path));
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench-tools.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("{script} failed: {}", out.status).into());
+    }
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The time from spawning `serve` to `/readyz` answering 200, `n` times.
+fn startup_times(bin: &Path, certs: &Certs, n: usize) -> Result<Vec<f64>, Error> {
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let addr = free_addr()?;
+        let (mut target, ready) = start(
+            "serve",
+            serve_command(bin, certs, addr),
+            addr,
+            &certs.client,
+        )?;
+        stop(&mut target.child);
+        times.push(ready.as_secs_f64() * 1e3);
+    }
+    Ok(times)
+}
+
+fn check_answer(
+    target: &Target,
+    client: &Arc<rustls::ClientConfig>,
+    body: &[u8],
+) -> Result<usize, Error> {
+    let (status, answer) = https(client, target.addr, "POST", "/mutate?timeout=10s", body)?;
+    let value: Value = serde_json::from_slice(&answer)?;
+    if status != 200 || value["response"]["uid"] != UID || value["response"]["allowed"] != true {
+        return Err(format!(
+            "{} answered {status}: {}",
+            target.name,
+            String::from_utf8_lossy(&answer)
+        )
+        .into());
+    }
+    if target.name == "serve" && value["response"]["patch"].as_str().is_none() {
+        return Err(format!("serve answered no patch: {value}").into());
+    }
+    Ok(answer.len())
+}
+
+const NAMES: [&str; 3] = ["transport floor", "DOM floor", "serve"];
+
+fn run(options: &Options) -> Result<(), Error> {
+    let bin = options
+        .serve_bin
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wasm-admission")));
+    let oha = oha_path()?;
+    let oha_version = Command::new(&oha).arg("--version").output()?;
+    let certs = make_certs(&bin)?;
+    let body = review_body();
+    let body_path = certs._dir.path().join("review.json");
+    std::fs::write(&body_path, &body)?;
+
+    if options.callgrind {
+        return callgrind(&bin, &oha, &certs, &body_path);
+    }
+    println!("== wasm-admission load benchmark");
+    println!(
+        "serve: {} (tokio workers: default, one per core; {} cores)",
+        bin.display(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "load: {} over HTTP/1.1 + TLS (rustls, ECDSA P-256 certificate from `wasm-admission certs`), {} s per run, {} round(s), servers interleaved (medians printed)",
+        String::from_utf8_lossy(&oha_version.stdout).trim(),
+        options.duration,
+        options.rounds
+    );
+    println!(
+        "body: AdmissionReview CREATE of a Wasm Deployment, {} bytes (POST /mutate?timeout=10s)",
+        body.len()
+    );
+    println!("load average before: {}", loadavg());
+
+    // Start to ready.
+    let mut starts = startup_times(&bin, &certs, options.starts)?;
+    let start_median = median(&mut starts);
+    println!(
+        "\nstart to ready (spawn `serve` until GET /readyz answers 200), {} starts: median {:.1} ms, min {:.1} ms, max {:.1} ms",
+        starts.len(),
+        start_median,
+        starts[0],
+        starts[starts.len() - 1]
+    );
+
+    // The three servers, each in its own process.
+    let mut reaper = Reaper::default();
+    for name in NAMES {
+        let addr = free_addr()?;
+        let command = match name {
+            "transport floor" => floor_command("transport", &certs, addr)?,
+            "DOM floor" => floor_command("dom", &certs, addr)?,
+            _ => serve_command(&bin, &certs, addr),
+        };
+        let (target, _) = start(name, command, addr, &certs.client)?;
+        let size = check_answer(&target, &certs.client, &body)?;
+        println!("{name}: pid {}, answer {size} bytes", target.pid());
+        reaper.0.push(target);
+    }
+    let driver = Driver {
+        oha,
+        body_path,
+        ca: certs.ca.clone(),
+    };
+
+    // Warm-up: connections, allocator, page cache; not counted.
+    for target in &reaper.0 {
+        driver.measure(
+            target,
+            Load {
+                connections: 25,
+                rate: None,
+                keep_alive: true,
+                seconds: options.warmup,
+                count: None,
+            },
+        )?;
+    }
+
+    let seconds = options.duration;
+    let mut runs: Vec<(String, Vec<Figures>)> = Vec::new();
+    let rounds = options.rounds;
+    let mut measure_all = |label: String, load: Load| -> Result<Vec<Figures>, Error> {
+        eprintln!("-- {label}");
+        // Rounds interleave the servers, so a burst of other work on the machine hits all three.
+        let mut each: Vec<Vec<Figures>> = vec![Vec::new(); reaper.0.len()];
+        for _ in 0..rounds {
+            for (target, figures) in reaper.0.iter().zip(&mut each) {
+                let f = driver.measure(target, load)?;
+                if f.failures > 0 {
+                    eprintln!(
+                        "   {}: {} failed requests: {}",
+                        target.name, f.failures, f.failure_detail
+                    );
+                }
+                figures.push(f);
+            }
+        }
+        let figures: Vec<Figures> = each.iter().map(|f| median_figures(f)).collect();
+        runs.push((label, figures.clone()));
+        Ok(figures)
+    };
+    let mut at_25 = Vec::new();
+    for connections in [1, 8, 25, 64] {
+        let figures = measure_all(
+            format!("keep-alive, {connections} conn"),
+            Load {
+                connections,
+                rate: None,
+                keep_alive: true,
+                seconds,
+                count: None,
+            },
+        )?;
+        if connections == 25 {
+            at_25 = figures;
+        }
+    }
+    let rate = (at_25[0].rps * 0.5).max(1.0);
+    let at_rate = measure_all(
+        format!("fixed {rate:.0} req/s, 25 conn"),
+        Load {
+            connections: 25,
+            rate: Some(rate),
+            keep_alive: true,
+            seconds,
+            count: None,
+        },
+    )?;
+    let new_conn = measure_all(
+        "new conn per request, 25 conn".to_string(),
+        Load {
+            connections: 25,
+            rate: None,
+            keep_alive: false,
+            seconds,
+            count: None,
+        },
+    )?;
+    let rss_kib: Vec<u64> = reaper
+        .0
+        .iter()
+        .map(|t| peak_rss_kib(t.pid()).unwrap_or(0))
+        .collect();
+    drop(reaper);
+
+    print_table(&runs);
+    println!(
+        "\nlifetime peak RSS (VmHWM at the end): transport floor {:.1} MiB, DOM floor {:.1} MiB, serve {:.1} MiB",
+        rss_kib[0] as f64 / 1024.0,
+        rss_kib[1] as f64 / 1024.0,
+        rss_kib[2] as f64 / 1024.0
+    );
+    let failed: u64 = runs.iter().flat_map(|(_, f)| f).map(|f| f.failures).sum();
+    let answered: u64 = runs.iter().flat_map(|(_, f)| f).map(|f| f.requests).sum();
+    println!(
+        "requests answered 200: {answered}; failed (another status, or an error; requests cut off by the end of a run excluded): {failed}"
+    );
+
+    // Targets.
+    let serve_peak_mib = runs
+        .iter()
+        .map(|(_, f)| f[2].peak_rss_kib)
+        .max()
+        .unwrap_or(0) as f64
+        / 1024.0;
+    let targets = [
+        Goal {
+            what: "throughput, 25 keep-alive conn, vs transport floor",
+            measured: at_25[2].rps / at_25[0].rps,
+            limit: 0.6,
+            at_least: true,
+            unit: "×",
+        },
+        Goal {
+            what: "p99 at 50% of transport max rate, vs transport floor's",
+            measured: at_rate[2].p99_us / at_rate[0].p99_us,
+            limit: 1.2,
+            at_least: false,
+            unit: "×",
+        },
+        Goal {
+            what: "peak RSS of serve under load (MiB)",
+            measured: serve_peak_mib,
+            limit: 20.0,
+            at_least: false,
+            unit: " MiB",
+        },
+        Goal {
+            what: "start to ready, median (ms)",
+            measured: start_median,
+            limit: 50.0,
+            at_least: false,
+            unit: " ms",
+        },
+        Goal {
+            what: "new-connection throughput vs transport floor",
+            measured: new_conn[2].rps / new_conn[0].rps,
+            limit: 0.9,
+            at_least: true,
+            unit: "×",
+        },
+    ];
+    println!("\n| target | measured | limit | result |");
+    println!("| --- | ---: | ---: | --- |");
+    let mut all = true;
+    for t in &targets {
+        let pass = if t.at_least {
+            t.measured >= t.limit
+        } else {
+            t.measured <= t.limit
+        };
+        all &= pass;
+        println!(
+            "| {} | {:.3}{} | {} {}{} | {}, {:.2}× the {} |",
+            t.what,
+            t.measured,
+            t.unit,
+            if t.at_least { "≥" } else { "≤" },
+            t.limit,
+            t.unit,
+            if pass { "pass" } else { "FAIL" },
+            t.measured / t.limit,
+            if t.at_least { "minimum" } else { "maximum" },
+        );
+    }
+    println!(
+        "\n{}; load average after: {}",
+        if all {
+            "every target met"
+        } else {
+            "some targets missed"
+        },
+        loadavg()
+    );
+    Ok(())
+}
+
+/// The median of each figure over the rounds (requests and failures: the sums).
+fn median_figures(rounds: &[Figures]) -> Figures {
+    let mid = |get: &dyn Fn(&Figures) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(get).collect();
+        median(&mut v)
+    };
+    Figures {
+        requests: rounds.iter().map(|f| f.requests).sum(),
+        rps: mid(&|f| f.rps),
+        p50_us: mid(&|f| f.p50_us),
+        p99_us: mid(&|f| f.p99_us),
+        p999_us: mid(&|f| f.p999_us),
+        cpu_us_per_req: mid(&|f| f.cpu_us_per_req),
+        peak_rss_kib: rounds.iter().map(|f| f.peak_rss_kib).max().unwrap_or(0),
+        failures: rounds.iter().map(|f| f.failures).sum(),
+        failure_detail: rounds
+            .iter()
+            .map(|f| f.failure_detail.as_str())
+            .filter(|d| !d.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+struct Goal {
+    what: &'static str,
+    measured: f64,
+    limit: f64,
+    at_least: bool,
+    unit: &'static str,
+}
+
+fn print_table(runs: &[(String, Vec<Figures>)]) {
+    println!("\n| run | server | req/s | p50 µs | p99 µs | p99.9 µs | CPU µs/req | peak RSS MiB |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (label, figures) in runs {
+        for (name, f) in NAMES.iter().zip(figures) {
+            println!(
+                "| {label} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} |",
+                f.rps,
+                f.p50_us,
+                f.p99_us,
+                f.p999_us,
+                f.cpu_us_per_req,
+                f.peak_rss_kib as f64 / 1024.0
+            );
+        }
+        let serve = &figures[2];
+        for (i, floor) in [(0, "transport"), (1, "DOM")] {
+            let fl = &figures[i];
+            println!(
+                "| {label} | serve ÷ {floor} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+                serve.rps / fl.rps,
+                serve.p50_us / fl.p50_us,
+                serve.p99_us / fl.p99_us,
+                serve.p999_us / fl.p999_us,
+                serve.cpu_us_per_req / fl.cpu_us_per_req,
+                serve.peak_rss_kib as f64 / fl.peak_rss_kib as f64
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// --callgrind: where the instructions of one request go
+
+/// The rows of the profile: a label and what to look for in callgrind_annotate's inclusive list
+/// (`HANDLER` is the request handler of each server; `MALLOC` sums malloc, free and realloc).
+const PARTS: [(&str, &str); 10] = [
+    ("whole process", "PROGRAM TOTALS"),
+    ("axum handler: body read and answer", "HANDLER"),
+    (
+        "engine (review::handle)",
+        "wasm_admission::review::handle [",
+    ),
+    (
+        "the JSON log line",
+        "tracing_core::event::Event::dispatch [",
+    ),
+    (
+        "metrics",
+        "wasm_admission::server::metrics::Metrics::review [",
+    ),
+    (
+        "HTTP/1.1 request head parse",
+        "as hyper::proto::h1::Http1Transaction>::parse [",
+    ),
+    (
+        "TLS decrypt of the request",
+        "Tls13MessageDecrypter as rustls::crypto::cipher::MessageDecrypter>::decrypt [",
+    ),
+    (
+        "TLS encrypt and write of the response",
+        "hyper::proto::h1::io::Buffered<T,B>::poll_flush [",
+    ),
+    ("malloc, free, realloc (everywhere)", "MALLOC"),
+    (
+        "of which malloc_consolidate",
+        "malloc.c:malloc_consolidate [",
+    ),
+];
+
+/// Starts `inner` under `valgrind --tool=callgrind`.
+fn under_callgrind(inner: &Command, out: &Path) -> Command {
+    let mut command = Command::new("valgrind");
+    command
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (name, value) in inner.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    die_with_parent(&mut command);
+    command
+}
+
+fn callgrind(bin: &Path, oha: &Path, certs: &Certs, body_path: &Path) -> Result<(), Error> {
+    const WARM: u64 = 200;
+    const MEASURED: u64 = 2000;
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        return Err("valgrind not found (apt-get install valgrind)".into());
+    }
+    println!(
+        "== instructions per request under callgrind: {MEASURED} requests on one keep-alive connection after {WARM} not counted"
+    );
+    let driver = Driver {
+        oha: oha.to_path_buf(),
+        body_path: body_path.to_path_buf(),
+        ca: certs.ca.clone(),
+    };
+    let dir = certs._dir.path();
+    let mut columns = Vec::new();
+    for name in NAMES {
+        let addr = free_addr()?;
+        let inner = match name {
+            "transport floor" => floor_command("transport", certs, addr)?,
+            "DOM floor" => floor_command("dom", certs, addr)?,
+            _ => serve_command(bin, certs, addr),
+        };
+        let out = dir.join(format!("callgrind.{}", name.replace(' ', "-")));
+        let (mut target, _) = start(name, under_callgrind(&inner, &out), addr, &certs.client)?;
+        let load = |count| Load {
+            connections: 1,
+            rate: None,
+            keep_alive: true,
+            seconds: 0,
+            count: Some(count),
+        };
+        driver.oha(&target, load(WARM))?;
+        let control = |what: &str| -> Result<(), Error> {
+            let status = Command::new("callgrind_control")
+                .arg(what)
+                .arg(target.pid().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("callgrind_control {what} failed").into())
+            }
+        };
+        control("-z")?;
+        let report = driver.oha(&target, load(MEASURED))?;
+        control("-d")?;
+        stop(&mut target.child);
+        let ok = report["statusCodeDistribution"]["200"]
+            .as_u64()
+            .unwrap_or(0);
+        if ok != MEASURED {
+            return Err(format!("{name}: {ok} of {MEASURED} requests answered 200").into());
+        }
+        let dump = PathBuf::from(format!("{}.1", out.display()));
+        let annotate = Command::new("callgrind_annotate")
+            .args(["--inclusive=yes", "--threshold=100"])
+            .arg(&dump)
+            .output()?;
+        let text = String::from_utf8_lossy(&annotate.stdout);
+        // "  1,234,567 ( 1.23%)  ???:symbol [object]" -> (1234567, "???:symbol [object]")
+        let costs: Vec<(u64, &str)> = text
+            .lines()
+            .filter_map(|line| {
+                let (count, rest) = line.trim_start().split_once(' ')?;
+                let count = count.replace(',', "").parse().ok()?;
+                Some((count, rest.split_once(')')?.1.trim()))
+            })
+            .collect();
+        let first = |hit: &dyn Fn(&str) -> bool| {
+            costs
+                .iter()
+                .find(|(_, symbol)| hit(symbol))
+                .map_or(0, |(c, _)| *c)
+        };
+        let sums: Vec<u64> = PARTS
+            .iter()
+            .map(|(_, needle)| {
+                let total = match *needle {
+                    "PROGRAM TOTALS" => first(&|s| s == "PROGRAM TOTALS"),
+                    "HANDLER" => first(&|s| {
+                        s.contains("as axum::handler::Handler<")
+                            && s.contains(">::call::{{closure}} [")
+                    }),
+                    "MALLOC" => ["malloc", "free", "realloc"]
+                        .iter()
+                        .map(|f| {
+                            first(&|s| s.starts_with(&format!("./malloc/./malloc/malloc.c:{f} [")))
+                        })
+                        .sum(),
+                    // Recursive entries (`name'2`) are counted in their outermost one.
+                    n => first(&|s| s.contains(n) && !s.contains('\'')),
+                };
+                total / MEASURED
+            })
+            .collect();
+        columns.push(sums);
+    }
+    println!("\n| part (inclusive) | transport floor | DOM floor | serve |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (i, (part, _)) in PARTS.iter().enumerate() {
+        let cell = |c: &Vec<u64>| {
+            if c[i] == 0 {
+                "-".to_string()
+            } else {
+                c[i].to_string()
+            }
+        };
+        println!(
+            "| {} | {} | {} | {} |",
+            part,
+            cell(&columns[0]),
+            cell(&columns[1]),
+            cell(&columns[2])
+        );
+    }
+    let serve = &columns[2];
+    println!(
+        "\nserve outside the engine: {} instructions per request ({} in the transport floor, all told)",
+        serve[0].saturating_sub(serve[2]),
+        columns[0][0]
+    );
+    Ok(())
+}
