@@ -2,8 +2,8 @@
 //! types, inconsistent envelopes) posted over real TLS to the spawned `serve` binary, on HTTP/1.1
 //! and HTTP/2. Each row has its expected answer: a correct decision whose patch applies (and
 //! escapes `~` and `/`), or a clear 4xx with a JSON error. The process must not panic, and its
-//! memory must stay bounded: its RSS after the table, run three times, is compared with its RSS
-//! after the first run. The plain bad-input rows (not JSON, wrong apiVersion, 10 MiB, ...) live
+//! memory must stay bounded: its RSS after the table has run five times is compared with its peak
+//! over the first two runs. The plain bad-input rows (not JSON, wrong apiVersion, 10 MiB, ...) live
 //! in `server_bad_input.rs`; none is repeated here.
 
 mod server_support;
@@ -478,29 +478,32 @@ async fn adversarial_reviews_get_a_correct_decision_or_a_clear_4xx_in_bounded_me
     let rss_at_start = spawned.status_kib("VmRSS");
 
     let mut after_first = 0;
+    let mut peak_after_first = 0;
     let mut slowest = Duration::ZERO;
-    for pass in 0..3 {
+    for pass in 0..5 {
         for http in [Http::One, Http::Two] {
             let client = apiserver_client(&pki.ca_pem, spawned.addr, http);
             let (wrong, slow) = run_table(&client, &url, http).await;
             assert!(wrong.is_empty(), "pass {pass}: {wrong:#?}");
             slowest = slowest.max(slow);
         }
-        if pass == 0 {
+        // Warm after two passes (each allocator arena has seen both protocols' threads).
+        if pass == 1 {
             after_first = spawned.status_kib("VmRSS");
+            peak_after_first = spawned.status_kib("VmHWM");
         }
     }
-    let after_three = spawned.status_kib("VmRSS");
+    let after_five = spawned.status_kib("VmRSS");
     let peak = spawned.status_kib("VmHWM");
     eprintln!(
-        "serve RSS: {rss_at_start} KiB at start, {after_first} KiB after one pass, \
-         {after_three} KiB after three, peak {peak} KiB; slowest answer {slowest:?}"
+        "serve RSS: {rss_at_start} KiB at start, {after_first} KiB after two passes, \
+         {after_five} KiB after five, peak {peak} KiB; slowest answer {slowest:?}"
     );
     // Bounded: repeating the table does not grow the process (allocator slack allowed), the
     // peak stays far below a pod's usual limit, and no answer is slow.
     assert!(
-        after_three <= after_first + 16 * 1024,
-        "RSS grew from {after_first} KiB to {after_three} KiB over two more passes"
+        after_five <= peak_after_first + 16 * 1024,
+        "RSS grew from a peak of {peak_after_first} KiB over two passes to {after_five} KiB after three more"
     );
     assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
     assert!(
