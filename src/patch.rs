@@ -3,8 +3,13 @@
 //! Every `add` must find its parent: the apiserver's patch library refuses an `add` under a
 //! missing object. The builder therefore asks the original document which parents exist and,
 //! where one is missing (or null), adds the highest missing one with the nested value inside it;
-//! later adds under that new parent are merged into the same operation. Tokens are escaped
-//! (`/` → `~1`, `~` → `~0`) by `jsonptr`.
+//! later adds under that new parent are merged into the same operation.
+//!
+//! Paths come in as borrowed, unescaped tokens and each operation's pointer is written once,
+//! escaped (`~` → `~0`, `/` → `~1`, RFC 6901) straight into its string, which
+//! `PointerBuf::parse` then only checks. jsonptr's `PointerBuf::from_tokens` builds the same
+//! pointer a token at a time with an allocation each: that was a tenth of a review's
+//! instructions (benches/load.rs `--callgrind`).
 
 use std::collections::HashMap;
 
@@ -18,11 +23,11 @@ pub const APPEND: &str = "-";
 /// What the builder needs to know of the original document: how many leading tokens of a path
 /// exist (non-null).
 pub trait Document {
-    fn existing_depth(&self, path: &[String]) -> usize;
+    fn existing_depth(&self, path: &[&str]) -> usize;
 }
 
 impl Document for Value {
-    fn existing_depth(&self, path: &[String]) -> usize {
+    fn existing_depth(&self, path: &[&str]) -> usize {
         let mut at = self;
         for (depth, token) in path.iter().enumerate() {
             match child(at, token) {
@@ -35,17 +40,18 @@ impl Document for Value {
 }
 
 enum Op {
-    Add { path: Vec<String>, value: Value },
-    Replace { path: Vec<String>, value: Value },
+    Add { path: PointerBuf, value: Value },
+    Replace { path: PointerBuf, value: Value },
 }
 
 pub struct PatchBuilder<'a> {
     doc: &'a dyn Document,
     ops: Vec<Op>,
-    /// The `add`s that create a missing parent (the only ones later adds merge into), by path, to
-    /// their index in `ops`. A lookup, not a scan: scanning them for every add made a pod with
-    /// many containers cost quadratic time (one 3 MiB review could pin a core for minutes).
-    created: HashMap<Vec<String>, usize>,
+    /// The `add`s that create a missing parent (the only ones later adds merge into), by escaped
+    /// pointer, to their index in `ops`. A lookup, not a scan: scanning them for every add made a
+    /// pod with many containers cost quadratic time (one 3 MiB review could pin a core for
+    /// minutes).
+    created: HashMap<PointerBuf, usize>,
 }
 
 impl<'a> PatchBuilder<'a> {
@@ -62,36 +68,43 @@ impl<'a> PatchBuilder<'a> {
     }
 
     /// Adds `value` at `path` (tokens, unescaped), creating missing parents.
-    pub fn add(&mut self, path: Vec<String>, value: Value) {
-        let parents = path.len() - 1;
+    pub fn add(&mut self, path: &[&str], value: Value) {
+        let Some(parents) = path.len().checked_sub(1) else {
+            return; // the whole document is never replaced by an add
+        };
         let depth = self.doc.existing_depth(&path[..parents]);
         if depth == parents {
-            self.ops.push(Op::Add { path, value });
+            self.ops.push(Op::Add {
+                path: pointer(path),
+                value,
+            });
             return;
         }
         // `path[depth]` is the first missing (or null) parent. A parent is always created at the
         // first missing one, so an earlier add under it, if any, created exactly `path[..=depth]`:
         // merge into that operation's value.
-        if let Some(&index) = self.created.get(&path[..=depth])
+        let parent = pointer(&path[..=depth]);
+        if let Some(&index) = self.created.get(&parent)
             && let Some(Op::Add { value: subtree, .. }) = self.ops.get_mut(index)
         {
             insert_nested(subtree, &path[depth + 1..], value);
             return;
         }
-        let mut nested = container_for(&path[depth + 1]);
+        let mut nested = container_for(path[depth + 1]);
         insert_nested(&mut nested, &path[depth + 1..], value);
-        let mut path = path;
-        path.truncate(depth + 1);
-        self.created.insert(path.clone(), self.ops.len());
+        self.created.insert(parent.clone(), self.ops.len());
         self.ops.push(Op::Add {
-            path,
+            path: parent,
             value: nested,
         });
     }
 
     /// Replaces the existing value at `path`.
-    pub fn replace(&mut self, path: Vec<String>, value: Value) {
-        self.ops.push(Op::Replace { path, value });
+    pub fn replace(&mut self, path: &[&str], value: Value) {
+        self.ops.push(Op::Replace {
+            path: pointer(path),
+            value,
+        });
     }
 
     pub fn build(self) -> Patch {
@@ -99,18 +112,36 @@ impl<'a> PatchBuilder<'a> {
             self.ops
                 .into_iter()
                 .map(|op| match op {
-                    Op::Add { path, value } => PatchOperation::Add(AddOperation {
-                        path: PointerBuf::from_tokens(path),
-                        value,
-                    }),
-                    Op::Replace { path, value } => PatchOperation::Replace(ReplaceOperation {
-                        path: PointerBuf::from_tokens(path),
-                        value,
-                    }),
+                    Op::Add { path, value } => PatchOperation::Add(AddOperation { path, value }),
+                    Op::Replace { path, value } => {
+                        PatchOperation::Replace(ReplaceOperation { path, value })
+                    }
                 })
                 .collect(),
         )
     }
+}
+
+/// The RFC 6901 pointer of `tokens`, escaped.
+fn pointer(tokens: &[&str]) -> PointerBuf {
+    let mut out = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum::<usize>() + 8);
+    for token in tokens {
+        out.push('/');
+        if token.bytes().any(|b| b == b'~' || b == b'/') {
+            for c in token.chars() {
+                match c {
+                    '~' => out.push_str("~0"),
+                    '/' => out.push_str("~1"),
+                    c => out.push(c),
+                }
+            }
+        } else {
+            out.push_str(token);
+        }
+    }
+    // Always valid as written, so `parse` only checks it; were it ever refused, jsonptr builds
+    // the pointer from the same tokens instead.
+    PointerBuf::parse(out).unwrap_or_else(|_| PointerBuf::from_tokens(tokens.iter().copied()))
 }
 
 fn child<'v>(v: &'v Value, token: &str) -> Option<&'v Value> {
@@ -131,27 +162,25 @@ fn container_for(next: &str) -> Value {
 }
 
 /// Sets `value` at `tokens` below `target`, creating objects/arrays on the way.
-fn insert_nested(target: &mut Value, tokens: &[String], value: Value) {
+fn insert_nested(target: &mut Value, tokens: &[&str], value: Value) {
     let Some((first, rest)) = tokens.split_first() else {
         *target = value;
         return;
     };
     if rest.is_empty() {
         match target {
-            Value::Array(a) if first == APPEND => a.push(value),
+            Value::Array(a) if *first == APPEND => a.push(value),
             Value::Object(m) => {
-                m.insert(first.clone(), value);
+                m.insert((*first).to_string(), value);
             }
             _ => {}
         }
         return;
     }
     let next = match target {
-        Value::Object(m) => m
-            .entry(first.clone())
-            .or_insert_with(|| container_for(&rest[0])),
-        Value::Array(a) if first == APPEND => {
-            a.push(container_for(&rest[0]));
+        Value::Object(m) => m.entry(*first).or_insert_with(|| container_for(rest[0])),
+        Value::Array(a) if *first == APPEND => {
+            a.push(container_for(rest[0]));
             let last = a.len() - 1;
             &mut a[last]
         }
@@ -162,11 +191,6 @@ fn insert_nested(target: &mut Value, tokens: &[String], value: Value) {
         _ => return,
     };
     insert_nested(next, rest, value);
-}
-
-/// Tokens from string slices.
-pub fn tokens(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|s| s.to_string()).collect()
 }
 
 #[cfg(test)]
@@ -184,8 +208,8 @@ mod tests {
     fn missing_parents_are_created_once() {
         let doc = json!({"metadata": {"name": "x"}});
         let mut b = PatchBuilder::new(&doc);
-        b.add(tokens(&["metadata", "annotations", "a/b"]), json!("1"));
-        b.add(tokens(&["metadata", "annotations", "c~d"]), json!("2"));
+        b.add(&["metadata", "annotations", "a/b"], json!("1"));
+        b.add(&["metadata", "annotations", "c~d"], json!("2"));
         let patch = b.build();
         assert_eq!(patch.0.len(), 1);
         let out = apply(&doc, &patch);
@@ -200,7 +224,7 @@ mod tests {
         let doc = json!({"metadata": {"annotations": {}}});
         let mut b = PatchBuilder::new(&doc);
         b.add(
-            tokens(&["metadata", "annotations", "wasm-admission.io/injected"]),
+            &["metadata", "annotations", "wasm-admission.io/injected"],
             json!("x"),
         );
         let text = serde_json::to_string(&b.build()).unwrap();
@@ -214,9 +238,9 @@ mod tests {
     fn appends_create_the_array_when_absent() {
         let doc = json!({"c": [{"name": "a"}, {"name": "b", "env": [{"name": "X"}]}]});
         let mut b = PatchBuilder::new(&doc);
-        b.add(tokens(&["c", "0", "env", APPEND]), json!({"name": "A"}));
-        b.add(tokens(&["c", "0", "env", APPEND]), json!({"name": "B"}));
-        b.add(tokens(&["c", "1", "env", APPEND]), json!({"name": "C"}));
+        b.add(&["c", "0", "env", APPEND], json!({"name": "A"}));
+        b.add(&["c", "0", "env", APPEND], json!({"name": "B"}));
+        b.add(&["c", "1", "env", APPEND], json!({"name": "C"}));
         let patch = b.build();
         assert_eq!(patch.0.len(), 2);
         let out = apply(&doc, &patch);
@@ -239,16 +263,16 @@ mod tests {
             for section in ["requests", "limits"] {
                 for i in 0..20_000 {
                     let i = i.to_string();
-                    let path = tokens(&["spec", "containers", &i, "resources", section, r]);
-                    b.add(path, json!("1"));
+                    let path = ["spec", "containers", &i, "resources", section, r];
+                    b.add(&path, json!("1"));
                 }
             }
         }
         for i in 0..20_000 {
             let i = i.to_string();
             for name in ["A", "B"] {
-                let path = tokens(&["spec", "containers", &i, "env", APPEND]);
-                b.add(path, json!({"name": name}));
+                let path = ["spec", "containers", &i, "env", APPEND];
+                b.add(&path, json!({"name": name}));
             }
         }
         let patch = b.build();
@@ -270,7 +294,7 @@ mod tests {
     fn null_parents_are_replaced_by_an_add() {
         let doc = json!({"spec": {"resources": null}});
         let mut b = PatchBuilder::new(&doc);
-        b.add(tokens(&["spec", "resources", "limits", "cpu"]), json!("1"));
+        b.add(&["spec", "resources", "limits", "cpu"], json!("1"));
         let out = apply(&doc, &b.build());
         assert_eq!(out["spec"]["resources"], json!({"limits": {"cpu": "1"}}));
     }

@@ -2,8 +2,10 @@
 //! the wire format. The decision itself is [`Engine::decide`]'s.
 //!
 //! The request is read into a struct of our own rather than kube's `AdmissionReview<DynamicObject>`:
-//! the engine needs the object exactly as received (as a `serde_json::Value`) to compute a JSON
-//! Patch that keeps fields the Rust types do not know, and `DynamicObject` re-types its metadata.
+//! that builds a `serde_json::Value` of the whole object, several times the cost of reading only
+//! the fields the rules need into the engine's lean model in the same pass (see [`decode`] and
+//! `benches/load.rs`). The patch keeps every field the model does not read, since it only adds
+//! and replaces what the rules change.
 //! The response carries kube's `Status`; see [`encode`] for why the envelope is our own.
 
 use std::collections::BTreeMap;
@@ -15,8 +17,10 @@ use kube_core::response::{Status, StatusSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::engine::model::Str;
-use crate::engine::{ApiKind, Decision, Endpoint, Engine, EngineError, Facts, Outcome, Request};
+use crate::engine::model::{Object, Str};
+use crate::engine::{
+    ApiKind, Decision, Endpoint, Engine, EngineError, Facts, ObjectInput, Outcome, Request,
+};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -46,7 +50,7 @@ pub enum ReviewError {
 /// tracked, which costs nothing on the way of every valid review.
 fn malformed(body: &[u8], error: serde_json::Error) -> ReviewError {
     let mut de = serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, ReviewIn<'_>>(&mut de) {
+    match serde_path_to_error::deserialize::<_, ReviewIn<'_, &RawValue>>(&mut de) {
         Err(located) if located.path().to_string() != "." => {
             let path = located.path().to_string();
             ReviewError::Malformed(format!("{path}: {}", located.into_inner()))
@@ -55,37 +59,42 @@ fn malformed(body: &[u8], error: serde_json::Error) -> ReviewError {
     }
 }
 
-/// Only what the webhook reads; `object` and `oldObject` stay raw JSON, borrowed from the body,
-/// for the engine's lean model. Everything else (`userInfo`, `options`, ...) is skipped unbuilt.
+/// Only what the webhook reads; everything else (`userInfo`, `options`, ...) is skipped unbuilt.
+/// `O` is what `object` is read as: the engine's lean [`Object`] on the way of every review, or
+/// raw JSON when that fails (see [`decode`]).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn<'a> {
-    #[serde(borrow, default)]
+#[serde(bound(deserialize = "'de: 'a, O: Deserialize<'de>"))]
+struct ReviewIn<'a, O> {
+    #[serde(default)]
     api_version: Str<'a>,
-    #[serde(borrow, default)]
+    #[serde(default)]
     kind: Str<'a>,
-    #[serde(borrow)]
-    request: Option<RequestIn<'a>>,
+    request: Option<RequestIn<'a, O>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
-    #[serde(borrow, default)]
+#[serde(bound(deserialize = "'de: 'a, O: Deserialize<'de>"))]
+struct RequestIn<'a, O> {
+    #[serde(default)]
     uid: Str<'a>,
-    #[serde(borrow)]
     kind: KindIn<'a>,
-    #[serde(borrow, default)]
+    #[serde(default)]
     sub_resource: Option<Str<'a>>,
-    #[serde(borrow, default)]
+    #[serde(default)]
     name: Option<Str<'a>>,
-    #[serde(borrow, default)]
+    #[serde(default)]
     namespace: Option<Str<'a>>,
     operation: Operation,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(default = "none")]
+    object: Option<O>,
+    #[serde(default)]
     old_object: Option<&'a RawValue>,
+}
+
+fn none<O>() -> Option<O> {
+    None
 }
 
 #[derive(Deserialize)]
@@ -121,7 +130,16 @@ pub struct ReviewReply {
 /// `serve` door reads the images to look up from it ([`Decoded::request`] and
 /// `Engine::registry_images`), then answers.
 pub struct Decoded<'a> {
-    req: RequestIn<'a>,
+    req: RequestIn<'a, ()>,
+    object: Option<Input<'a>>,
+}
+
+/// The object of a decoded review.
+enum Input<'a> {
+    /// Read into the engine's model in the same pass as the review.
+    Parsed(Object<'a>),
+    /// Kept as JSON: the model could not read it (see [`decode`]).
+    Raw(&'a RawValue),
 }
 
 impl Decoded<'_> {
@@ -138,7 +156,10 @@ impl Decoded<'_> {
             operation: req.operation.clone(),
             namespace: req.namespace.as_deref().unwrap_or(""),
             name: req.name.as_deref().unwrap_or(""),
-            object: req.object.filter(|v| v.get() != "null"),
+            object: self.object.as_ref().map(|o| match o {
+                Input::Parsed(object) => ObjectInput::Parsed(object),
+                Input::Raw(raw) => ObjectInput::Raw(raw),
+            }),
             old_object: req.old_object.filter(|v| v.get() != "null"),
         }
     }
@@ -149,8 +170,33 @@ impl Decoded<'_> {
 }
 
 /// Decodes and checks an AdmissionReview body.
+///
+/// One pass reads the review and its `object` into the engine's lean model together. Should the
+/// model refuse the object (a field of an unexpected type, perhaps in a kind the webhook does not
+/// look at), the body is read again with `object` kept as raw JSON: the engine then decides
+/// whether that object matters, and names the field at fault if it does.
 pub fn decode(body: &[u8]) -> Result<Decoded<'_>, ReviewError> {
-    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(|e| malformed(body, e))?;
+    let (review, object) = match serde_json::from_slice::<ReviewIn<'_, Object<'_>>>(body) {
+        Ok(mut review) => {
+            let object = review
+                .request
+                .as_mut()
+                .and_then(|r| r.object.take())
+                .map(Input::Parsed);
+            (review.map_object(), object)
+        }
+        Err(_) => {
+            let mut review = serde_json::from_slice::<ReviewIn<'_, &RawValue>>(body)
+                .map_err(|e| malformed(body, e))?;
+            let object = review
+                .request
+                .as_mut()
+                .and_then(|r| r.object.take())
+                .filter(|v| v.get() != "null")
+                .map(Input::Raw);
+            (review.map_object(), object)
+        }
+    };
     if *review.api_version != *API_VERSION || *review.kind != *KIND {
         return Err(ReviewError::WrongType {
             api_version: review.api_version.to_string(),
@@ -161,7 +207,27 @@ pub fn decode(body: &[u8]) -> Result<Decoded<'_>, ReviewError> {
     if req.uid.is_empty() {
         return Err(ReviewError::MissingUid);
     }
-    Ok(Decoded { req })
+    Ok(Decoded { req, object })
+}
+
+impl<'a, O> ReviewIn<'a, O> {
+    /// The review without its object (taken out beforehand).
+    fn map_object(self) -> ReviewIn<'a, ()> {
+        ReviewIn {
+            api_version: self.api_version,
+            kind: self.kind,
+            request: self.request.map(|r| RequestIn {
+                uid: r.uid,
+                kind: r.kind,
+                sub_resource: r.sub_resource,
+                name: r.name,
+                namespace: r.namespace,
+                operation: r.operation,
+                object: None,
+                old_object: r.old_object,
+            }),
+        }
+    }
 }
 
 /// Asks the engine about a decoded review and encodes the answer.
@@ -275,8 +341,8 @@ pub fn encode(uid: &str, decision: &Decision) -> Result<Vec<u8>, serde_json::Err
 }
 
 /// The name, else the `generateName`, of an object created with an empty request name, for the
-/// log line. Only `metadata` is read; the rest of the object is skipped unbuilt.
-fn object_name(object: Option<&RawValue>) -> String {
+/// log line. From raw JSON only `metadata` is read; the rest of the object is skipped unbuilt.
+fn object_name(object: Option<ObjectInput<'_>>) -> String {
     #[derive(Deserialize)]
     struct Named<'a> {
         #[serde(borrow, default)]
@@ -290,14 +356,28 @@ fn object_name(object: Option<&RawValue>) -> String {
         #[serde(borrow, default)]
         generate_name: Option<Str<'a>>,
     }
-    let parsed = object.and_then(|o| serde_json::from_str::<Named<'_>>(o.get()).ok());
-    let meta = parsed.as_ref().and_then(|o| o.metadata.as_ref());
-    meta.and_then(|m| {
-        m.name
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .or(m.generate_name.as_deref())
-    })
-    .unwrap_or_default()
-    .to_string()
+    let pick = |name: Option<&str>, generate_name: Option<&str>| {
+        name.filter(|n| !n.is_empty())
+            .or(generate_name)
+            .unwrap_or_default()
+            .to_string()
+    };
+    match object {
+        Some(ObjectInput::Parsed(object)) => {
+            let meta = object.metadata.as_ref();
+            pick(
+                meta.and_then(|m| m.name.as_deref()),
+                meta.and_then(|m| m.generate_name.as_deref()),
+            )
+        }
+        Some(ObjectInput::Raw(raw)) => {
+            let parsed = serde_json::from_str::<Named<'_>>(raw.get()).ok();
+            let meta = parsed.as_ref().and_then(|o| o.metadata.as_ref());
+            pick(
+                meta.and_then(|m| m.name.as_deref()),
+                meta.and_then(|m| m.generate_name.as_deref()),
+            )
+        }
+        None => String::new(),
+    }
 }

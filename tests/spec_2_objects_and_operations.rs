@@ -4,6 +4,8 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use wasm_admission::engine::{Endpoint, Facts};
+use wasm_admission::review;
 
 const WASM_KINDS: [&str; 7] = [
     "pod-wasm",
@@ -149,4 +151,39 @@ fn s2_response_echoes_uid_and_carries_patch_type_only_with_a_patch() {
     assert!(out.response["response"].get("patchType").is_none());
     assert!(out.response["response"].get("patch").is_none());
     assert_eq!(out.response["response"]["allowed"], true);
+}
+
+/// `serve` reads the object into the engine's model in the same pass as the review; an object
+/// that model cannot read is not refused on that account when its kind is not one the webhook
+/// looks at.
+#[test]
+fn s2_an_unreadable_object_of_another_kind_is_allowed_without_patch() {
+    let engine = engine();
+    // A custom resource whose `spec.containers` is not a list of containers.
+    let object = json!({
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "shop", "labels": {"a": 1}},
+        "spec": {"containers": "three", "template": [1, 2]}
+    });
+    let out = admit(&engine, &object);
+    assert!(out.allowed(), "{}", out.message());
+    assert!(!out.patched());
+}
+
+/// The same object shape in a kind the webhook looks at is a client error that names the field.
+#[test]
+fn s2_an_unreadable_object_of_a_workload_kind_is_refused_naming_the_field() {
+    let engine = engine();
+    let mut object = fixture("deployment-wasm");
+    object["spec"]["template"]["spec"]["containers"] = json!("three");
+    let body = serde_json::to_vec(&review_for(&object, "CREATE", None, None)).unwrap();
+    let error = match review::handle(&engine, &body, Endpoint::Mutate, &Facts::default()) {
+        Ok(reply) => panic!("answered: {:?}", reply.decision),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        error.contains("spec.template.spec.containers"),
+        "the message names the field: {error}"
+    );
 }

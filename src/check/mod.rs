@@ -13,7 +13,9 @@ use serde_json::value::RawValue;
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::config::Config;
 use crate::detection::ImageClassifier;
-use crate::engine::{ApiKind, Decision, Endpoint, Engine, EngineError, Facts, Outcome, Request};
+use crate::engine::{
+    ApiKind, Decision, Endpoint, Engine, EngineError, Facts, ObjectInput, Outcome, Request,
+};
 use crate::kinds::split_api_version;
 use crate::registry::{Inspector, RegistryFacts};
 
@@ -253,7 +255,7 @@ pub fn create_request<'a>(object: &'a Value, raw: &'a RawValue, namespace: &'a s
         operation: Operation::Create,
         namespace,
         name,
-        object: Some(raw),
+        object: Some(ObjectInput::Raw(raw)),
         old_object: None,
     }
 }

@@ -1,12 +1,15 @@
 //! The order of SPEC §2–§6: which requests are looked at, detection, denials, then mutations.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use kube_core::admission::Operation;
 use serde_json::json;
 
 use super::model::{self, Object};
-use super::{Decision, Endpoint, Engine, EngineError, Facts, PodView, Request, warning};
+use super::{
+    Decision, Endpoint, Engine, EngineError, Facts, ObjectInput, PodView, Request, warning,
+};
 use crate::baseline::{self, Scope};
 use crate::config::ResourceDefaults;
 use crate::detection::{self, Detection};
@@ -23,11 +26,12 @@ pub const LABEL_SKIP: &str = "wasm-admission.io/skip";
 /// The subresource `kubectl debug` writes (SPEC §5).
 const EPHEMERAL_CONTAINERS: &str = "ephemeralcontainers";
 
-/// A request the engine looks at further: its kind and parsed object.
+/// A request the engine looks at further: its kind and parsed object (parsed here, or by the
+/// door).
 struct InScope<'a> {
     kind: WorkloadKind,
     ephemeral: bool,
-    object: Object<'a>,
+    object: Cow<'a, Object<'a>>,
 }
 
 /// SPEC §2 and §6: which requests are looked at beyond "allowed, unchanged" (`None`). The skip
@@ -53,14 +57,20 @@ fn in_scope<'a>(
     {
         return Ok(None);
     }
-    let raw = request.object.ok_or_else(|| EngineError::MissingObject {
+    let input = request.object.ok_or_else(|| EngineError::MissingObject {
         operation: request.operation.clone(),
         kind: kind.as_str().to_string(),
     })?;
-    let object = model::parse(raw.get()).map_err(|message| EngineError::InvalidObject {
-        kind: kind.as_str().to_string(),
-        message,
-    })?;
+    let object =
+        match input {
+            ObjectInput::Parsed(object) => Cow::Borrowed(object),
+            ObjectInput::Raw(raw) => Cow::Owned(model::parse(raw.get()).map_err(|message| {
+                EngineError::InvalidObject {
+                    kind: kind.as_str().to_string(),
+                    message,
+                }
+            })?),
+        };
     check_object_kind(kind, &object)?;
     if request.operation == Operation::Update && !ephemeral && !kind.pod_spec_mutable_on_update() {
         // The pod spec of a Pod or Job is immutable: a patch would make the apiserver refuse
@@ -177,7 +187,7 @@ pub(super) fn decide(
     }
 
     // Mutations (SPEC §4).
-    let mut patch = PatchBuilder::new(&object);
+    let mut patch = PatchBuilder::new(&*object);
     let mut changes = BTreeSet::new();
     let warnings = &mut decision.warnings;
     if mutate::runtime_class::apply(
@@ -265,9 +275,9 @@ fn record_changes(
         Some(previous) => {
             let mut all = changes.clone();
             all.extend(previous.split(',').filter_map(|s| Change::parse(s.trim())));
-            patch.replace(path, json!(join_changes(&all)));
+            patch.replace(&path, json!(join_changes(&all)));
         }
-        None => patch.add(path, json!(join_changes(changes))),
+        None => patch.add(&path, json!(join_changes(changes))),
     }
 }
 

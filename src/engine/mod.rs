@@ -52,9 +52,18 @@ pub struct Request<'a> {
     pub namespace: &'a str,
     /// The request's name (empty for objects created with `generateName`).
     pub name: &'a str,
-    /// The object exactly as received; the engine reads it through [`model`].
-    pub object: Option<&'a RawValue>,
+    /// The object as received; the engine reads it through [`model`].
+    pub object: Option<ObjectInput<'a>>,
     pub old_object: Option<&'a RawValue>,
+}
+
+/// The object of a request: raw JSON, which the engine parses into its [`model`] only when the
+/// request is in scope, or already parsed into that model by a door that read it in the same
+/// pass as the rest of the request (`serve`: one scan of the body instead of two).
+#[derive(Debug, Clone, Copy)]
+pub enum ObjectInput<'a> {
+    Raw(&'a RawValue),
+    Parsed(&'a model::Object<'a>),
 }
 
 /// What the doors found out beforehand, by I/O the engine itself never does.

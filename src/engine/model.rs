@@ -79,7 +79,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 
 /// Any of the seven kinds: the pod-spec fields and the template fields share one `spec` struct,
 /// and the kind decides which are read.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Object<'a> {
     #[serde(borrow, default)]
@@ -92,7 +92,7 @@ pub struct Object<'a> {
     pub spec: Option<Spec<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Meta<'a> {
     #[serde(borrow, default)]
@@ -107,7 +107,7 @@ pub struct Meta<'a> {
     pub owner_references: Option<Vec<OwnerReference<'a>>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerReference<'a> {
     #[serde(borrow, default)]
@@ -119,7 +119,7 @@ pub struct OwnerReference<'a> {
 }
 
 /// A pod spec, a workload spec (`template`), or a CronJob spec (`jobTemplate`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Spec<'a> {
     #[serde(borrow, default)]
@@ -160,7 +160,7 @@ impl<'a> Spec<'a> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Template<'a> {
     #[serde(borrow, default)]
     pub metadata: Option<Meta<'a>>,
@@ -168,20 +168,20 @@ pub struct Template<'a> {
     pub spec: Option<Spec<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct JobTemplate<'a> {
     #[serde(borrow, default)]
     pub spec: Option<JobSpec<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct JobSpec<'a> {
     #[serde(borrow, default)]
     pub template: Option<Template<'a>>,
 }
 
 /// A container of any of the three lists (ephemeral containers share these fields).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container<'a> {
     #[serde(borrow, default)]
@@ -204,7 +204,7 @@ impl<'a> Container<'a> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Resources<'a> {
     #[serde(borrow, default)]
     pub requests: Option<BTreeMap<Str<'a>, QuantityText<'a>>>,
@@ -212,20 +212,20 @@ pub struct Resources<'a> {
     pub limits: Option<BTreeMap<Str<'a>, QuantityText<'a>>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct EnvVar<'a> {
     #[serde(borrow, default)]
     pub name: Str<'a>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPort {
     #[serde(default)]
     pub host_port: Option<i32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Volume<'a> {
     #[serde(borrow, default)]
@@ -234,14 +234,14 @@ pub struct Volume<'a> {
     pub host_path: Option<HostPath<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct HostPath<'a> {
     #[serde(borrow, default)]
     pub path: Str<'a>,
 }
 
 /// The fields of a pod's or a container's `securityContext` that the baseline checks read.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecurityContext<'a> {
     #[serde(default)]
@@ -262,26 +262,26 @@ pub struct SecurityContext<'a> {
     pub sysctls: Option<Vec<Sysctl<'a>>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Capabilities<'a> {
     #[serde(borrow, default)]
     pub add: Option<Vec<Str<'a>>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WindowsOptions {
     #[serde(default)]
     pub host_process: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Profile<'a> {
     #[serde(borrow, default, rename = "type")]
     pub type_: Str<'a>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct SeLinuxOptions<'a> {
     #[serde(borrow, default, rename = "type")]
     pub type_: Option<Str<'a>>,
@@ -291,7 +291,7 @@ pub struct SeLinuxOptions<'a> {
     pub role: Option<Str<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Sysctl<'a> {
     #[serde(borrow, default)]
     pub name: Str<'a>,
@@ -399,7 +399,7 @@ impl<'m, 'a> Node<'m, 'a> {
 }
 
 impl Document for Object<'_> {
-    fn existing_depth(&self, path: &[String]) -> usize {
+    fn existing_depth(&self, path: &[&str]) -> usize {
         let mut node = Node::Object(self);
         for (depth, token) in path.iter().enumerate() {
             match node.child(token) {

@@ -119,16 +119,19 @@ impl<'m, 'a> PodView<'m, 'a> {
     }
 
     /// JSON-pointer tokens under the pod spec.
-    pub fn spec_path(&self, rest: &[&str]) -> Vec<String> {
+    pub fn spec_path<'r>(&self, rest: &[&'r str]) -> Vec<&'r str> {
         join(self.kind.pod_spec_path(), rest)
     }
 
     /// JSON-pointer tokens under the pod metadata.
-    pub fn pod_meta_path(&self, rest: &[&str]) -> Vec<String> {
+    pub fn pod_meta_path<'r>(&self, rest: &[&'r str]) -> Vec<&'r str> {
         join(self.kind.pod_metadata_path(), rest)
     }
 }
 
-fn join(base: &[&str], rest: &[&str]) -> Vec<String> {
-    base.iter().chain(rest).map(|s| s.to_string()).collect()
+fn join<'r>(base: &[&'static str], rest: &[&'r str]) -> Vec<&'r str> {
+    let mut out = Vec::with_capacity(base.len() + rest.len());
+    out.extend_from_slice(base);
+    out.extend_from_slice(rest);
+    out
 }

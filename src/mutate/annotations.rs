@@ -16,7 +16,7 @@ pub fn apply(
     let mut changed = false;
     for (key, value) in wanted {
         if !existing.contains_key(key.as_str()) {
-            patch.add(view.pod_meta_path(&["annotations", key]), json!(value));
+            patch.add(&view.pod_meta_path(&["annotations", key]), json!(value));
             changed = true;
         }
     }

@@ -60,7 +60,7 @@ pub fn apply(
         let index = index.to_string();
         for (name, var) in vars {
             if !defined(name) {
-                patch.add(view.spec_path(&["containers", &index, "env", APPEND]), var);
+                patch.add(&view.spec_path(&["containers", &index, "env", APPEND]), var);
                 changed = true;
             }
         }

@@ -27,12 +27,10 @@ pub fn apply(
     for (list, containers) in all {
         for (index, container) in containers.iter().enumerate() {
             let index = index.to_string();
-            let path = |section: &str, resource: &str| {
-                view.spec_path(&[list, &index, "resources", section, resource])
-            };
             for (resource, value) in container_defaults(container, defaults, warnings) {
                 let (section, text) = value;
-                patch.add(path(section, resource), json!(text));
+                let path = view.spec_path(&[list, &index, "resources", section, resource]);
+                patch.add(&path, json!(text));
                 changed = true;
             }
         }

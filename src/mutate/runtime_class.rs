@@ -19,7 +19,7 @@ pub fn apply(
 ) -> bool {
     match view.spec.runtime_class_name.as_deref() {
         None | Some("") => {
-            patch.add(view.spec_path(&["runtimeClassName"]), json!(wanted));
+            patch.add(&view.spec_path(&["runtimeClassName"]), json!(wanted));
             if known.is_some_and(|k| !k.contains(wanted)) {
                 warnings.push(warning(&format!(
                     "RuntimeClass \"{wanted}\" does not exist in this cluster; its pods will not start"

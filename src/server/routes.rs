@@ -312,12 +312,14 @@ async fn answer_review(
         warn!(uid = %s.uid, budget_ms = budget.total.as_millis() as u64,
             "answered after the apiserver's time budget ran out");
     }
+    // Strings as `&str`, not `%` (Display): the JSON log line then writes them without going
+    // through `fmt` (README, Performance).
     info!(
         endpoint = endpoint.as_str(),
-        uid = %s.uid,
-        kind = %s.kind,
-        namespace = %s.namespace,
-        name = %s.name,
+        uid = s.uid.as_str(),
+        kind = s.kind.as_str(),
+        namespace = s.namespace.as_str(),
+        name = s.name.as_str(),
         operation,
         outcome = s.outcome.as_str(),
         allowed = reply.decision.allowed,
