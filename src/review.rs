@@ -134,7 +134,9 @@ pub struct Decoded<'a> {
     object: Option<Input<'a>>,
 }
 
-/// The object of a decoded review.
+/// The object of a decoded review. One per review, on the stack: boxing the large variant would
+/// only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Input<'a> {
     /// Read into the engine's model in the same pass as the review.
     Parsed(Object<'a>),
