@@ -11,6 +11,9 @@ pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 pub const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const POD_NAME: &str = "OTEL_RESOURCE_ATTRIBUTES_POD_NAME";
 pub const NODE_NAME: &str = "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME";
+/// `$(POD_NAME)` and `$(NODE_NAME)`: the kubelet expands these references to the variables above.
+const POD_NAME_REF: &str = "$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME)";
+const NODE_NAME_REF: &str = "$(OTEL_RESOURCE_ATTRIBUTES_NODE_NAME)";
 pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 
 pub const ANN_SERVICE_NAME: &str = "resource.opentelemetry.io/service.name";
@@ -70,13 +73,11 @@ pub fn apply(
 
 /// `OTEL_RESOURCE_ATTRIBUTES`: the pairs joined with `,`, sorted by key.
 fn resource_attributes(container: &str, namespace: &str, workload: Option<(&str, &str)>) -> String {
-    let node = format!("$({NODE_NAME})");
-    let pod = format!("$({POD_NAME})");
     let mut pairs = [
         ("k8s.container.name", container),
         ("k8s.namespace.name", namespace),
-        ("k8s.node.name", node.as_str()),
-        ("k8s.pod.name", pod.as_str()),
+        ("k8s.node.name", NODE_NAME_REF),
+        ("k8s.pod.name", POD_NAME_REF),
         ("", ""),
     ];
     let len = match workload {
@@ -158,4 +159,13 @@ fn pod_owner_name(view: &PodView<'_, '_>) -> Option<String> {
         return Some(deployment.to_string());
     }
     Some(owner.name.to_string()).filter(|n| !n.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn references_name_the_variables() {
+        assert_eq!(super::POD_NAME_REF, format!("$({})", super::POD_NAME));
+        assert_eq!(super::NODE_NAME_REF, format!("$({})", super::NODE_NAME));
+    }
 }
