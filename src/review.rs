@@ -321,22 +321,21 @@ pub fn encode(uid: &str, decision: &Decision) -> Result<Vec<u8>, serde_json::Err
             warnings: &decision.warnings,
         },
     })?;
-    if !decision.patch.0.is_empty() {
+    if !decision.patch.is_empty() {
         // `patchType` and the base64 `patch` are appended by hand: the base64 alphabet needs no
         // JSON escaping, and having the serializer scan tens of KiB of it for escapes costs as
         // much as building the patch. The compact envelope always ends with `}}` (response,
         // review); the two fields go just before. base64-simd rather than the `base64` crate's
         // scalar encoder: a third of the instructions of the answer's encoding went there
         // (benches/load.rs `--callgrind`).
-        let mut json = Vec::with_capacity(1024);
-        crate::patch::write_json(&decision.patch, &mut json)?;
+        let json = decision.patch.as_json().as_bytes();
         let tail = out.split_off(out.len().saturating_sub(2));
         out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
         let start = out.len();
         let b64 = base64_simd::STANDARD;
         out.resize(start + b64.encoded_length(json.len()), 0);
         let written = b64
-            .encode(&json, base64_simd::Out::from_slice(&mut out[start..]))
+            .encode(json, base64_simd::Out::from_slice(&mut out[start..]))
             .len();
         out.truncate(start + written);
         out.push(b'"');

@@ -87,7 +87,7 @@ fn is_wasm_decision(decision: &Decision) -> bool {
             .audit_annotations
             .get("wasm-detected-by")
             .is_some_and(|r| r == "registry")
-        && serde_json::to_value(&decision.patch)
+        && serde_json::from_str::<serde_json::Value>(decision.patch.as_json())
             .expect("patch")
             .as_array()
             .expect("array")
@@ -119,7 +119,7 @@ async fn every_signal_decides_end_to_end_through_the_review_door() {
         } else {
             assert_eq!(class, Some(ImageClass::NotWasm), "{image}");
             assert!(decision.allowed, "{image}");
-            assert!(decision.patch.0.is_empty(), "{image}: {decision:?}");
+            assert!(decision.patch.is_empty(), "{image}: {decision:?}");
             assert!(decision.warnings.is_empty(), "{image}: {decision:?}");
         }
     }
@@ -163,7 +163,7 @@ async fn mixed_pod_from_the_registry_is_left_unchanged_with_a_warning() {
     );
     let (decision, _) = decide(&engine, &inspector, &object, Duration::from_secs(5)).await;
     assert!(decision.allowed);
-    assert!(decision.patch.0.is_empty(), "{decision:?}");
+    assert!(decision.patch.is_empty(), "{decision:?}");
     assert_eq!(
         decision.warnings,
         [
@@ -309,7 +309,7 @@ async fn a_stopped_registry_gives_unknown_with_a_warning_but_digest_pins_stay_ca
     );
     let (decision, facts) = decide(&engine, &inspector, &deployment("a", &[&tag]), budget).await;
     assert!(decision.allowed);
-    assert!(decision.patch.0.is_empty(), "{decision:?}");
+    assert!(decision.patch.is_empty(), "{decision:?}");
     assert!(
         matches!(facts.classes.get(tag.as_str()), Some(ImageClass::Unknown { reason }) if reason.contains("cannot connect")),
         "{facts:?}"
@@ -353,7 +353,7 @@ async fn an_unanswering_registry_cannot_hold_a_review_past_its_budget() {
         elapsed < budget + Duration::from_millis(250),
         "took {elapsed:?} with a budget of {budget:?}"
     );
-    assert!(decision.allowed && decision.patch.0.is_empty());
+    assert!(decision.allowed && decision.patch.is_empty());
     assert_eq!(
         decision.warnings,
         [format!(

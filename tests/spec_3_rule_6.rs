@@ -133,7 +133,7 @@ fn s3_rule6_registry_answers_decide_wasm_mixed_and_unknown() {
         &deployment(&["ghcr.io/acme/app:1", "ghcr.io/acme/app:2"]),
         &answers,
     );
-    assert!(wasm.allowed && !wasm.patch.0.is_empty());
+    assert!(wasm.allowed && !wasm.patch.is_empty());
     assert_eq!(wasm.audit_annotations["wasm-detected-by"], "registry");
     assert!(wasm.warnings.is_empty());
 
@@ -142,7 +142,7 @@ fn s3_rule6_registry_answers_decide_wasm_mixed_and_unknown() {
         &deployment(&["ghcr.io/acme/app:1", "envoy:1.30"]),
         &answers,
     );
-    assert!(mixed.allowed && mixed.patch.0.is_empty());
+    assert!(mixed.allowed && mixed.patch.is_empty());
     assert_eq!(
         mixed.warnings,
         [
@@ -151,7 +151,7 @@ fn s3_rule6_registry_answers_decide_wasm_mixed_and_unknown() {
     );
 
     let unknown = decide_with(&engine, &deployment(&["ghcr.io/acme/gone:1"]), &answers);
-    assert!(unknown.allowed && unknown.patch.0.is_empty());
+    assert!(unknown.allowed && unknown.patch.is_empty());
     assert_eq!(
         unknown.warnings,
         [
@@ -165,6 +165,6 @@ fn s3_rule6_registry_answers_decide_wasm_mixed_and_unknown() {
         &deployment(&["ghcr.io/acme/app:1", "ghcr.io/acme/gone:1"]),
         &answers,
     );
-    assert!(both.patch.0.is_empty());
+    assert!(both.patch.is_empty());
     assert_eq!(both.warnings.len(), 2, "{:?}", both.warnings);
 }

@@ -463,7 +463,7 @@ fn s4_5_nothing_changed_means_no_injected_annotation_and_no_patch() {
 fn s4_patch_adds_into_existing_parents_and_escapes_keys() {
     let engine = engine();
     let out = admit(&engine, &fixture("pod-wasm"));
-    let ops = serde_json::to_value(&out.decision.patch).unwrap();
+    let ops: Value = serde_json::from_str(out.decision.patch.as_json()).unwrap();
     let paths: Vec<&str> = ops
         .as_array()
         .unwrap()

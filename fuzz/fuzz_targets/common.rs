@@ -32,7 +32,7 @@ pub fn engine() -> &'static Engine {
 /// annotation keys have no `/`. Returns the patched object.
 pub fn check_decision(object: Option<&Value>, decision: &Decision) -> Option<Value> {
     if !decision.allowed {
-        assert!(decision.patch.0.is_empty(), "a denial carries a patch");
+        assert!(decision.patch.is_empty(), "a denial carries a patch");
         assert!(decision.message.is_some(), "a denial without a message");
     }
     for w in &decision.warnings {
@@ -44,10 +44,14 @@ pub fn check_decision(object: Option<&Value>, decision: &Decision) -> Option<Val
     }
     let object = object?;
     let mut patched = object.clone();
-    if let Err(e) = json_patch::patch(&mut patched, &decision.patch) {
+    let operations = match decision.patch.operations() {
+        Ok(operations) => operations,
+        Err(e) => panic!("the patch is not JSON Patch: {e}\npatch: {}", decision.patch.as_json()),
+    };
+    if let Err(e) = json_patch::patch(&mut patched, &operations) {
         panic!(
             "the patch does not apply: {e}\npatch: {}\nobject: {object}",
-            serde_json::to_string(&decision.patch).unwrap_or_default()
+            decision.patch.as_json()
         );
     }
     Some(patched)

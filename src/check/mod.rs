@@ -35,6 +35,8 @@ pub struct Checked {
 #[derive(Debug)]
 pub struct Evaluated {
     pub decision: Decision,
+    /// The decision's patch as typed operations, for the report.
+    pub operations: json_patch::Patch,
     /// The object with the patch applied (the object as given when denied or unchanged).
     pub object: Value,
 }
@@ -196,9 +198,11 @@ pub fn check_documents(
                 })
                 .map_err(|e| e.to_string())
                 .and_then(|(decision, mutated)| {
+                    let (operations, object) = mutated?;
                     Ok(Evaluated {
                         decision,
-                        object: mutated?,
+                        operations,
+                        object,
                     })
                 });
             Checked {
@@ -260,10 +264,13 @@ pub fn create_request<'a>(object: &'a Value, raw: &'a RawValue, namespace: &'a s
     }
 }
 
-fn apply(object: &Value, decision: &Decision) -> Result<Value, String> {
-    let mut out = object.clone();
-    json_patch::patch(&mut out, &decision.patch).map_err(|e| {
+/// The decision's operations, and the object with them applied.
+fn apply(object: &Value, decision: &Decision) -> Result<(json_patch::Patch, Value), String> {
+    let internal = |e: &dyn std::fmt::Display| {
         format!("internal error: the patch does not apply ({e}); please report this")
-    })?;
-    Ok(out)
+    };
+    let operations = decision.patch.operations().map_err(|e| internal(&e))?;
+    let mut out = object.clone();
+    json_patch::patch(&mut out, &operations).map_err(|e| internal(&e))?;
+    Ok((operations, out))
 }

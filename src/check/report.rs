@@ -113,7 +113,7 @@ fn json_entries(results: &[Checked]) -> Vec<Entry<'_>> {
                     allowed: Some(ev.decision.allowed),
                     message: ev.decision.message.as_deref(),
                     warnings: &ev.decision.warnings,
-                    patch: &ev.decision.patch.0,
+                    patch: &ev.operations.0,
                     object: Some(&ev.object),
                     ..base
                 },

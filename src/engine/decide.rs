@@ -4,7 +4,6 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use kube_core::admission::Operation;
-use serde_json::json;
 
 use super::model::{self, Object};
 use super::{
@@ -15,7 +14,7 @@ use crate::config::ResourceDefaults;
 use crate::detection::{self, Detection};
 use crate::kinds::WorkloadKind;
 use crate::mutate::{self, Change};
-use crate::patch::PatchBuilder;
+use crate::patch::{Node, Patch, PatchBuilder};
 
 pub const ANN_RESOURCE_PROFILE: &str = "wasm-admission.io/resource-profile";
 pub const ANN_OTEL: &str = "wasm-admission.io/otel";
@@ -275,9 +274,9 @@ fn record_changes(
         Some(previous) => {
             let mut all = changes.clone();
             all.extend(previous.split(',').filter_map(|s| Change::parse(s.trim())));
-            patch.replace(&path, json!(join_changes(&all)));
+            patch.replace(&path, Node::str(join_changes(&all)));
         }
-        None => patch.add(&path, json!(join_changes(changes))),
+        None => patch.add(&path, Node::str(join_changes(changes))),
     }
 }
 
@@ -323,7 +322,7 @@ fn subject(view: &PodView<'_, '_>, request: &Request<'_>) -> String {
 fn deny(mut decision: Decision, message: String) -> Decision {
     decision.allowed = false;
     decision.message = Some(message);
-    decision.patch = json_patch::Patch::default();
+    decision.patch = Patch::default();
     decision
 }
 

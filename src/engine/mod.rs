@@ -100,7 +100,7 @@ pub struct Decision {
     /// The denial message (SPEC §5), when not allowed.
     pub message: Option<String>,
     /// RFC 6902 operations against the object exactly as received; empty when nothing changes.
-    pub patch: json_patch::Patch,
+    pub patch: crate::patch::Patch,
     /// Each at most 120 characters, starting with `wasm-admission: `.
     pub warnings: Vec<String>,
     /// Keys without `/` (the apiserver prefixes the webhook's name).
@@ -111,7 +111,7 @@ impl Decision {
     pub fn outcome(&self) -> Outcome {
         if !self.allowed {
             Outcome::Denied
-        } else if self.patch.0.is_empty() {
+        } else if self.patch.is_empty() {
             Outcome::Unchanged
         } else {
             Outcome::Mutated

@@ -2,21 +2,22 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-
 use crate::engine::PodView;
-use crate::patch::PatchBuilder;
+use crate::patch::{Node, PatchBuilder};
 
-pub fn apply(
+pub fn apply<'v>(
     view: &PodView<'_, '_>,
-    wanted: &BTreeMap<String, String>,
-    patch: &mut PatchBuilder<'_>,
+    wanted: &'v BTreeMap<String, String>,
+    patch: &mut PatchBuilder<'v>,
 ) -> bool {
     let existing = view.pod_annotations();
     let mut changed = false;
     for (key, value) in wanted {
         if !existing.contains_key(key.as_str()) {
-            patch.add(&view.pod_meta_path(&["annotations", key]), json!(value));
+            patch.add(
+                &view.pod_meta_path(&["annotations", key]),
+                Node::str(value.as_str()),
+            );
             changed = true;
         }
     }

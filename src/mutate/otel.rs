@@ -1,11 +1,9 @@
 //! SPEC §4.3: OpenTelemetry environment for every container (never init containers).
 
-use serde_json::{Value, json};
-
 use crate::engine::PodView;
 use crate::engine::model::Str;
 use crate::kinds::WorkloadKind;
-use crate::patch::{APPEND, PatchBuilder};
+use crate::patch::{APPEND, Node, PatchBuilder};
 
 pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 pub const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -28,12 +26,12 @@ pub fn already_injected(view: &PodView<'_, '_>) -> bool {
 }
 
 /// Appends the variables each container lacks, in SPEC order.
-pub fn apply(
+pub fn apply<'v>(
     view: &PodView<'_, '_>,
     namespace: &str,
     request_name: &str,
-    endpoint: &str,
-    patch: &mut PatchBuilder<'_>,
+    endpoint: &'v str,
+    patch: &mut PatchBuilder<'v>,
 ) -> bool {
     let service = service_name(view, request_name);
     let workload_name = object_name(view, request_name);
@@ -47,17 +45,20 @@ pub fn apply(
                 .otel_name_attribute()
                 .zip(workload_name.as_deref()),
         );
-        let vars: [(&str, Value); 5] = [
+        let value = |name: &'static str, value: Node<'v>| {
+            Node::obj([("name", Node::str(name)), ("value", value)])
+        };
+        let vars: [(&str, Node<'v>); 5] = [
             (
                 SERVICE_NAME,
-                json!({"name": SERVICE_NAME, "value": service}),
+                value(SERVICE_NAME, Node::str(service.clone())),
             ),
-            (ENDPOINT, json!({"name": ENDPOINT, "value": endpoint})),
+            (ENDPOINT, value(ENDPOINT, Node::str(endpoint))),
             (POD_NAME, field_ref(POD_NAME, "metadata.name")),
             (NODE_NAME, field_ref(NODE_NAME, "spec.nodeName")),
             (
                 RESOURCE_ATTRIBUTES,
-                json!({"name": RESOURCE_ATTRIBUTES, "value": attributes}),
+                value(RESOURCE_ATTRIBUTES, Node::str(attributes)),
             ),
         ];
         let index = index.to_string();
@@ -101,8 +102,12 @@ fn resource_attributes(container: &str, namespace: &str, workload: Option<(&str,
     out
 }
 
-fn field_ref(name: &str, path: &str) -> Value {
-    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+fn field_ref(name: &'static str, path: &'static str) -> Node<'static> {
+    let field = Node::obj([("fieldPath", Node::str(path))]);
+    Node::obj([
+        ("name", Node::str(name)),
+        ("valueFrom", Node::obj([("fieldRef", field)])),
+    ])
 }
 
 /// The service name: the pod's `resource.opentelemetry.io/service.name` annotation, else its

@@ -2,12 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-
 use crate::config::ResourceDefaults;
 use crate::engine::model::{Container, QuantityText, Str};
 use crate::engine::{PodView, warning};
-use crate::patch::PatchBuilder;
+use crate::patch::{Node, PatchBuilder};
 use crate::quantity::Quantity;
 
 /// Adds each default that a container lacks. A default request never exceeds the container's
@@ -30,7 +28,7 @@ pub fn apply(
             for (resource, value) in container_defaults(container, defaults, warnings) {
                 let (section, text) = value;
                 let path = view.spec_path(&[list, &index, "resources", section, resource]);
-                patch.add(&path, json!(text));
+                patch.add(&path, Node::str(text));
                 changed = true;
             }
         }

@@ -2,24 +2,22 @@
 
 use std::collections::HashSet;
 
-use serde_json::json;
-
 use crate::engine::{PodView, warning};
-use crate::patch::PatchBuilder;
+use crate::patch::{Node, PatchBuilder};
 
 /// Adds `runtimeClassName: wanted` when the pod spec has none. A pod that names another class
 /// keeps it, with a warning. When the cluster's RuntimeClasses are known and `wanted` is not
 /// among them, it is still injected and a warning says why the pods will not start.
-pub fn apply(
+pub fn apply<'v>(
     view: &PodView<'_, '_>,
-    wanted: &str,
+    wanted: &'v str,
     known: Option<&HashSet<String>>,
-    patch: &mut PatchBuilder<'_>,
+    patch: &mut PatchBuilder<'v>,
     warnings: &mut Vec<String>,
 ) -> bool {
     match view.spec.runtime_class_name.as_deref() {
         None | Some("") => {
-            patch.add(&view.spec_path(&["runtimeClassName"]), json!(wanted));
+            patch.add(&view.spec_path(&["runtimeClassName"]), Node::str(wanted));
             if known.is_some_and(|k| !k.contains(wanted)) {
                 warnings.push(warning(&format!(
                     "RuntimeClass \"{wanted}\" does not exist in this cluster; its pods will not start"

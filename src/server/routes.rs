@@ -323,7 +323,7 @@ async fn answer_review(
         operation,
         outcome = s.outcome.as_str(),
         allowed = reply.decision.allowed,
-        patch_ops = reply.decision.patch.0.len(),
+        patch_ops = reply.decision.patch.len(),
         duration_us = elapsed.as_micros() as u64,
         budget_ms = budget.total.as_millis() as u64,
         "admission review"

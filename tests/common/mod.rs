@@ -158,7 +158,7 @@ impl Admitted {
         self.decision.message.as_deref().unwrap_or("")
     }
     pub fn patched(&self) -> bool {
-        !self.decision.patch.0.is_empty()
+        !self.decision.patch.is_empty()
     }
     pub fn injected(&self, meta_pointer: &str) -> Option<String> {
         self.object
@@ -184,11 +184,15 @@ pub fn admit_review(engine: &Engine, review_json: &Value, endpoint: Endpoint) ->
             .decode(encoded)
             .expect("base64 patch");
         let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("RFC 6902 patch");
-        assert_eq!(patch, reply.decision.patch);
+        assert_eq!(bytes, reply.decision.patch.as_json().as_bytes());
+        assert_eq!(
+            patch,
+            reply.decision.patch.operations().expect("JSON Patch")
+        );
         json_patch::patch(&mut object, &patch).expect("patch applies");
     } else {
         assert!(
-            reply.decision.patch.0.is_empty(),
+            reply.decision.patch.is_empty(),
             "a patch must be sent when there is one"
         );
     }
