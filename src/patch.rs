@@ -273,17 +273,14 @@ impl<'v> PatchBuilder<'v> {
 
 /// `tokens` as an RFC 6901 pointer string, each escaped.
 fn escaped(tokens: &[&str]) -> String {
-    let mut out = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum::<usize>() + 8);
+    let mut out = String::with_capacity(96);
     for token in tokens {
-        out.push('/');
-        if token.bytes().any(|b| b == b'~' || b == b'/') {
-            for c in token.chars() {
-                match c {
-                    '~' => out.push_str("~0"),
-                    '/' => out.push_str("~1"),
-                    c => out.push(c),
-                }
-            }
+        let needs = token
+            .bytes()
+            .fold(false, |any, b| any | (b == b'~') | (b == b'/'));
+        out.push_str("/");
+        if needs {
+            out.push_str(&token.replace('~', "~0").replace('/', "~1"));
         } else {
             out.push_str(token);
         }

@@ -125,6 +125,13 @@ struct Escaped<W>(W);
 impl<W: Write> Write for Escaped<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
+        // Almost every string needs no escape: checked in one branch-free pass, written whole.
+        let escapes = bytes.iter().fold(false, |any, &b| {
+            any | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if !escapes {
+            return self.0.write_str(s);
+        }
         let mut start = 0;
         for (i, &b) in bytes.iter().enumerate() {
             let short = match b {
