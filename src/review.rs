@@ -85,14 +85,10 @@ struct RequestIn<'a, O> {
     #[serde(default)]
     namespace: Option<Str<'a>>,
     operation: Operation,
-    #[serde(default = "none")]
+    #[serde(default)]
     object: Option<O>,
     #[serde(default)]
     old_object: Option<&'a RawValue>,
-}
-
-fn none<O>() -> Option<O> {
-    None
 }
 
 #[derive(Deserialize)]
