@@ -278,7 +278,7 @@ fn escaped(tokens: &[&str]) -> String {
         let needs = token
             .bytes()
             .fold(false, |any, b| any | (b == b'~') | (b == b'/'));
-        out.push_str("/");
+        out.push('/');
         if needs {
             out.push_str(&token.replace('~', "~0").replace('/', "~1"));
         } else {
