@@ -23,7 +23,7 @@
 //! It drives all three with the same load from `oha` (installed by `scripts/bench-tools.sh`, or
 //! `$OHA`): HTTP/1.1 keep-alive at 1, 8, 25 and 64 connections, a fixed rate at 50% of the
 //! transport floor's maximum at 25 connections, and a new connection per request. For each
-//! server and run it prints requests/s, p50, p99 and p99.9, CPU µs per request and peak RSS, the
+//! server and run it prints requests/s, p50, p99 and p99.9, CPU µs per request (and the kernel's part of it) and peak RSS, the
 //! ratios of `serve` to each floor, the time from spawning `serve` to `/readyz` answering 200,
 //! and the targets with pass or fail.
 //!
@@ -519,8 +519,13 @@ fn start(
     }
 }
 
-/// `utime + stime` of a process, in microseconds.
-fn cpu_us(pid: u32) -> Result<f64, Error> {
+/// CPU time of a process in microseconds: user and kernel (`utime`, `stime`).
+struct Cpu {
+    user: f64,
+    kernel: f64,
+}
+
+fn cpu_us(pid: u32) -> Result<Cpu, Error> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The fields after the command name (which may hold spaces) start at field 3.
     let rest = &stat[stat.rfind(')').ok_or("bad /proc stat")? + 2..];
@@ -529,7 +534,10 @@ fn cpu_us(pid: u32) -> Result<f64, Error> {
     let stime: f64 = fields[12].parse()?;
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((utime + stime) * 1e6 / ticks)
+    Ok(Cpu {
+        user: utime * 1e6 / ticks,
+        kernel: stime * 1e6 / ticks,
+    })
 }
 
 /// VmHWM of a process, in KiB.
@@ -566,6 +574,8 @@ struct Figures {
     p99_us: f64,
     p999_us: f64,
     cpu_us_per_req: f64,
+    /// The kernel's part of `cpu_us_per_req` (system time: TCP, syscalls, wake-ups).
+    kernel_us_per_req: f64,
     peak_rss_kib: u64,
     failures: u64,
     failure_detail: String,
@@ -682,6 +692,7 @@ impl Driver {
             .as_f64()
             .filter(|t| *t > 0.0)
             .unwrap_or(load.seconds as f64);
+        let per_request = |us: f64| if ok > 0 { us / ok as f64 } else { f64::NAN };
         let pct = |key: &str| {
             report["latencyPercentiles"][key]
                 .as_f64()
@@ -694,11 +705,10 @@ impl Driver {
             p50_us: pct("p50"),
             p99_us: pct("p99"),
             p999_us: pct("p99.9"),
-            cpu_us_per_req: if ok > 0 {
-                (cpu_after - cpu_before) / ok as f64
-            } else {
-                f64::NAN
-            },
+            cpu_us_per_req: per_request(
+                cpu_after.user + cpu_after.kernel - cpu_before.user - cpu_before.kernel,
+            ),
+            kernel_us_per_req: per_request(cpu_after.kernel - cpu_before.kernel),
             peak_rss_kib: peak,
             failures,
             failure_detail: detail.join("; "),
@@ -1027,6 +1037,7 @@ fn median_figures(rounds: &[Figures]) -> Figures {
         p99_us: mid(&|f| f.p99_us),
         p999_us: mid(&|f| f.p999_us),
         cpu_us_per_req: mid(&|f| f.cpu_us_per_req),
+        kernel_us_per_req: mid(&|f| f.kernel_us_per_req),
         peak_rss_kib: rounds.iter().map(|f| f.peak_rss_kib).max().unwrap_or(0),
         failures: rounds.iter().map(|f| f.failures).sum(),
         failure_detail: rounds
@@ -1047,17 +1058,20 @@ struct Goal {
 }
 
 fn print_table(runs: &[(String, Vec<Figures>)]) {
-    println!("\n| run | server | req/s | p50 µs | p99 µs | p99.9 µs | CPU µs/req | peak RSS MiB |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "\n| run | server | req/s | p50 µs | p99 µs | p99.9 µs | CPU µs/req | of which kernel | peak RSS MiB |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (label, figures) in runs {
         for (name, f) in NAMES.iter().zip(figures) {
             println!(
-                "| {label} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} |",
+                "| {label} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} |",
                 f.rps,
                 f.p50_us,
                 f.p99_us,
                 f.p999_us,
                 f.cpu_us_per_req,
+                f.kernel_us_per_req,
                 f.peak_rss_kib as f64 / 1024.0
             );
         }
@@ -1065,12 +1079,13 @@ fn print_table(runs: &[(String, Vec<Figures>)]) {
         for (i, floor) in [(0, "transport"), (1, "DOM")] {
             let fl = &figures[i];
             println!(
-                "| {label} | serve ÷ {floor} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+                "| {label} | serve ÷ {floor} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
                 serve.rps / fl.rps,
                 serve.p50_us / fl.p50_us,
                 serve.p99_us / fl.p99_us,
                 serve.p999_us / fl.p999_us,
                 serve.cpu_us_per_req / fl.cpu_us_per_req,
+                serve.kernel_us_per_req / fl.kernel_us_per_req,
                 serve.peak_rss_kib as f64 / fl.peak_rss_kib as f64
             );
         }
