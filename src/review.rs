@@ -15,7 +15,7 @@ use kube_core::response::{Status, StatusSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::engine::model::{Object, Str};
+use crate::engine::model::{Meta, Object, Str};
 use crate::engine::{
     ApiKind, Decision, Endpoint, Engine, EngineError, Facts, ObjectInput, Outcome, Request,
 };
@@ -346,37 +346,18 @@ fn object_name(object: Option<ObjectInput<'_>>) -> String {
     #[derive(Deserialize)]
     struct Named<'a> {
         #[serde(borrow, default)]
-        metadata: Option<Names<'a>>,
+        metadata: Option<Meta<'a>>,
     }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Names<'a> {
-        #[serde(borrow, default)]
-        name: Option<Str<'a>>,
-        #[serde(borrow, default)]
-        generate_name: Option<Str<'a>>,
-    }
-    let pick = |name: Option<&str>, generate_name: Option<&str>| {
-        name.filter(|n| !n.is_empty())
-            .or(generate_name)
+    let name = |meta: Option<&Meta<'_>>| {
+        meta.map(Meta::name_or_generate_name)
             .unwrap_or_default()
             .to_string()
     };
     match object {
-        Some(ObjectInput::Parsed(object)) => {
-            let meta = object.metadata.as_ref();
-            pick(
-                meta.and_then(|m| m.name.as_deref()),
-                meta.and_then(|m| m.generate_name.as_deref()),
-            )
-        }
+        Some(ObjectInput::Parsed(object)) => name(object.metadata.as_ref()),
         Some(ObjectInput::Raw(raw)) => {
             let parsed = serde_json::from_str::<Named<'_>>(raw.get()).ok();
-            let meta = parsed.as_ref().and_then(|o| o.metadata.as_ref());
-            pick(
-                meta.and_then(|m| m.name.as_deref()),
-                meta.and_then(|m| m.generate_name.as_deref()),
-            )
+            name(parsed.as_ref().and_then(|o| o.metadata.as_ref()))
         }
         None => String::new(),
     }

@@ -107,6 +107,17 @@ pub struct Meta<'a> {
     pub owner_references: Option<Vec<OwnerReference<'a>>>,
 }
 
+impl Meta<'_> {
+    /// The name, else the `generateName` (empty when neither is set).
+    pub fn name_or_generate_name(&self) -> &str {
+        self.name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(self.generate_name.as_deref())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerReference<'a> {

@@ -109,13 +109,7 @@ impl<'m, 'a> PodView<'m, 'a> {
         if !request_name.is_empty() {
             return request_name.to_string();
         }
-        self.meta
-            .name
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .or(self.meta.generate_name.as_deref())
-            .unwrap_or_default()
-            .to_string()
+        self.meta.name_or_generate_name().to_string()
     }
 
     /// JSON-pointer tokens under the pod spec.
