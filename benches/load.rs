@@ -10,17 +10,21 @@
 //! CALLGRIND_DIR=/tmp/cg cargo bench --bench load -- --callgrind   # and keep the dumps
 //! ```
 //!
-//! In one run it starts three HTTPS servers on 127.0.0.1, each in its own process so that CPU and
+//! In one run it starts four HTTPS servers on 127.0.0.1, each in its own process so that CPU and
 //! memory can be read per server from /proc:
 //! - `serve`: the release `wasm-admission` binary, with certificates from `wasm-admission certs`
 //!   (ECDSA P-256) and `--log-format json` (its log goes to /dev/null);
 //! - the *transport floor*: this binary again, axum + axum-server on rustls (ring), the same
 //!   certificate and the same tokio worker count (the default: one per core), reading the body and
 //!   answering a fixed AdmissionReview;
+//! - the *answer floor*: the transport floor answering `serve`'s own answer to the review (fetched
+//!   from `serve` once at start, about 2 KB with its patch, against the transport floor's 150
+//!   bytes). Not one of issue 7's floors: it shows what sending this answer costs the server and
+//!   the client, so `serve ÷ answer floor` is the cost of deciding alone;
 //! - the *DOM floor*: the same, but it parses the body into a `serde_json::Value` and echoes
 //!   `request.uid` in an allowed response (the simplest correct webhook).
 //!
-//! It drives all three with the same load from `oha` (installed by `scripts/bench-tools.sh`, or
+//! It drives all four with the same load from `oha` (installed by `scripts/bench-tools.sh`, or
 //! `$OHA`): HTTP/1.1 keep-alive at 1, 8, 25 and 64 connections, a fixed rate at 50% of the
 //! transport floor's maximum at 25 connections, and a new connection per request. For each
 //! server and run it prints requests/s, p50, p99 and p99.9, CPU µs per request (and the kernel's part of it) and peak RSS, the
@@ -54,6 +58,8 @@ const FLOOR_ENV: &str = "WASM_ADMISSION_LOADBENCH_FLOOR";
 const FLOOR_CERT_ENV: &str = "WASM_ADMISSION_LOADBENCH_CERT";
 const FLOOR_KEY_ENV: &str = "WASM_ADMISSION_LOADBENCH_KEY";
 const FLOOR_LISTEN_ENV: &str = "WASM_ADMISSION_LOADBENCH_LISTEN";
+/// The answer floor's answer: a file with `serve`'s answer to the review.
+const FLOOR_ANSWER_ENV: &str = "WASM_ADMISSION_LOADBENCH_ANSWER";
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 /// The transport floor's answer, whatever the request.
 const FIXED_ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
@@ -175,6 +181,13 @@ fn floor_main(mode: &str) {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let app = match mode {
         "transport" => Router::new().route("/mutate", post(transport_floor)),
+        "answer" => {
+            let answer = Bytes::from(std::fs::read(var(FLOOR_ANSWER_ENV)).expect("answer file"));
+            Router::new().route(
+                "/mutate",
+                post(move |body: Bytes| answer_floor(body, answer.clone())),
+            )
+        }
         "dom" => Router::new().route("/mutate", post(dom_floor)),
         other => panic!("unknown floor {other}"),
     }
@@ -199,6 +212,12 @@ fn floor_main(mode: &str) {
 async fn transport_floor(body: Bytes) -> Response {
     std::hint::black_box(&body);
     ([(header::CONTENT_TYPE, "application/json")], FIXED_ANSWER).into_response()
+}
+
+/// Reads the body, answers `serve`'s answer to the review (fixed bytes).
+async fn answer_floor(body: Bytes, answer: Bytes) -> Response {
+    std::hint::black_box(&body);
+    ([(header::CONTENT_TYPE, "application/json")], answer).into_response()
 }
 
 /// Parses the body into a DOM and echoes `request.uid`, allowed.
@@ -768,7 +787,7 @@ fn check_answer(
     target: &Target,
     client: &Arc<rustls::ClientConfig>,
     body: &[u8],
-) -> Result<usize, Error> {
+) -> Result<Vec<u8>, Error> {
     let (status, answer) = https(client, target.addr, "POST", "/mutate?timeout=10s", body)?;
     let value: Value = serde_json::from_slice(&answer)?;
     if status != 200 || value["response"]["uid"] != UID || value["response"]["allowed"] != true {
@@ -782,10 +801,15 @@ fn check_answer(
     if target.name == "serve" && value["response"]["patch"].as_str().is_none() {
         return Err(format!("serve answered no patch: {value}").into());
     }
-    Ok(answer.len())
+    Ok(answer)
 }
 
-const NAMES: [&str; 3] = ["transport floor", "DOM floor", "serve"];
+/// The servers, in the order they are measured and printed; the indexes below name them.
+const NAMES: [&str; 4] = ["transport floor", "answer floor", "DOM floor", "serve"];
+const TRANSPORT: usize = 0;
+const ANSWER: usize = 1;
+const DOM: usize = 2;
+const SERVE: usize = 3;
 
 fn run(options: &Options) -> Result<(), Error> {
     let bin = options
@@ -831,20 +855,38 @@ fn run(options: &Options) -> Result<(), Error> {
         starts[starts.len() - 1]
     );
 
-    // The three servers, each in its own process.
-    let mut reaper = Reaper::default();
-    for name in NAMES {
+    // The four servers, each in its own process; `serve` first, as the answer floor answers
+    // what it answers.
+    let answer_path = certs._dir.path().join("answer.json");
+    let mut started = Vec::new();
+    for i in [SERVE, TRANSPORT, ANSWER, DOM] {
+        let name = NAMES[i];
         let addr = free_addr()?;
-        let command = match name {
-            "transport floor" => floor_command("transport", &certs, addr)?,
-            "DOM floor" => floor_command("dom", &certs, addr)?,
+        let command = match i {
+            TRANSPORT => floor_command("transport", &certs, addr)?,
+            ANSWER => {
+                let mut command = floor_command("answer", &certs, addr)?;
+                command.env(FLOOR_ANSWER_ENV, &answer_path);
+                command
+            }
+            DOM => floor_command("dom", &certs, addr)?,
             _ => serve_command(&bin, &certs, addr),
         };
         let (target, _) = start(name, command, addr, &certs.client)?;
-        let size = check_answer(&target, &certs.client, &body)?;
-        println!("{name}: pid {}, answer {size} bytes", target.pid());
-        reaper.0.push(target);
+        let answer = check_answer(&target, &certs.client, &body)?;
+        if i == SERVE {
+            std::fs::write(&answer_path, &answer)?;
+        }
+        println!(
+            "{name}: pid {}, answer {} bytes",
+            target.pid(),
+            answer.len()
+        );
+        started.push((i, target));
     }
+    started.sort_by_key(|(i, _)| *i);
+    let mut reaper = Reaper::default();
+    reaper.0 = started.into_iter().map(|(_, target)| target).collect();
     let driver = Driver {
         oha,
         body_path,
@@ -870,7 +912,7 @@ fn run(options: &Options) -> Result<(), Error> {
     let rounds = options.rounds;
     let mut measure_all = |label: String, load: Load| -> Result<Vec<Figures>, Error> {
         eprintln!("-- {label}");
-        // Rounds interleave the servers, so a burst of other work on the machine hits all three.
+        // Rounds interleave the servers, so a burst of other work on the machine hits all four.
         let mut each: Vec<Vec<Figures>> = vec![Vec::new(); reaper.0.len()];
         for _ in 0..rounds {
             for (target, figures) in reaper.0.iter().zip(&mut each) {
@@ -904,7 +946,7 @@ fn run(options: &Options) -> Result<(), Error> {
             at_25 = figures;
         }
     }
-    let rate = (at_25[0].rps * 0.5).max(1.0);
+    let rate = (at_25[TRANSPORT].rps * 0.5).max(1.0);
     let at_rate = measure_all(
         format!("fixed {rate:.0} req/s, 25 conn"),
         Load {
@@ -933,11 +975,14 @@ fn run(options: &Options) -> Result<(), Error> {
     drop(reaper);
 
     print_table(&runs);
+    let peaks: Vec<String> = NAMES
+        .iter()
+        .zip(&rss_kib)
+        .map(|(name, kib)| format!("{name} {:.1} MiB", *kib as f64 / 1024.0))
+        .collect();
     println!(
-        "\nlifetime peak RSS (VmHWM at the end): transport floor {:.1} MiB, DOM floor {:.1} MiB, serve {:.1} MiB",
-        rss_kib[0] as f64 / 1024.0,
-        rss_kib[1] as f64 / 1024.0,
-        rss_kib[2] as f64 / 1024.0
+        "\nlifetime peak RSS (VmHWM at the end): {}",
+        peaks.join(", ")
     );
     let failed: u64 = runs.iter().flat_map(|(_, f)| f).map(|f| f.failures).sum();
     let answered: u64 = runs.iter().flat_map(|(_, f)| f).map(|f| f.requests).sum();
@@ -948,21 +993,21 @@ fn run(options: &Options) -> Result<(), Error> {
     // Targets.
     let serve_peak_mib = runs
         .iter()
-        .map(|(_, f)| f[2].peak_rss_kib)
+        .map(|(_, f)| f[SERVE].peak_rss_kib)
         .max()
         .unwrap_or(0) as f64
         / 1024.0;
     let targets = [
         Goal {
             what: "throughput, 25 keep-alive conn, vs transport floor",
-            measured: at_25[2].rps / at_25[0].rps,
+            measured: at_25[SERVE].rps / at_25[TRANSPORT].rps,
             limit: 0.6,
             at_least: true,
             unit: "×",
         },
         Goal {
             what: "p99 at 50% of transport max rate, vs transport floor's",
-            measured: at_rate[2].p99_us / at_rate[0].p99_us,
+            measured: at_rate[SERVE].p99_us / at_rate[TRANSPORT].p99_us,
             limit: 1.2,
             at_least: false,
             unit: "×",
@@ -983,7 +1028,7 @@ fn run(options: &Options) -> Result<(), Error> {
         },
         Goal {
             what: "new-connection throughput vs transport floor",
-            measured: new_conn[2].rps / new_conn[0].rps,
+            measured: new_conn[SERVE].rps / new_conn[TRANSPORT].rps,
             limit: 0.9,
             at_least: true,
             unit: "×",
@@ -1012,6 +1057,11 @@ fn run(options: &Options) -> Result<(), Error> {
             if t.at_least { "minimum" } else { "maximum" },
         );
     }
+    println!(
+        "\nnot a target: serve ÷ answer floor at 25 keep-alive conn (the same bytes on the wire, so the cost of deciding): {:.2}× the throughput, {:.2}× the CPU per request",
+        at_25[SERVE].rps / at_25[ANSWER].rps,
+        at_25[SERVE].cpu_us_per_req / at_25[ANSWER].cpu_us_per_req
+    );
     println!(
         "\n{}; load average after: {}",
         if all {
@@ -1075,8 +1125,8 @@ fn print_table(runs: &[(String, Vec<Figures>)]) {
                 f.peak_rss_kib as f64 / 1024.0
             );
         }
-        let serve = &figures[2];
-        for (i, floor) in [(0, "transport"), (1, "DOM")] {
+        let serve = &figures[SERVE];
+        for (i, floor) in [(TRANSPORT, "transport"), (ANSWER, "answer"), (DOM, "DOM")] {
             let fl = &figures[i];
             println!(
                 "| {label} | serve ÷ {floor} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
@@ -1168,7 +1218,8 @@ fn callgrind(bin: &Path, oha: &Path, certs: &Certs, body_path: &Path) -> Result<
     let kept = std::env::var_os("CALLGRIND_DIR").map(PathBuf::from);
     let dir = kept.as_deref().unwrap_or(certs._dir.path());
     let mut columns = Vec::new();
-    for name in NAMES {
+    // The answer floor differs from the transport floor only in the bytes it encrypts and sends.
+    for name in [NAMES[TRANSPORT], NAMES[DOM], NAMES[SERVE]] {
         let addr = free_addr()?;
         let inner = match name {
             "transport floor" => floor_command("transport", certs, addr)?,
@@ -1274,6 +1325,9 @@ fn callgrind(bin: &Path, oha: &Path, certs: &Certs, body_path: &Path) -> Result<
         "\nserve outside the review's decode, engine and response: {} instructions per request ({} in the transport floor, all told)",
         serve[0].saturating_sub(serve[2] + serve[3]),
         columns[0][0]
+    );
+    println!(
+        "(\"-\": not on that server's path, or inlined by the release profile's LTO; for every row, run with CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16)"
     );
     Ok(())
 }
