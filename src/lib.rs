@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod detection;
 pub mod engine;
+pub mod json_text;
 pub mod kinds;
 pub mod mutate;
 pub mod patch;
