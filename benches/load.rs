@@ -1,4 +1,5 @@
-//! Load benchmark of `serve` next to two floors on the same stack (issue 7).
+//! Load benchmark of `serve` next to two floors on the same stack (issue 7), and a third server
+//! that sends `serve`'s own answer as a reference.
 //!
 //! ```sh
 //! cargo bench --bench load               # 5 s per run
