@@ -9,6 +9,7 @@
 //! cargo bench --bench load -- --serve-bin target/x86_64-unknown-linux-musl/release/wasm-admission
 //! cargo bench --bench load -- --callgrind   # instructions per request, by part, under valgrind
 //! CALLGRIND_DIR=/tmp/cg cargo bench --bench load -- --callgrind   # and keep the dumps
+//! cargo bench --bench load -- --cache-sim   # and cache misses, branch mispredictions per request
 //! ```
 //!
 //! In one run it starts four HTTPS servers on 127.0.0.1, each in its own process so that CPU and
@@ -85,7 +86,7 @@ fn main() {
         Err(e) => {
             eprintln!("load benchmark: {e}");
             eprintln!(
-                "usage: cargo bench --bench load -- [--quick] [--duration SECS] [--starts N] [--rounds N] [--serve-bin PATH] [--callgrind]"
+                "usage: cargo bench --bench load -- [--quick] [--duration SECS] [--starts N] [--rounds N] [--serve-bin PATH] [--callgrind] [--cache-sim]"
             );
             std::process::exit(2);
         }
@@ -103,6 +104,8 @@ struct Options {
     serve_bin: Option<PathBuf>,
     /// Count instructions per request under callgrind instead of the load runs.
     callgrind: bool,
+    /// With `callgrind`: simulate the caches and branch predictors too.
+    cache_sim: bool,
     duration: u64,
     /// Each run this many times, servers interleaved; the median is printed.
     rounds: usize,
@@ -115,6 +118,7 @@ impl Options {
         let mut options = Options {
             serve_bin: None,
             callgrind: false,
+            cache_sim: false,
             duration: 5,
             rounds: 1,
             starts: 10,
@@ -135,6 +139,10 @@ impl Options {
                     }
                 }
                 "--callgrind" => options.callgrind = true,
+                "--cache-sim" => {
+                    options.callgrind = true;
+                    options.cache_sim = true;
+                }
                 "--rounds" => {
                     options.rounds = it.next().ok_or("--rounds needs a number")?.parse()?;
                     if !(1..=10).contains(&options.rounds) {
@@ -825,7 +833,7 @@ fn run(options: &Options) -> Result<(), Error> {
     std::fs::write(&body_path, &body)?;
 
     if options.callgrind {
-        return callgrind(&bin, &oha, &certs, &body_path);
+        return callgrind(&bin, &oha, &certs, &body_path, options.cache_sim);
     }
     println!("== wasm-admission load benchmark");
     println!(
@@ -1179,11 +1187,15 @@ const PARTS: [(&str, &str); 10] = [
     ("allocator: alloc, dealloc, realloc (everywhere)", "MALLOC"),
 ];
 
-/// Starts `inner` under `valgrind --tool=callgrind`.
-fn under_callgrind(inner: &Command, out: &Path) -> Command {
+/// Starts `inner` under `valgrind --tool=callgrind`, with the cache and branch simulation when
+/// `cache_sim`.
+fn under_callgrind(inner: &Command, out: &Path, cache_sim: bool) -> Command {
     let mut command = Command::new("valgrind");
+    command.arg("--tool=callgrind");
+    if cache_sim {
+        command.args(["--cache-sim=yes", "--branch-sim=yes"]);
+    }
     command
-        .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(inner.get_program())
         .args(inner.get_args())
@@ -1200,7 +1212,13 @@ fn under_callgrind(inner: &Command, out: &Path) -> Command {
     command
 }
 
-fn callgrind(bin: &Path, oha: &Path, certs: &Certs, body_path: &Path) -> Result<(), Error> {
+fn callgrind(
+    bin: &Path,
+    oha: &Path,
+    certs: &Certs,
+    body_path: &Path,
+    cache_sim: bool,
+) -> Result<(), Error> {
     const WARM: u64 = 200;
     const MEASURED: u64 = 2000;
     if Command::new("valgrind").arg("--version").output().is_err() {
@@ -1219,6 +1237,7 @@ fn callgrind(bin: &Path, oha: &Path, certs: &Certs, body_path: &Path) -> Result<
     let kept = std::env::var_os("CALLGRIND_DIR").map(PathBuf::from);
     let dir = kept.as_deref().unwrap_or(certs._dir.path());
     let mut columns = Vec::new();
+    let mut simulated = Vec::new();
     // The answer floor differs from the transport floor only in the bytes it encrypts and sends.
     for name in [NAMES[TRANSPORT], NAMES[DOM], NAMES[SERVE]] {
         let addr = free_addr()?;
@@ -1228,7 +1247,12 @@ fn callgrind(bin: &Path, oha: &Path, certs: &Certs, body_path: &Path) -> Result<
             _ => serve_command(bin, certs, addr),
         };
         let out = dir.join(format!("callgrind.{}", name.replace(' ', "-")));
-        let (mut target, _) = start(name, under_callgrind(&inner, &out), addr, &certs.client)?;
+        let (mut target, _) = start(
+            name,
+            under_callgrind(&inner, &out, cache_sim),
+            addr,
+            &certs.client,
+        )?;
         let load = |count| Load {
             connections: 1,
             rate: None,
@@ -1262,10 +1286,17 @@ fn callgrind(bin: &Path, oha: &Path, certs: &Certs, body_path: &Path) -> Result<
         }
         let dump = PathBuf::from(format!("{}.1", out.display()));
         let annotate = Command::new("callgrind_annotate")
-            .args(["--inclusive=yes", "--threshold=100"])
+            .args(["--inclusive=yes", "--threshold=100", "--show=Ir"])
             .arg(&dump)
             .output()?;
         let text = String::from_utf8_lossy(&annotate.stdout);
+        if cache_sim {
+            let totals = Command::new("callgrind_annotate").arg(&dump).output()?;
+            simulated.push(simulated_totals(
+                &String::from_utf8_lossy(&totals.stdout),
+                MEASURED,
+            )?);
+        }
         // "  1,234,567 ( 1.23%)  ???:symbol [object]" -> (1234567, "???:symbol [object]")
         let costs: Vec<(u64, &str)> = text
             .lines()
@@ -1330,5 +1361,64 @@ fn callgrind(bin: &Path, oha: &Path, certs: &Certs, body_path: &Path) -> Result<
     println!(
         "(\"-\": not on that server's path, or inlined by the release profile's LTO; for every row, run with CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16)"
     );
+    if cache_sim {
+        println!(
+            "\n== per request, callgrind's simulated caches and branch predictors (whole process)\n"
+        );
+        println!("| event | transport floor | DOM floor | serve |");
+        println!("| --- | ---: | ---: | ---: |");
+        for (i, (label, _)) in SIMULATED.iter().enumerate() {
+            let cells: Vec<String> = simulated.iter().map(|s| s[i].to_string()).collect();
+            println!("| {label} | {} |", cells.join(" | "));
+        }
+    }
     Ok(())
+}
+
+/// The simulated events shown, each a sum of callgrind event names.
+const SIMULATED: [(&str, &[&str]); 5] = [
+    ("instructions", &["Ir"]),
+    ("L1 instruction-cache misses", &["I1mr"]),
+    ("L1 data-cache misses (read and write)", &["D1mr", "D1mw"]),
+    ("conditional branches mispredicted", &["Bcm"]),
+    ("indirect branches mispredicted", &["Bim"]),
+];
+
+/// The [`SIMULATED`] events per request, from callgrind_annotate's `Events shown:` header and
+/// `PROGRAM TOTALS` line.
+fn simulated_totals(annotate: &str, requests: u64) -> Result<Vec<u64>, Error> {
+    let names: Vec<&str> = annotate
+        .lines()
+        .find_map(|l| l.strip_prefix("Events shown:"))
+        .ok_or("callgrind_annotate printed no events")?
+        .split_whitespace()
+        .collect();
+    let totals: Vec<u64> = annotate
+        .lines()
+        .find(|l| l.ends_with("PROGRAM TOTALS"))
+        .ok_or("callgrind_annotate printed no totals")?
+        .split_whitespace()
+        // A count, or "." for none; the percentages and the label are not counts.
+        .filter_map(|w| match w {
+            "." => Some(0),
+            _ => w.replace(',', "").parse().ok(),
+        })
+        .collect();
+    SIMULATED
+        .iter()
+        .map(|(_, events)| {
+            events
+                .iter()
+                .map(|e| {
+                    names
+                        .iter()
+                        .position(|n| n == e)
+                        .and_then(|i| totals.get(i))
+                        .copied()
+                        .ok_or_else(|| format!("no {e} in callgrind's output").into())
+                })
+                .sum::<Result<u64, Error>>()
+                .map(|total| total / requests)
+        })
+        .collect()
 }
