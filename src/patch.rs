@@ -284,7 +284,13 @@ fn escaped(tokens: &[&str]) -> String {
             .fold(false, |any, b| any | (b == b'~') | (b == b'/'));
         out.push('/');
         if needs {
-            out.push_str(&token.replace('~', "~0").replace('/', "~1"));
+            for c in token.chars() {
+                match c {
+                    '~' => out.push_str("~0"),
+                    '/' => out.push_str("~1"),
+                    c => out.push(c),
+                }
+            }
         } else {
             out.push_str(token);
         }

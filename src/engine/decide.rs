@@ -143,10 +143,10 @@ pub(super) fn decide(
             runtime_class.unwrap_or_else(|| config.runtime_class_name.clone())
         }
     };
-    let subject = subject(&view, request);
-
-    // Denials (SPEC §5), on both endpoints and whatever `mutateTemplates` says.
+    // Denials (SPEC §5), on both endpoints and whatever `mutateTemplates` says. The words of a
+    // denial are only put together for one.
     if ephemeral {
+        let subject = subject(&view, request);
         return Ok(decide_ephemeral(
             engine, &view, request, subject, decision, endpoint,
         ));
@@ -157,16 +157,21 @@ pub(super) fn decide(
         config.security.policy,
         &Scope::WholePod,
     );
-    let what = if kind.is_template() {
-        format!("Wasm pod template of {}", kind.as_str())
-    } else {
-        "Wasm pod".to_string()
+    // "Wasm pod \"ns/name\"" or "Wasm pod template of Deployment \"ns/name\"".
+    let what = || {
+        let subject = subject(&view, request);
+        if kind.is_template() {
+            format!("Wasm pod template of {} {subject}", kind.as_str())
+        } else {
+            format!("Wasm pod {subject}")
+        }
     };
     if !violations.is_empty() {
         return Ok(deny(
             decision,
             format!(
-                "wasm-admission: {what} {subject} is not allowed: {}",
+                "wasm-admission: {} is not allowed: {}",
+                what(),
                 violations.join("; ")
             ),
         ));
@@ -176,7 +181,7 @@ pub(super) fn decide(
         Err(message) => {
             return Ok(deny(
                 decision,
-                format!("wasm-admission: {what} {subject} is not allowed: {message}"),
+                format!("wasm-admission: {} is not allowed: {message}", what()),
             ));
         }
     };
@@ -281,11 +286,14 @@ fn record_changes(
 }
 
 fn join_changes(changes: &BTreeSet<Change>) -> String {
-    changes
-        .iter()
-        .map(|c| c.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out = String::with_capacity(32);
+    for (i, change) in changes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(change.as_str());
+    }
+    out
 }
 
 /// The resource defaults: the profile named by annotation, else `resources`.

@@ -1,7 +1,13 @@
 //! The pod spec and metadata inside any of the seven kinds, located once.
 
+use smallvec::SmallVec;
+
 use super::model::{Map, Meta, Object, Spec};
 use crate::kinds::WorkloadKind;
+
+/// A JSON pointer's unescaped tokens, on the stack: the deepest path the rules write has ten
+/// (a CronJob's pod spec is five deep).
+pub type Tokens<'r> = SmallVec<[&'r str; 12]>;
 
 static EMPTY_MAP: Map<'static> = Map::new();
 static EMPTY_META: Meta<'static> = Meta {
@@ -113,19 +119,18 @@ impl<'m, 'a> PodView<'m, 'a> {
     }
 
     /// JSON-pointer tokens under the pod spec.
-    pub fn spec_path<'r>(&self, rest: &[&'r str]) -> Vec<&'r str> {
+    pub fn spec_path<'r>(&self, rest: &[&'r str]) -> Tokens<'r> {
         join(self.kind.pod_spec_path(), rest)
     }
 
     /// JSON-pointer tokens under the pod metadata.
-    pub fn pod_meta_path<'r>(&self, rest: &[&'r str]) -> Vec<&'r str> {
+    pub fn pod_meta_path<'r>(&self, rest: &[&'r str]) -> Tokens<'r> {
         join(self.kind.pod_metadata_path(), rest)
     }
 }
 
-fn join<'r>(base: &[&'static str], rest: &[&'r str]) -> Vec<&'r str> {
-    let mut out = Vec::with_capacity(base.len() + rest.len());
-    out.extend_from_slice(base);
+fn join<'r>(base: &[&'static str], rest: &[&'r str]) -> Tokens<'r> {
+    let mut out = Tokens::from_slice(base);
     out.extend_from_slice(rest);
     out
 }

@@ -61,10 +61,11 @@ pub fn apply<'v>(
                 value(RESOURCE_ATTRIBUTES, Node::str(attributes)),
             ),
         ];
-        let index = index.to_string();
+        let mut digits = itoa::Buffer::new();
+        let index = digits.format(index);
         for (name, var) in vars {
             if !defined(name) {
-                patch.add(&view.spec_path(&["containers", &index, "env", APPEND]), var);
+                patch.add(&view.spec_path(&["containers", index, "env", APPEND]), var);
                 changed = true;
             }
         }

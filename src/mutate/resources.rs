@@ -1,9 +1,9 @@
 //! SPEC §4.2: default requests and limits for every container and init container.
 
-use std::collections::BTreeMap;
+use smallvec::SmallVec;
 
 use crate::config::ResourceDefaults;
-use crate::engine::model::{Container, QuantityText, Str};
+use crate::engine::model::{Container, QuantityText};
 use crate::engine::{PodView, warning};
 use crate::patch::{Node, PatchBuilder};
 use crate::quantity::Quantity;
@@ -11,10 +11,10 @@ use crate::quantity::Quantity;
 /// Adds each default that a container lacks. A default request never exceeds the container's
 /// limit (the limit's value is used instead); a default limit is not added below the
 /// container's request.
-pub fn apply(
-    view: &PodView<'_, '_>,
-    defaults: &ResourceDefaults,
-    patch: &mut PatchBuilder<'_>,
+pub fn apply<'v>(
+    view: &PodView<'v, '_>,
+    defaults: &'v ResourceDefaults,
+    patch: &mut PatchBuilder<'v>,
     warnings: &mut Vec<String>,
 ) -> bool {
     let mut changed = false;
@@ -24,10 +24,10 @@ pub fn apply(
     ];
     for (list, containers) in all {
         for (index, container) in containers.iter().enumerate() {
-            let index = index.to_string();
-            for (resource, value) in container_defaults(container, defaults, warnings) {
-                let (section, text) = value;
-                let path = view.spec_path(&[list, &index, "resources", section, resource]);
+            let mut digits = itoa::Buffer::new();
+            let index = digits.format(index);
+            for (resource, section, text) in container_defaults(container, defaults, warnings) {
+                let path = view.spec_path(&[list, index, "resources", section, resource]);
                 patch.add(&path, Node::str(text));
                 changed = true;
             }
@@ -36,20 +36,18 @@ pub fn apply(
     changed
 }
 
-type Addition<'d> = (&'d str, (&'static str, String));
+/// `(resource, section, value)`: one value to add to a container.
+type Addition<'v> = (&'v str, &'static str, &'v str);
 
-/// The `(resource, (section, value))` pairs to add to one container.
-fn container_defaults<'d>(
-    container: &Container<'_>,
-    defaults: &'d ResourceDefaults,
+/// The values to add to one container, borrowed from the defaults or the container.
+fn container_defaults<'v>(
+    container: &'v Container<'_>,
+    defaults: &'v ResourceDefaults,
     warnings: &mut Vec<String>,
-) -> Vec<Addition<'d>> {
-    let empty: BTreeMap<Str<'_>, QuantityText<'_>> = BTreeMap::new();
+) -> SmallVec<[Addition<'v>; 4]> {
     let resources = container.resources.as_ref();
-    let requests = resources
-        .and_then(|r| r.requests.as_ref())
-        .unwrap_or(&empty);
-    let limits = resources.and_then(|r| r.limits.as_ref()).unwrap_or(&empty);
+    let requests = resources.and_then(|r| r.requests.as_ref());
+    let limits = resources.and_then(|r| r.limits.as_ref());
     let mut parse = |section: &str, resource: &str, q: &QuantityText<'_>| match Quantity::parse(
         &q.0,
     ) {
@@ -63,12 +61,17 @@ fn container_defaults<'d>(
         }
     };
 
-    let mut out = Vec::new();
-    let names = defaults.requests.keys().chain(defaults.limits.keys());
-    let mut seen = std::collections::BTreeSet::new();
-    for resource in names.filter(|r| seen.insert(r.as_str())) {
-        let request = requests.get(resource.as_str());
-        let limit = limits.get(resource.as_str());
+    let mut out = SmallVec::new();
+    // Each resource named by a default, once: the requests' names, then the limits' others.
+    let names = defaults.requests.keys().chain(
+        defaults
+            .limits
+            .keys()
+            .filter(|r| !defaults.requests.contains_key(*r)),
+    );
+    for resource in names {
+        let request = requests.and_then(|m| m.get(resource.as_str()));
+        let limit = limits.and_then(|m| m.get(resource.as_str()));
         // An existing value that is not a quantity leaves this resource alone.
         let request_q = match request.map(|q| parse("requests", resource, q)) {
             Some(None) => continue,
@@ -78,22 +81,22 @@ fn container_defaults<'d>(
             Some(None) => continue,
             other => other.flatten(),
         };
-        let mut effective_request = request_q;
+        let mut effective_request = request_q.as_ref();
         if request.is_none()
             && let Some(default) = defaults.requests.get(resource)
         {
             let (text, value) = match (&limit_q, limit) {
-                (Some(l), Some(raw)) if default > l => (raw.0.to_string(), l.clone()),
-                _ => (default.as_str().to_string(), default.clone()),
+                (Some(l), Some(raw)) if default > l => (&*raw.0, l),
+                _ => (default.as_str(), default),
             };
-            out.push((resource.as_str(), ("requests", text)));
+            out.push((resource.as_str(), "requests", text));
             effective_request = Some(value);
         }
         if limit.is_none()
             && let Some(default) = defaults.limits.get(resource)
-            && effective_request.as_ref().is_none_or(|r| r <= default)
+            && effective_request.is_none_or(|r| r <= default)
         {
-            out.push((resource.as_str(), ("limits", default.as_str().to_string())));
+            out.push((resource.as_str(), "limits", default.as_str()));
         }
     }
     out
