@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -126,22 +126,14 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn mutate(
-    State(state): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    answer_review(&state, Endpoint::Mutate, query, &headers, body).await
+// The whole request, not the `HeaderMap` and `RawQuery` extractors: those copy the headers and
+// the query out of the request, and the review only reads them.
+async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    answer_review(&state, Endpoint::Mutate, request).await
 }
 
-async fn validate(
-    State(state): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    answer_review(&state, Endpoint::Validate, query, &headers, body).await
+async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    answer_review(&state, Endpoint::Validate, request).await
 }
 
 /// A review that ends before the engine could answer it: its HTTP status and message.
@@ -234,16 +226,12 @@ async fn collect_limited(mut body: Body, capacity: usize) -> Result<Option<Vec<u
     Ok((seen <= MAX_BODY_BYTES).then_some(bytes))
 }
 
-async fn answer_review(
-    state: &AppState,
-    endpoint: Endpoint,
-    query: Option<String>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Response {
+async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let start = Instant::now();
     let _in_flight = state.metrics.in_flight();
-    let budget = Budget::from_query(start, query.as_deref());
+    let budget = Budget::from_query(start, parts.uri.query());
     let bytes = match read_body(headers, body, &budget).await {
         Ok(bytes) => bytes,
         Err(refusal) => return refuse(state, endpoint, &budget, refusal),
