@@ -76,8 +76,6 @@ mod tests {
             long_plain,
             &long_with_quote_at_the_end,
             &every_control,
-            "exactly sixteen!",
-            "sixteen + \"quote",
         ] {
             let mut out = String::new();
             push_quoted(&mut out, s);

@@ -105,14 +105,14 @@ impl<'v> Node<'v> {
 
     fn write(&self, out: &mut String) {
         match self {
-            Node::Str(s) => write_string(out, s),
+            Node::Str(s) => json_text::push_quoted(out, s),
             Node::Obj(entries) => {
                 out.push('{');
                 for (i, (key, value)) in entries.iter().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
-                    write_string(out, key);
+                    json_text::push_quoted(out, key);
                     out.push(':');
                     value.write(out);
                 }
@@ -262,7 +262,7 @@ impl<'v> PatchBuilder<'v> {
                 OpKind::Add => r#"{"op":"add","path":"#,
                 OpKind::Replace => r#"{"op":"replace","path":"#,
             });
-            write_string(&mut json, &op.path);
+            json_text::push_quoted(&mut json, &op.path);
             json.push_str(r#","value":"#);
             op.value.write(&mut json);
             json.push('}');
@@ -296,11 +296,6 @@ fn escaped(tokens: &[&str]) -> String {
         }
     }
     out
-}
-
-/// A JSON string, escaped as serde_json escapes it ([`json_text`]).
-fn write_string(out: &mut String, s: &str) {
-    json_text::push_quoted(out, s);
 }
 
 fn child<'v>(v: &'v Value, token: &str) -> Option<&'v Value> {
