@@ -113,10 +113,19 @@ impl Visit for Fields<'_, '_> {
 }
 
 /// `at` as tracing-subscriber's `SystemTime` timer writes it (`2026-11-25T20:00:00.123456Z`, UTC,
-/// microseconds) for years 0 to 9999. The calendar is the `time` crate's; the digits are written
-/// here because going through `fmt` for them was a quarter of the log line's instructions.
+/// microseconds) for years 1970 to 9999; a clock outside them reads as the epoch (the `time`
+/// crate's `From<SystemTime>` would panic past its range). The calendar is the `time` crate's;
+/// the digits are written here because going through `fmt` for them was a quarter of the log
+/// line's instructions.
 fn rfc3339_micros(at: std::time::SystemTime) -> TimeText {
-    let t = time::OffsetDateTime::from(at);
+    let t = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|since| {
+            let nanos = i128::try_from(since.as_nanos()).ok()?;
+            time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+        })
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let mut text = TimeText(*b"0000-00-00T00:00:00.000000Z");
     let year = t.year().clamp(0, 9999) as u32;
     text.digits(0, 4, year);
@@ -276,7 +285,7 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_are_written_as_tracing_subscriber_writes_them() {
+    fn timestamps_are_written_as_tracing_subscriber_writes_them_and_never_panic() {
         use std::time::{Duration, UNIX_EPOCH};
         for (secs, nanos, text) in [
             (0, 0, "1970-01-01T00:00:00.000000Z"),
@@ -284,6 +293,9 @@ mod tests {
             (1_709_251_199, 1_000, "2024-02-29T23:59:59.000001Z"),
             (1_795_636_800, 123_456_789, "2026-11-25T20:00:00.123456Z"),
             (253_402_300_799, 0, "9999-12-31T23:59:59.000000Z"),
+            // Past the calendar's range: the epoch, not a panic.
+            (253_402_300_800, 0, "1970-01-01T00:00:00.000000Z"),
+            (u64::MAX / 4, 0, "1970-01-01T00:00:00.000000Z"),
         ] {
             let at = UNIX_EPOCH + Duration::new(secs, nanos);
             assert_eq!(&*rfc3339_micros(at), text);
