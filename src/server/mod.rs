@@ -35,6 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::crypto::CryptoProvider;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::cli::{LogFormat, ServeArgs};
 use crate::config::{Config, ConfigError};
@@ -488,22 +489,19 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let writer = match unlocked_stderr() {
+        Some(out) => BoxMakeWriter::new(out),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
     // Err only when a subscriber is already set (nothing to do then).
-    let _ = match (format, unlocked_stderr()) {
+    let _ = match format {
         // The lines of tracing-subscriber's `.json().flatten_event(true)`, written without serde.
-        (LogFormat::Json, Some(out)) => builder
-            .with_writer(out)
-            .event_format(json_log::JsonLines)
-            .try_init(),
-        (LogFormat::Json, None) => builder
-            .with_writer(std::io::stderr)
-            .event_format(json_log::JsonLines)
-            .try_init(),
-        (LogFormat::Text, Some(out)) => builder.with_writer(out).try_init(),
-        (LogFormat::Text, None) => builder.with_writer(std::io::stderr).try_init(),
+        LogFormat::Json => builder.event_format(json_log::JsonLines).try_init(),
+        LogFormat::Text => builder.try_init(),
     };
 }
 
