@@ -123,7 +123,7 @@ async fn sigterm_finishes_every_request_in_flight_then_exits_0() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
-    let logs: Vec<String> = spawned.logs.try_iter().collect();
+    let logs = spawned.logs_after_exit();
     assert!(
         logs.iter().any(|l| l.contains("SIGTERM")),
         "the shutdown is logged: {logs:#?}"

@@ -7,7 +7,7 @@
 //! - `reload`: polls the certificate, client CA and configuration files and swaps in new versions
 //!   that check out; a bad version is refused and the last good one stays.
 //! - [`metrics`]: Prometheus metrics; [`budget`]: the apiserver's `?timeout=`; [`dev`]: `--dev`;
-//!   [`json_log`]: the `--log-format json` lines.
+//!   [`json_log`]: the `--log-format json` lines; [`log_sink`]: log lines written out in batches.
 //!
 //! SIGTERM or SIGINT stops accepting connections, lets requests in flight finish (up to
 //! [`SHUTDOWN_GRACE`]) and exits 0; a second signal stops at once.
@@ -16,6 +16,7 @@ pub mod budget;
 pub mod conn;
 pub mod dev;
 pub mod json_log;
+pub mod log_sink;
 pub mod metrics;
 mod reload;
 pub mod routes;
@@ -35,11 +36,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::crypto::CryptoProvider;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::cli::{LogFormat, ServeArgs};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
+use log_sink::{LogGuard, LogSink};
 use metrics::Metrics;
 use reload::{CertSource, ClientCaSource, ConfigSource, Sources};
 use tls::{CertResolver, PairPaths, TlsError};
@@ -486,35 +487,21 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     })
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat) -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let writer = match unlocked_stderr() {
-        Some(out) => BoxMakeWriter::new(out),
-        None => BoxMakeWriter::new(std::io::stderr),
-    };
+    let (sink, guard) = LogSink::new(Box::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(writer);
+        .with_writer(sink);
     // Err only when a subscriber is already set (nothing to do then).
     let _ = match format {
         // The lines of tracing-subscriber's `.json().flatten_event(true)`, written without serde.
         LogFormat::Json => builder.event_format(json_log::JsonLines).try_init(),
         LogFormat::Text => builder.try_init(),
     };
-}
-
-/// Standard error as a plain file descriptor, without the process-wide lock of
-/// `std::io::stderr()`. The formatter hands each line over whole, so a line is one `write(2)` as
-/// before, but two workers logging at once no longer wait on each other: with the lock, every
-/// other review ended in a futex wait or wake (`strace -c -f` under `benches/load.rs`' load:
-/// 14,000 futex calls per 20,000 reviews, 235 without). `None` when it cannot be duplicated; the
-/// locked handle is used then.
-fn unlocked_stderr() -> Option<std::sync::Arc<std::fs::File>> {
-    use std::os::fd::AsFd;
-    let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
-    Some(std::sync::Arc::new(std::fs::File::from(fd)))
+    guard
 }
 
 /// SIGTERM and SIGINT, registered before the server starts so that an early signal is not fatal.
@@ -557,7 +544,8 @@ impl Signals {
 
 /// `wasm-admission serve`.
 pub fn run(args: ServeArgs) -> ExitCode {
-    init_logging(args.log_format.unwrap_or(if args.dev {
+    // Dropped last, after the runtime: writes out the lines still waiting.
+    let _log = init_logging(args.log_format.unwrap_or(if args.dev {
         LogFormat::Text
     } else {
         LogFormat::Json

@@ -463,9 +463,20 @@ impl Spawned {
             .unwrap_or(0)
     }
 
-    /// Log lines received so far (and not yet taken).
+    /// Log lines received so far (and not yet taken), after waiting long enough for the lines
+    /// already logged to be written out (they are written in batches, see `server::log_sink`).
     pub fn take_logs(&self) -> Vec<String> {
+        std::thread::sleep(wasm_admission::server::log_sink::FLUSH_INTERVAL * 5);
         self.logs.try_iter().collect()
+    }
+
+    /// Every log line not yet taken, once the process has exited (up to standard error's end).
+    pub fn logs_after_exit(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.logs.recv_timeout(Duration::from_secs(10)) {
+            lines.push(line);
+        }
+        lines
     }
 }
 
