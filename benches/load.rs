@@ -10,12 +10,14 @@
 //! cargo bench --bench load -- --callgrind   # instructions per request, by part, under valgrind
 //! CALLGRIND_DIR=/tmp/cg cargo bench --bench load -- --callgrind   # and keep the dumps
 //! cargo bench --bench load -- --cache-sim   # and cache misses, branch mispredictions per request
+//! cargo bench --bench load -- --pinned      # servers on CPU 1, the load generator on CPU 0
 //! ```
 //!
 //! In one run it starts four HTTPS servers on 127.0.0.1, each in its own process so that CPU and
 //! memory can be read per server from /proc:
 //! - `serve`: the release `wasm-admission` binary, with certificates from `wasm-admission certs`
-//!   (ECDSA P-256) and `--log-format json` (its log goes to /dev/null);
+//!   (ECDSA P-256) and `--log-format json`; its standard error is a pipe that this benchmark
+//!   reads and drops, as a container runtime reads a container's (see [`start`]);
 //! - the *transport floor*: this binary again, axum + axum-server on rustls (ring), the same
 //!   certificate and the same tokio worker count (the default: one per core), reading the body and
 //!   answering a fixed AdmissionReview;
@@ -29,7 +31,8 @@
 //! It drives all four with the same load from `oha` (installed by `scripts/bench-tools.sh`, or
 //! `$OHA`): HTTP/1.1 keep-alive at 1, 8, 25 and 64 connections, a fixed rate at 50% of the
 //! transport floor's maximum at 25 connections, and a new connection per request. For each
-//! server and run it prints requests/s, p50, p99 and p99.9, CPU µs per request (and the kernel's part of it) and peak RSS, the
+//! server and run it prints requests/s, p50, p99 and p99.9, CPU µs per request (and the kernel's
+//! part of it), the server threads' involuntary context switches per request and peak RSS, the
 //! ratios of `serve` to each floor, the time from spawning `serve` to `/readyz` answering 200,
 //! and the targets with pass or fail.
 //!
@@ -86,7 +89,7 @@ fn main() {
         Err(e) => {
             eprintln!("load benchmark: {e}");
             eprintln!(
-                "usage: cargo bench --bench load -- [--quick] [--duration SECS] [--starts N] [--rounds N] [--serve-bin PATH] [--callgrind] [--cache-sim]"
+                "usage: cargo bench --bench load -- [--quick] [--duration SECS] [--starts N] [--rounds N] [--serve-bin PATH] [--callgrind] [--cache-sim] [--pinned]"
             );
             std::process::exit(2);
         }
@@ -106,6 +109,8 @@ struct Options {
     callgrind: bool,
     /// With `callgrind`: simulate the caches and branch predictors too.
     cache_sim: bool,
+    /// The servers on CPU 1 and the load generator on CPU 0 (see [`PINNED`]).
+    pinned: bool,
     duration: u64,
     /// Each run this many times, servers interleaved; the median is printed.
     rounds: usize,
@@ -119,6 +124,7 @@ impl Options {
             serve_bin: None,
             callgrind: false,
             cache_sim: false,
+            pinned: false,
             duration: 5,
             rounds: 1,
             starts: 10,
@@ -139,6 +145,7 @@ impl Options {
                     }
                 }
                 "--callgrind" => options.callgrind = true,
+                "--pinned" => options.pinned = true,
                 "--cache-sim" => {
                     options.callgrind = true;
                     options.cache_sim = true;
@@ -346,6 +353,30 @@ fn stop(child: &mut Child) {
 }
 
 /// The child gets SIGKILL when this process dies, so no server outlives the benchmark.
+/// `--pinned`: each server runs on CPU 1 alone (so tokio starts one worker) and the load
+/// generator on CPU 0, so that the client's threads, woken by each answer, no longer preempt the
+/// server's. A diagnostic of how much of a server's cost comes from sharing its cores with the
+/// client; the targets are measured without it.
+static PINNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Under `--pinned`, runs the command on `cpu` alone.
+fn pin(command: &mut Command, cpu: usize) {
+    if !PINNED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: sched_setaffinity is a plain system call; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn die_with_parent(command: &mut Command) -> &mut Command {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
@@ -414,9 +445,10 @@ fn serve_command(bin: &Path, certs: &Certs, addr: SocketAddr) -> Command {
         .args(["--log-format", "json", "--namespace", "wasm-admission"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     clean_env(&mut command);
     die_with_parent(&mut command);
+    pin(&mut command, 1);
     command
 }
 
@@ -432,6 +464,7 @@ fn floor_command(mode: &str, certs: &Certs, addr: SocketAddr) -> Result<Command,
         .stderr(Stdio::inherit());
     clean_env(&mut command);
     die_with_parent(&mut command);
+    pin(&mut command, 1);
     Ok(command)
 }
 
@@ -538,6 +571,10 @@ fn start(
 ) -> Result<(Target, Duration), Error> {
     let since = Instant::now();
     let mut child = command.spawn()?;
+    // serve's log: read and dropped, as a container runtime reads a container's standard error.
+    if let Some(mut log) = child.stderr.take() {
+        std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+    }
     match wait_ready(client, addr, &mut child, since) {
         Ok(ready) => Ok((Target { name, child, addr }, ready)),
         Err(e) => {
@@ -547,10 +584,12 @@ fn start(
     }
 }
 
-/// CPU time of a process in microseconds: user and kernel (`utime`, `stime`).
+/// CPU time of a process in microseconds: user and kernel (`utime`, `stime`); and how often its
+/// threads were switched out while they could still run.
 struct Cpu {
     user: f64,
     kernel: f64,
+    preempted: f64,
 }
 
 fn cpu_us(pid: u32) -> Result<Cpu, Error> {
@@ -565,7 +604,27 @@ fn cpu_us(pid: u32) -> Result<Cpu, Error> {
     Ok(Cpu {
         user: utime * 1e6 / ticks,
         kernel: stime * 1e6 / ticks,
+        preempted: preemptions(pid)? as f64,
     })
+}
+
+/// The involuntary context switches of all of a process's threads (`nonvoluntary_ctxt_switches`
+/// in `/proc/PID/task/TID/status`): each is a thread that could have gone on running being
+/// switched out, here mostly for a load generator thread its answer has just woken.
+fn preemptions(pid: u32) -> Result<u64, Error> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread may end between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
 }
 
 /// VmHWM of a process, in KiB.
@@ -604,6 +663,8 @@ struct Figures {
     cpu_us_per_req: f64,
     /// The kernel's part of `cpu_us_per_req` (system time: TCP, syscalls, wake-ups).
     kernel_us_per_req: f64,
+    /// Involuntary context switches of the server's threads per request.
+    preempted_per_req: f64,
     peak_rss_kib: u64,
     failures: u64,
     failure_detail: String,
@@ -648,6 +709,7 @@ impl Driver {
         }
         command.env_remove("TOKIO_WORKER_THREADS");
         die_with_parent(&mut command);
+        pin(&mut command, 0);
         let mut child = command.spawn()?;
         // Bounded: oha stops itself after -z; it is killed if it has not 30 s later.
         let deadline = Instant::now()
@@ -737,6 +799,7 @@ impl Driver {
                 cpu_after.user + cpu_after.kernel - cpu_before.user - cpu_before.kernel,
             ),
             kernel_us_per_req: per_request(cpu_after.kernel - cpu_before.kernel),
+            preempted_per_req: per_request(cpu_after.preempted - cpu_before.preempted),
             peak_rss_kib: peak,
             failures,
             failure_detail: detail.join("; "),
@@ -835,12 +898,21 @@ fn run(options: &Options) -> Result<(), Error> {
     if options.callgrind {
         return callgrind(&bin, &oha, &certs, &body_path, options.cache_sim);
     }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("== wasm-admission load benchmark");
     println!(
-        "serve: {} (tokio workers: default, one per core; {} cores)",
+        "serve: {} (tokio workers: default, one per core; {cores} cores)",
         bin.display(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    if options.pinned {
+        if cores < 2 {
+            return Err("--pinned needs two CPUs".into());
+        }
+        PINNED.store(true, std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "--pinned: every server on CPU 1 alone (one tokio worker each), oha on CPU 0; a diagnostic, the targets are measured without it"
+        );
+    }
     println!(
         "load: {} over HTTP/1.1 + TLS (rustls, ECDSA P-256 certificate from `wasm-admission certs`), {} s per run, {} round(s), servers interleaved (medians printed)",
         String::from_utf8_lossy(&oha_version.stdout).trim(),
@@ -1097,6 +1169,7 @@ fn median_figures(rounds: &[Figures]) -> Figures {
         p999_us: mid(&|f| f.p999_us),
         cpu_us_per_req: mid(&|f| f.cpu_us_per_req),
         kernel_us_per_req: mid(&|f| f.kernel_us_per_req),
+        preempted_per_req: mid(&|f| f.preempted_per_req),
         peak_rss_kib: rounds.iter().map(|f| f.peak_rss_kib).max().unwrap_or(0),
         failures: rounds.iter().map(|f| f.failures).sum(),
         failure_detail: rounds
@@ -1118,19 +1191,20 @@ struct Goal {
 
 fn print_table(runs: &[(String, Vec<Figures>)]) {
     println!(
-        "\n| run | server | req/s | p50 µs | p99 µs | p99.9 µs | CPU µs/req | of which kernel | peak RSS MiB |"
+        "\n| run | server | req/s | p50 µs | p99 µs | p99.9 µs | CPU µs/req | of which kernel | preempted/req | peak RSS MiB |"
     );
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (label, figures) in runs {
         for (name, f) in NAMES.iter().zip(figures) {
             println!(
-                "| {label} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} |",
+                "| {label} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {:.1} |",
                 f.rps,
                 f.p50_us,
                 f.p99_us,
                 f.p999_us,
                 f.cpu_us_per_req,
                 f.kernel_us_per_req,
+                f.preempted_per_req,
                 f.peak_rss_kib as f64 / 1024.0
             );
         }
@@ -1138,13 +1212,14 @@ fn print_table(runs: &[(String, Vec<Figures>)]) {
         for (i, floor) in [(TRANSPORT, "transport"), (ANSWER, "answer"), (DOM, "DOM")] {
             let fl = &figures[i];
             println!(
-                "| {label} | serve ÷ {floor} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+                "| {label} | serve ÷ {floor} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
                 serve.rps / fl.rps,
                 serve.p50_us / fl.p50_us,
                 serve.p99_us / fl.p99_us,
                 serve.p999_us / fl.p999_us,
                 serve.cpu_us_per_req / fl.cpu_us_per_req,
                 serve.kernel_us_per_req / fl.kernel_us_per_req,
+                serve.preempted_per_req / fl.preempted_per_req,
                 serve.peak_rss_kib as f64 / fl.peak_rss_kib as f64
             );
         }

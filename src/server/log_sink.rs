@@ -46,6 +46,9 @@ struct Shared {
 
 struct Pending {
     lines: Vec<u8>,
+    /// The other buffer, empty, swapped in while a batch is written: once both have grown, a
+    /// batch allocates nothing.
+    spare: Vec<u8>,
     closed: bool,
 }
 
@@ -70,6 +73,7 @@ impl LogSink {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 lines: Vec::new(),
+                spare: Vec::new(),
                 closed: false,
             }),
             wake: Condvar::new(),
@@ -111,13 +115,19 @@ impl Shared {
         if pending.lines.is_empty() {
             return;
         }
-        // The next batch starts with room for one like this.
-        let room = pending.lines.len();
-        let lines = std::mem::replace(&mut pending.lines, Vec::with_capacity(room));
+        let spare = std::mem::take(&mut pending.spare);
+        let mut batch = std::mem::replace(&mut pending.lines, spare);
         let mut out = lock(&self.out);
         drop(pending);
-        let _ = out.write_all(&lines);
+        let _ = out.write_all(&batch);
         let _ = out.flush();
+        drop(out);
+        batch.clear();
+        let mut pending = lock(&self.pending);
+        // A burst of long lines is not kept.
+        if pending.spare.capacity() < batch.capacity() && batch.capacity() <= 4 * MAX_PENDING {
+            pending.spare = batch;
+        }
     }
 
     fn flush_loop(&self) {
