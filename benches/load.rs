@@ -217,7 +217,19 @@ fn floor_main(mode: &str) {
         let listener = TcpListener::bind(listen).expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
+        // SIGTERM ends the process normally, as it ends `serve` (so that exit handlers run, such
+        // as those writing a profile under `-Cprofile-generate`).
+        let handle = axum_server::Handle::new();
+        let on_term = handle.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            term.recv().await;
+            on_term.shutdown();
+        });
         axum_server::from_tcp_rustls(listener, tls)
+            .handle(handle)
             .serve(app.into_make_service())
             .await
             .expect("serve");
@@ -352,7 +364,6 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// The child gets SIGKILL when this process dies, so no server outlives the benchmark.
 /// `--pinned`: each server runs on CPU 1 alone (so tokio starts one worker) and the load
 /// generator on CPU 0, so that the client's threads, woken by each answer, no longer preempt the
 /// server's. A diagnostic of how much of a server's cost comes from sharing its cores with the
@@ -377,6 +388,7 @@ fn pin(command: &mut Command, cpu: usize) {
     }
 }
 
+/// The child gets SIGKILL when this process dies, so no server outlives the benchmark.
 fn die_with_parent(command: &mut Command) -> &mut Command {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
