@@ -161,7 +161,7 @@ impl Drop for LogGuard {
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();
         }
-        // Lines that came in while the thread was stopping.
+        // Left only if the flushing thread panicked: once `closed` is set, `append` writes at once.
         self.shared.write_out(lock(&self.shared.pending));
     }
 }
