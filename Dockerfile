@@ -8,33 +8,50 @@
 #
 # The builder runs on the target platform (natively or emulated), so it builds for its own
 # architecture: x86_64-unknown-linux-musl or aarch64-unknown-linux-musl.
+#
+# The binary is built profile-guided (scripts/pgo-image.sh: an instrumented build, trained on the
+# example reviews over HTTPS, then an optimised build; README, Performance), which cut serve's CPU
+# per review by about a quarter on the load benchmark. `--build-arg PGO=0` builds it plainly, in
+# half the time.
+#
+#   docker build --build-arg PGO=0 -t wasm-admission:dev .
 
 ARG RUST_VERSION=1.89
+ARG PGO=1
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
-# musl-tools comes from the image's own Debian release; pinning its exact version would break the
-# build at every Debian point release, and the image tag already fixes the release.
+ARG PGO
+# musl-tools and curl (the PGO training's client) come from the image's own Debian release;
+# pinning their exact versions would break the build at every Debian point release, and the image
+# tag already fixes the release.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends musl-tools \
+    && apt-get install -y --no-install-recommends musl-tools curl \
     && rm -rf /var/lib/apt/lists/*
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# llvm-tools: the llvm-profdata of this toolchain's own LLVM, which reads its profiles.
 RUN echo "$(uname -m)-unknown-linux-musl" > /rust-target \
-    && rustup target add "$(cat /rust-target)"
+    && rustup target add "$(cat /rust-target)" \
+    && if [[ "$PGO" == 1 ]]; then rustup component add llvm-tools; fi
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# Cargo.toml declares the benches (cargo checks that their files exist), and `serve --dev` embeds
-# the example review.
+# Cargo.toml declares the benches (cargo checks that their files exist); `serve --dev` embeds
+# the example review, and the PGO training sends the example reviews.
 COPY benches ./benches
 COPY examples/review ./examples/review
+COPY scripts/pgo-image.sh ./scripts/pgo-image.sh
 # The registry and target folders are BuildKit caches: a rebuild after a source change only
 # compiles this crate. The binary is copied out of the cache into /out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target "$(cat /rust-target)" --bin wasm-admission \
-    && mkdir -p /out \
-    && cp "target/$(cat /rust-target)/release/wasm-admission" /out/wasm-admission \
+    if [[ "$PGO" == 1 ]]; then \
+        bash scripts/pgo-image.sh "$(cat /rust-target)" /out/wasm-admission; \
+    else \
+        cargo build --release --locked --target "$(cat /rust-target)" --bin wasm-admission \
+        && mkdir -p /out \
+        && cp "target/$(cat /rust-target)/release/wasm-admission" /out/wasm-admission; \
+    fi \
     && /out/wasm-admission --version
 
 FROM gcr.io/distroless/static-debian12:nonroot
