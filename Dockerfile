@@ -10,9 +10,8 @@
 # architecture: x86_64-unknown-linux-musl or aarch64-unknown-linux-musl.
 #
 # The binary is built profile-guided (scripts/pgo-image.sh: an instrumented build, trained on the
-# example reviews over HTTPS, then an optimised build; README, Performance), which cut serve's CPU
-# per review by about a quarter on the load benchmark. `--build-arg PGO=0` builds it plainly, in
-# half the time.
+# example reviews over HTTPS, then an optimised build; README, Performance), which took 13% off
+# serve's CPU per review under load. `--build-arg PGO=0` builds it plainly, in about half the time.
 #
 #   docker build --build-arg PGO=0 -t wasm-admission:dev .
 
