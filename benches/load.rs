@@ -885,7 +885,8 @@ fn summary(out: &str, seconds: u64) -> Result<Answered, Error> {
 /// requests queued meanwhile carry that wait, and they drain over the next 200 to 300 ms; at
 /// 50% load that is 1 to 2% of a 5 s run, so the whole-run p99 measured oha's start, and was
 /// 20 to 70 ms for every server alike. Requests later in the run keep their correction: a server
-/// that falls behind still shows the queueing it caused.
+/// that falls behind still shows the queueing it caused. The CSV lists answered requests only, so
+/// connection errors are not counted as failures here; they show as req/s below the rate.
 fn steady_state(out: &str, seconds: u64) -> Result<Answered, Error> {
     let mut ok_in_run = 0u64;
     let mut failures = 0u64;
