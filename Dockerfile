@@ -39,7 +39,7 @@ COPY src ./src
 # the example review, and the PGO training sends the example reviews.
 COPY benches ./benches
 COPY examples/review ./examples/review
-COPY scripts/pgo-image.sh ./scripts/pgo-image.sh
+COPY scripts/pgo-image.sh scripts/llvm-profdata.sh ./scripts/
 # The registry and target folders are BuildKit caches: a rebuild after a source change only
 # compiles this crate. The binary is copied out of the cache into /out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

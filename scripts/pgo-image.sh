@@ -12,9 +12,9 @@
 #
 #   bash scripts/pgo-image.sh x86_64-unknown-linux-musl /out/wasm-admission
 #
-# llvm-profdata must be the one of rustc's own LLVM: $LLVM_PROFDATA, else rustup's llvm-tools
-# component (`rustup component add llvm-tools`, what the Dockerfile installs), else
-# llvm-profdata-<rustc's LLVM major> on the PATH (Debian: `apt-get install llvm-22` for rustc 1.95).
+# llvm-profdata must be the one of rustc's own LLVM: scripts/llvm-profdata.sh finds it
+# ($LLVM_PROFDATA, rustup's llvm-tools component as the Dockerfile installs it, or
+# llvm-profdata-<LLVM major>).
 # Folders: $CARGO_TARGET_DIR (default target)/pgo-image/{gen,raw,use}.
 set -euo pipefail
 
@@ -27,22 +27,7 @@ out="$2"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-host="$(rustc -vV | sed -n 's/^host: //p')"
-major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
-profdata="${LLVM_PROFDATA:+$(command -v "$LLVM_PROFDATA" || true)}"
-if [[ -z "${LLVM_PROFDATA:-}" ]]; then
-    rustup_tool="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
-    if [[ -x "$rustup_tool" ]]; then
-        profdata="$rustup_tool"
-    else
-        profdata="$(command -v "llvm-profdata-$major" || true)"
-    fi
-fi
-if [[ -z "$profdata" || ! -x "$profdata" ]]; then
-    echo "pgo-image: llvm-profdata for LLVM $major not found (rustc's own version is needed to read its profiles):" >&2
-    echo "           rustup component add llvm-tools, apt-get install llvm-$major, or set LLVM_PROFDATA" >&2
-    exit 1
-fi
+profdata="$(bash "$root/scripts/llvm-profdata.sh")"
 command -v curl >/dev/null || { echo "pgo-image: curl is needed for the training" >&2; exit 1; }
 
 dir="${CARGO_TARGET_DIR:-$root/target}/pgo-image"

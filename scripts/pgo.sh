@@ -10,8 +10,9 @@
 #      with -Cprofile-use.
 #
 # Every server the load benchmark compares is built the same way, so its ratios stay those of the
-# same stack. Needs llvm-profdata-<rustc's LLVM major> (Debian: `apt-get install llvm-22` for
-# rustc 1.95), or LLVM_PROFDATA=/path/to/llvm-profdata. About 15 minutes here (two fat-LTO builds).
+# same stack. Needs the llvm-profdata of rustc's own LLVM (scripts/llvm-profdata.sh says where it
+# looks: `apt-get install llvm-22` for rustc 1.95 on Debian). About 15 minutes here (two fat-LTO
+# builds).
 #
 #   bash scripts/pgo.sh                  # builds; prints how to run serve and the benchmark
 #   bash scripts/pgo.sh --rounds 3       # and then runs the load benchmark with these arguments
@@ -20,13 +21,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 triple="$(rustc -vV | sed -n 's/^host: //p')"
-major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
-profdata="${LLVM_PROFDATA:-$(command -v "llvm-profdata-$major" || true)}"
-if [[ -z "$profdata" || ! -x "$profdata" ]]; then
-    echo "pgo: llvm-profdata for LLVM $major not found (rustc's own version is needed to read its profiles):" >&2
-    echo "     apt-get install llvm-$major, or set LLVM_PROFDATA" >&2
-    exit 1
-fi
+profdata="$(bash "$root/scripts/llvm-profdata.sh")"
 
 dir="$root/target/pgo"
 raw="$dir/raw"
