@@ -71,9 +71,9 @@ const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 /// The transport floor's answer, whatever the request.
 const FIXED_ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
 
-/// The floors run on the allocator `serve` uses (src/main.rs), so the stack is the same.
+/// The floors run on the allocator `serve` uses (src/alloc.rs), so the stack is the same.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: wasm_admission::alloc::Allocator = wasm_admission::alloc::Allocator;
 
 fn main() {
     if let Ok(mode) = std::env::var(FLOOR_ENV) {

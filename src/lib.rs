@@ -11,8 +11,10 @@
 //! - `quantity`: resource quantities compared by value
 //! - `config`: the configuration file (SPEC §8)
 //! - `review`: AdmissionReview decoding and encoding; `check`: the CI door; `server`: the HTTPS door
+//! - `alloc`: the process's allocator
 //! - `registry`: image lookups for SPEC §3 rule 6; `runtime_classes`: the RuntimeClass watch of §7
 
+pub mod alloc;
 pub mod baseline;
 pub mod certs;
 pub mod check;

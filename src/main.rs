@@ -3,15 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use wasm_admission::cli::{Cli, Command};
 
-/// mimalloc instead of the C library's allocator. A review makes a few hundred small, short-lived
-/// allocations, often freed on another worker thread than the one that made them: with glibc's
-/// allocator that was about a third of `serve`'s instructions per review, and musl's allocator
-/// (the static container image) made a review about four times slower than glibc's
-/// (README, Performance). Built with `no_thp` (Cargo.toml): where the kernel grants transparent
-/// huge pages on request, mimalloc's arenas otherwise took 2 MiB pages and the peak resident
-/// memory under load went from 14 to 23 MiB.
+/// mimalloc (see `wasm_admission::alloc` for why, and why not through its own crate's wrapper).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: wasm_admission::alloc::Allocator = wasm_admission::alloc::Allocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -50,6 +50,10 @@ impl Document for Value {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node<'v> {
     Str(Cow<'v, str>),
+    /// A value already written as compact JSON text (objects with their keys in ascending order,
+    /// as [`Node::Obj`] writes them), copied into the patch as it is: a value the rules write
+    /// whole, built once instead of as a tree.
+    Json(Cow<'v, str>),
     /// Keys in ascending order, each once (as `serde_json::Map` keeps them).
     Obj(Vec<(Cow<'v, str>, Node<'v>)>),
     Arr(Vec<Node<'v>>),
@@ -103,9 +107,17 @@ impl<'v> Node<'v> {
         Some(&mut entries[at].1)
     }
 
+    /// The value as JSON text.
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
     fn write(&self, out: &mut String) {
         match self {
             Node::Str(s) => json_text::push_quoted(out, s),
+            Node::Json(text) => out.push_str(text),
             Node::Obj(entries) => {
                 out.push('{');
                 for (i, (key, value)) in entries.iter().enumerate() {
@@ -347,7 +359,7 @@ fn insert_nested<'v>(target: &mut Node<'v>, tokens: &[&str], value: Node<'v>) {
             Some(v) => v,
             None => return,
         },
-        Node::Str(_) => return,
+        Node::Str(_) | Node::Json(_) => return,
     };
     insert_nested(next, rest, value);
 }

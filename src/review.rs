@@ -309,36 +309,48 @@ pub fn encode(uid: &str, decision: &Decision) -> Result<Vec<u8>, serde_json::Err
         }),
         _ => None,
     };
-    let mut out = serde_json::to_vec(&ReviewOut {
-        api_version: API_VERSION,
-        kind: KIND,
-        response: ResponseOut {
-            uid,
-            allowed: decision.allowed,
-            status,
-            audit_annotations: &decision.audit_annotations,
-            warnings: &decision.warnings,
+    let patch = decision.patch.as_json().as_bytes();
+    let b64 = base64_simd::STANDARD;
+    let patch_len = if decision.patch.is_empty() {
+        0
+    } else {
+        b64.encoded_length(patch.len())
+    };
+    // One allocation: the envelope of an allowed review is under 512 bytes before its
+    // annotations, warnings and patch.
+    let mut out = Vec::with_capacity(512 + patch_len);
+    serde_json::to_writer(
+        &mut out,
+        &ReviewOut {
+            api_version: API_VERSION,
+            kind: KIND,
+            response: ResponseOut {
+                uid,
+                allowed: decision.allowed,
+                status,
+                audit_annotations: &decision.audit_annotations,
+                warnings: &decision.warnings,
+            },
         },
-    })?;
-    if !decision.patch.is_empty() {
+    )?;
+    if patch_len > 0 {
         // `patchType` and the base64 `patch` are appended by hand: the base64 alphabet needs no
         // JSON escaping, and having the serializer scan tens of KiB of it for escapes costs as
         // much as building the patch. The compact envelope always ends with `}}` (response,
         // review); the two fields go just before. base64-simd rather than the `base64` crate's
         // scalar encoder: a third of the instructions of the answer's encoding went there
         // (benches/load.rs `--callgrind`).
-        let json = decision.patch.as_json().as_bytes();
-        let tail = out.split_off(out.len().saturating_sub(2));
+        let envelope_end = out.len().saturating_sub(2);
+        debug_assert_eq!(&out[envelope_end..], b"}}");
+        out.truncate(envelope_end);
         out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
         let start = out.len();
-        let b64 = base64_simd::STANDARD;
-        out.resize(start + b64.encoded_length(json.len()), 0);
+        out.resize(start + patch_len, 0);
         let written = b64
-            .encode(json, base64_simd::Out::from_slice(&mut out[start..]))
+            .encode(patch, base64_simd::Out::from_slice(&mut out[start..]))
             .len();
         out.truncate(start + written);
-        out.push(b'"');
-        out.extend_from_slice(&tail);
+        out.extend_from_slice(br#""}}"#);
     }
     Ok(out)
 }

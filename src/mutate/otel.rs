@@ -1,7 +1,11 @@
 //! SPEC §4.3: OpenTelemetry environment for every container (never init containers).
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use crate::engine::PodView;
 use crate::engine::model::Str;
+use crate::json_text;
 use crate::kinds::WorkloadKind;
 use crate::patch::{APPEND, Node, PatchBuilder};
 
@@ -38,36 +42,36 @@ pub fn apply<'v>(
     let mut changed = false;
     for (index, container) in view.spec.containers().iter().enumerate() {
         let defined = |name: &str| container.env().iter().any(|e| e.name == name);
-        let attributes = resource_attributes(
-            &container.name,
-            namespace,
-            view.kind
-                .otel_name_attribute()
-                .zip(workload_name.as_deref()),
-        );
-        let value = |name: &'static str, value: Node<'v>| {
-            Node::obj([("name", Node::str(name)), ("value", value)])
-        };
-        let vars: [(&str, Node<'v>); 5] = [
-            (
-                SERVICE_NAME,
-                value(SERVICE_NAME, Node::str(service.clone())),
-            ),
-            (ENDPOINT, value(ENDPOINT, Node::str(endpoint))),
-            (POD_NAME, field_ref(POD_NAME, "metadata.name")),
-            (NODE_NAME, field_ref(NODE_NAME, "spec.nodeName")),
-            (
-                RESOURCE_ATTRIBUTES,
-                value(RESOURCE_ATTRIBUTES, Node::str(attributes)),
-            ),
-        ];
         let mut digits = itoa::Buffer::new();
         let index = digits.format(index);
-        for (name, var) in vars {
-            if !defined(name) {
-                patch.add(&view.spec_path(&["containers", index, "env", APPEND]), var);
-                changed = true;
+        for name in [
+            SERVICE_NAME,
+            ENDPOINT,
+            POD_NAME,
+            NODE_NAME,
+            RESOURCE_ATTRIBUTES,
+        ] {
+            if defined(name) {
+                continue;
             }
+            let var = match name {
+                SERVICE_NAME => value_var(name, &service),
+                ENDPOINT => value_var(name, endpoint),
+                POD_NAME => Node::Json(Cow::Borrowed(&POD_NAME_VAR)),
+                NODE_NAME => Node::Json(Cow::Borrowed(&NODE_NAME_VAR)),
+                _ => {
+                    let workload = view
+                        .kind
+                        .otel_name_attribute()
+                        .zip(workload_name.as_deref());
+                    value_var(
+                        name,
+                        &resource_attributes(&container.name, namespace, workload),
+                    )
+                }
+            };
+            patch.add(&view.spec_path(&["containers", index, "env", APPEND]), var);
+            changed = true;
         }
     }
     changed
@@ -102,6 +106,24 @@ fn resource_attributes(container: &str, namespace: &str, workload: Option<(&str,
     }
     out
 }
+
+/// `{"name":NAME,"value":VALUE}`, written once as JSON text: the variables are values the patch
+/// carries whole, and a tree of them was a third of this mutation's instructions.
+fn value_var<'v>(name: &str, value: &str) -> Node<'v> {
+    let mut text = String::with_capacity(name.len() + value.len() + 24);
+    text.push_str(r#"{"name":"#);
+    json_text::push_quoted(&mut text, name);
+    text.push_str(r#","value":"#);
+    json_text::push_quoted(&mut text, value);
+    text.push('}');
+    Node::Json(Cow::Owned(text))
+}
+
+/// The two variables that read a field of the pod, the same for every container.
+static POD_NAME_VAR: LazyLock<String> =
+    LazyLock::new(|| field_ref(POD_NAME, "metadata.name").to_json());
+static NODE_NAME_VAR: LazyLock<String> =
+    LazyLock::new(|| field_ref(NODE_NAME, "spec.nodeName").to_json());
 
 fn field_ref(name: &'static str, path: &'static str) -> Node<'static> {
     let field = Node::obj([("fieldPath", Node::str(path))]);
@@ -169,6 +191,31 @@ fn pod_owner_name(view: &PodView<'_, '_>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_are_written_as_serde_json_writes_them() {
+        let cases = [
+            (
+                value_var(SERVICE_NAME, "cart \"quoted\"\n"),
+                serde_json::json!({"name": SERVICE_NAME, "value": "cart \"quoted\"\n"}),
+            ),
+            (
+                Node::Json(Cow::Borrowed(&NODE_NAME_VAR)),
+                serde_json::json!({"name": NODE_NAME,
+                    "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}),
+            ),
+            (
+                Node::Json(Cow::Borrowed(&POD_NAME_VAR)),
+                serde_json::json!({"name": POD_NAME,
+                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+            ),
+        ];
+        for (node, expected) in cases {
+            assert_eq!(node.to_json(), serde_json::to_string(&expected).unwrap());
+        }
+    }
+
     #[test]
     fn references_name_the_variables() {
         assert_eq!(super::POD_NAME_REF, format!("$({})", super::POD_NAME));
