@@ -85,12 +85,17 @@ impl Visit for Fields<'_, '_> {
         });
     }
 
+    // Integers through `itoa`: `write!` took 500 instructions for each.
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.entry(field, |out| write!(out, "{value}"));
+        self.entry(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.entry(field, |out| write!(out, "{value}"));
+        self.entry(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -226,7 +231,7 @@ mod tests {
             "admission review"
         );
         warn!(status = 415u16, error = %"Content-Type must be \"application/json\"", duration_us = 4u64, "admission review refused");
-        error!(shown = %Shown, debug = ?vec!["x", "y\n"], negative = -3i64, ratio = 0.25f64, whole = 2.0f64, nan = f64::NAN, big = u128::MAX, "line with\nnewline and \u{7f}");
+        error!(shown = %Shown, debug = ?vec!["x", "y\n"], negative = -3i64, min = i64::MIN, max = u64::MAX, ratio = 0.25f64, whole = 2.0f64, nan = f64::NAN, big = u128::MAX, "line with\nnewline and \u{7f}");
         info!(
             metrics_addr = Option::<String>::None,
             dev = false,
