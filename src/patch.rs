@@ -249,6 +249,29 @@ impl<'v> PatchBuilder<'v> {
         });
     }
 
+    /// Adds each of `values` at `path` in turn (with a final `-`: appends them in order), as that
+    /// many [`Self::add`]s would, with the path looked up and escaped once.
+    pub fn add_all(&mut self, path: &[&str], values: impl IntoIterator<Item = Node<'v>>) {
+        let Some(parents) = path.len().checked_sub(1) else {
+            return;
+        };
+        if self.doc.existing_depth(&path[..parents]) < parents {
+            // A missing parent: the first add creates it, the others merge into it.
+            for value in values {
+                self.add(path, value);
+            }
+            return;
+        }
+        let pointer = escaped(path);
+        for value in values {
+            self.ops.push(Op {
+                kind: OpKind::Add,
+                path: pointer.clone(),
+                value,
+            });
+        }
+    }
+
     /// Replaces the existing value at `path`.
     pub fn replace(&mut self, path: &[&str], value: Node<'v>) {
         self.ops.push(Op {
@@ -435,6 +458,25 @@ mod tests {
         let out = apply(&doc, &patch);
         assert_eq!(out["c"][0]["env"], json!([{"name": "A"}, {"name": "B"}]));
         assert_eq!(out["c"][1]["env"], json!([{"name": "X"}, {"name": "C"}]));
+    }
+
+    #[test]
+    fn add_all_writes_what_one_add_per_value_writes() {
+        let doc = json!({"c": [{"name": "a"}, {"name": "b~/", "env": [{"name": "X"}]}]});
+        let values = || {
+            ["A", "B", "C"]
+                .map(|name| Node::obj([("name", Node::str(name))]))
+                .to_vec()
+        };
+        for path in [["c", "0", "env", APPEND], ["c", "1", "env", APPEND]] {
+            let mut each = PatchBuilder::new(&doc);
+            for value in values() {
+                each.add(&path, value);
+            }
+            let mut all = PatchBuilder::new(&doc);
+            all.add_all(&path, values());
+            assert_eq!(all.build(), each.build(), "{path:?}");
+        }
     }
 
     /// The text is what serde_json writes for the same operations, so the answer and `check`'s

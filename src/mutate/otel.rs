@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
+use smallvec::SmallVec;
+
 use crate::engine::PodView;
 use crate::engine::model::Str;
 use crate::json_text;
@@ -42,8 +44,7 @@ pub fn apply<'v>(
     let mut changed = false;
     for (index, container) in view.spec.containers().iter().enumerate() {
         let defined = |name: &str| container.env().iter().any(|e| e.name == name);
-        let mut digits = itoa::Buffer::new();
-        let index = digits.format(index);
+        let mut missing = SmallVec::<[Node<'v>; 5]>::new();
         for name in [
             SERVICE_NAME,
             ENDPOINT,
@@ -54,7 +55,7 @@ pub fn apply<'v>(
             if defined(name) {
                 continue;
             }
-            let var = match name {
+            missing.push(match name {
                 SERVICE_NAME => value_var(name, &service),
                 ENDPOINT => value_var(name, endpoint),
                 POD_NAME => Node::Json(Cow::Borrowed(&POD_NAME_VAR)),
@@ -69,8 +70,15 @@ pub fn apply<'v>(
                         &resource_attributes(&container.name, namespace, workload),
                     )
                 }
-            };
-            patch.add(&view.spec_path(&["containers", index, "env", APPEND]), var);
+            });
+        }
+        if !missing.is_empty() {
+            let mut digits = itoa::Buffer::new();
+            let index = digits.format(index);
+            patch.add_all(
+                &view.spec_path(&["containers", index, "env", APPEND]),
+                missing,
+            );
             changed = true;
         }
     }
