@@ -43,11 +43,12 @@ release="$dir/build/$triple/release"
 bench="$(find "$release/deps" -maxdepth 1 -type f -executable -name 'load-*' -printf '%T@ %p\n' \
     | sort -rn | head -1 | cut -d' ' -f2-)"
 
+# The two binaries BOLT rewrites, by the name their profiles and outputs take.
+declare -A input=([wasm-admission]="$release/wasm-admission" [load]="$bench")
+
 echo "== bolt 2/4: instrument" >&2
-for name in wasm-admission load; do
-    input="$release/wasm-admission"
-    [[ $name == load ]] && input="$bench"
-    "$bolt" "$input" -instrument -o "$dir/inst/$name" \
+for name in "${!input[@]}"; do
+    "$bolt" "${input[$name]}" -instrument -o "$dir/inst/$name" \
         -instrumentation-file="$dir/fdata/$name" -instrumentation-file-append-pid >/dev/null
 done
 
@@ -55,11 +56,9 @@ echo "== bolt 3/4: training" >&2
 "$dir/inst/load" --bench --quick --serve-bin "$dir/inst/wasm-admission" >&2
 
 echo "== bolt 4/4: merge and optimise" >&2
-for name in wasm-admission load; do
-    input="$release/wasm-admission"
-    [[ $name == load ]] && input="$bench"
+for name in "${!input[@]}"; do
     "$merge" "$dir/fdata/$name".*.fdata >"$dir/fdata/$name.fdata"
-    "$bolt" "$input" -o "$dir/bin/$name" -data="$dir/fdata/$name.fdata" \
+    "$bolt" "${input[$name]}" -o "$dir/bin/$name" -data="$dir/fdata/$name.fdata" \
         -reorder-blocks=ext-tsp -reorder-functions=cdsort -split-functions -split-all-cold \
         -split-eh >/dev/null
 done

@@ -227,11 +227,39 @@ impl<'v> PatchBuilder<'v> {
                 path: escaped(path),
                 value,
             });
+        } else {
+            self.add_under_missing(path, depth, value);
+        }
+    }
+
+    /// Adds each of `values` at `path` in turn (with a final `-`: appends them in order), as that
+    /// many [`Self::add`]s would, with the path looked up and escaped once.
+    pub fn add_all(&mut self, path: &[&str], values: impl IntoIterator<Item = Node<'v>>) {
+        let Some(parents) = path.len().checked_sub(1) else {
+            return;
+        };
+        let depth = self.doc.existing_depth(&path[..parents]);
+        if depth < parents {
+            // The first value creates the missing parent, the others merge into it.
+            for value in values {
+                self.add_under_missing(path, depth, value);
+            }
             return;
         }
-        // `path[depth]` is the first missing (or null) parent. A parent is always created at the
-        // first missing one, so an earlier add under it, if any, created exactly `path[..=depth]`:
-        // merge into that operation's value.
+        let pointer = escaped(path);
+        for value in values {
+            self.ops.push(Op {
+                kind: OpKind::Add,
+                path: pointer.clone(),
+                value,
+            });
+        }
+    }
+
+    /// Adds `value` at `path`, whose parent `path[depth]` is the first one missing (or null) in
+    /// the document. A parent is always created at the first missing one, so an earlier add under
+    /// it, if any, created exactly `path[..=depth]`: merge into that operation's value.
+    fn add_under_missing(&mut self, path: &[&str], depth: usize, value: Node<'v>) {
         let parent = escaped(&path[..=depth]);
         if let Some(&index) = self.created.get(&parent)
             && let Some(op) = self.ops.get_mut(index)
@@ -247,29 +275,6 @@ impl<'v> PatchBuilder<'v> {
             path: parent,
             value: nested,
         });
-    }
-
-    /// Adds each of `values` at `path` in turn (with a final `-`: appends them in order), as that
-    /// many [`Self::add`]s would, with the path looked up and escaped once.
-    pub fn add_all(&mut self, path: &[&str], values: impl IntoIterator<Item = Node<'v>>) {
-        let Some(parents) = path.len().checked_sub(1) else {
-            return;
-        };
-        if self.doc.existing_depth(&path[..parents]) < parents {
-            // A missing parent: the first add creates it, the others merge into it.
-            for value in values {
-                self.add(path, value);
-            }
-            return;
-        }
-        let pointer = escaped(path);
-        for value in values {
-            self.ops.push(Op {
-                kind: OpKind::Add,
-                path: pointer.clone(),
-                value,
-            });
-        }
     }
 
     /// Replaces the existing value at `path`.
