@@ -11,6 +11,7 @@
 //! CALLGRIND_DIR=/tmp/cg cargo bench --bench load -- --callgrind   # and keep the dumps
 //! cargo bench --bench load -- --cache-sim   # and cache misses, branch mispredictions per request
 //! cargo bench --bench load -- --pinned      # servers on CPU 1, the load generator on CPU 0
+//! cargo bench --bench load -- --tail-budget --rounds 5   # the p99 target's CPU budget
 //! ```
 //!
 //! In one run it starts four HTTPS servers on 127.0.0.1, each in its own process so that CPU and
@@ -37,6 +38,11 @@
 //! part of it), the server threads' involuntary context switches per request and peak RSS, the
 //! ratios of `serve` to each floor, the time from spawning `serve` to `/readyz` answering 200,
 //! and the targets with pass or fail.
+//!
+//! `--tail-budget` runs only the fixed-rate run, on the transport floor twice, a lean floor that
+//! reads only `request.uid`, the transport floor plus known amounts of CPU work per request, the
+//! DOM floor and `serve` (see [`tail_budget`]): how much CPU per request a server may add to the
+//! transport floor's and keep the p99 target.
 //!
 //! Not part of the test suite: `cargo test --all-targets` runs this binary without `--bench`, and
 //! it returns at once.
@@ -91,7 +97,7 @@ fn main() {
         Err(e) => {
             eprintln!("load benchmark: {e}");
             eprintln!(
-                "usage: cargo bench --bench load -- [--quick] [--duration SECS] [--starts N] [--rounds N] [--serve-bin PATH] [--callgrind] [--cache-sim] [--pinned]"
+                "usage: cargo bench --bench load -- [--quick] [--duration SECS] [--starts N] [--rounds N] [--serve-bin PATH] [--callgrind] [--cache-sim] [--pinned] [--tail-budget]"
             );
             std::process::exit(2);
         }
@@ -113,6 +119,8 @@ struct Options {
     cache_sim: bool,
     /// The servers on CPU 1 and the load generator on CPU 0 (see [`PINNED`]).
     pinned: bool,
+    /// Only the fixed-rate run, on floors that add known work (see [`tail_budget`]).
+    tail_budget: bool,
     duration: u64,
     /// Each run this many times, servers interleaved; the median is printed.
     rounds: usize,
@@ -127,6 +135,7 @@ impl Options {
             callgrind: false,
             cache_sim: false,
             pinned: false,
+            tail_budget: false,
             duration: 5,
             rounds: 1,
             starts: 10,
@@ -148,6 +157,7 @@ impl Options {
                 }
                 "--callgrind" => options.callgrind = true,
                 "--pinned" => options.pinned = true,
+                "--tail-budget" => options.tail_budget = true,
                 "--cache-sim" => {
                     options.callgrind = true;
                     options.cache_sim = true;
@@ -207,6 +217,20 @@ fn floor_main(mode: &str) {
             )
         }
         "dom" => Router::new().route("/mutate", post(dom_floor)),
+        "lean" => Router::new().route("/mutate", post(lean_floor)),
+        spin if spin.starts_with(SPIN_PREFIX) => {
+            let micros: u32 = spin[SPIN_PREFIX.len()..]
+                .parse()
+                .expect("spin microseconds");
+            let rounds = Spin::calibrate().rounds_for(micros);
+            Router::new().route(
+                "/mutate",
+                post(move |body: Bytes| async move {
+                    Spin::run(rounds);
+                    transport_floor(body).await
+                }),
+            )
+        }
         other => panic!("unknown floor {other}"),
     }
     .route("/readyz", get(|| async { "ok\n" }));
@@ -266,6 +290,77 @@ async fn dom_floor(body: Bytes) -> Response {
         serde_json::to_vec(&answer).expect("serialize"),
     )
         .into_response()
+}
+
+/// The least a correct webhook does: reads `request.uid` from the review (serde_json checks and
+/// skips everything else) and echoes it, allowed.
+async fn lean_floor(body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: Request<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        uid: std::borrow::Cow<'a, str>,
+    }
+    let review: Review = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let answer = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": review.request.uid, "allowed": true},
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&answer).expect("serialize"),
+    )
+        .into_response()
+}
+
+/// The floor mode `spin-N`: the transport floor plus N µs of CPU work per request.
+const SPIN_PREFIX: &str = "spin-";
+
+/// A fixed amount of CPU work: a chain of dependent multiply-adds, calibrated at start so that
+/// a number of rounds takes a known time on this machine when the core is free. Work, not a
+/// clock: when the thread is preempted the work waits, as a server's real work would.
+struct Spin {
+    rounds_per_us: f64,
+}
+
+impl Spin {
+    fn run(rounds: u64) -> u64 {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..rounds {
+            x = std::hint::black_box(x)
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+        }
+        x
+    }
+
+    /// The fastest of 20 timed runs of 200,000 rounds.
+    fn calibrate() -> Self {
+        const ROUNDS: u64 = 200_000;
+        let fastest = (0..20)
+            .map(|_| {
+                let since = Instant::now();
+                std::hint::black_box(Self::run(ROUNDS));
+                since.elapsed()
+            })
+            .min()
+            .unwrap_or(Duration::from_millis(1));
+        Spin {
+            rounds_per_us: ROUNDS as f64 / (fastest.as_secs_f64() * 1e6),
+        }
+    }
+
+    fn rounds_for(&self, micros: u32) -> u64 {
+        (self.rounds_per_us * f64::from(micros)).round() as u64
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1052,6 +1147,9 @@ fn run(options: &Options) -> Result<(), Error> {
         body.len()
     );
     println!("load average before: {}", loadavg());
+    if options.tail_budget {
+        return tail_budget(options, &bin, &certs, &body, oha, body_path);
+    }
 
     // Start to ready.
     let mut starts = startup_times(&bin, &certs, options.starts)?;
@@ -1102,40 +1200,13 @@ fn run(options: &Options) -> Result<(), Error> {
         ca: certs.ca.clone(),
     };
 
-    // Warm-up: connections, allocator, page cache; not counted.
-    for target in &reaper.0 {
-        driver.measure(
-            target,
-            Load {
-                connections: 25,
-                rate: None,
-                keep_alive: true,
-                seconds: options.warmup,
-                count: None,
-            },
-        )?;
-    }
+    warm_up(&driver, &reaper.0, options.warmup)?;
 
     let seconds = options.duration;
     let mut runs: Vec<(String, Vec<Figures>)> = Vec::new();
-    let rounds = options.rounds;
     let mut measure_all = |label: String, load: Load| -> Result<Vec<Figures>, Error> {
         eprintln!("-- {label}");
-        // Rounds interleave the servers, so a burst of other work on the machine hits all four.
-        let mut each: Vec<Vec<Figures>> = vec![Vec::new(); reaper.0.len()];
-        for _ in 0..rounds {
-            for (target, figures) in reaper.0.iter().zip(&mut each) {
-                let f = driver.measure(target, load)?;
-                if f.failures > 0 {
-                    eprintln!(
-                        "   {}: {} failed requests: {}",
-                        target.name, f.failures, f.failure_detail
-                    );
-                }
-                figures.push(f);
-            }
-        }
-        let figures: Vec<Figures> = each.iter().map(|f| median_figures(f)).collect();
+        let figures = measure_rounds(&driver, &reaper.0, load, options.rounds)?;
         runs.push((label, figures.clone()));
         Ok(figures)
     };
@@ -1295,6 +1366,139 @@ fn run(options: &Options) -> Result<(), Error> {
         loadavg()
     );
     Ok(())
+}
+
+/// The servers of `--tail-budget`: a name and a floor mode (`None`: `serve`). The transport floor
+/// twice, so that the spread between two identical servers shows; the lean floor; the transport
+/// floor plus a known amount of CPU work per request; the DOM floor and `serve`.
+const BUDGET_SERVERS: [(&str, Option<&str>); 10] = [
+    ("transport floor", Some("transport")),
+    ("transport floor, second copy", Some("transport")),
+    ("lean floor (reads request.uid)", Some("lean")),
+    ("transport floor + 2 µs", Some("spin-2")),
+    ("transport floor + 3 µs", Some("spin-3")),
+    ("transport floor + 4 µs", Some("spin-4")),
+    ("transport floor + 6 µs", Some("spin-6")),
+    ("transport floor + 8 µs", Some("spin-8")),
+    ("DOM floor", Some("dom")),
+    ("serve", None),
+];
+
+/// `--tail-budget`: how much CPU a server may add per request to the transport floor's and keep
+/// issue 7's p99 target (at the fixed rate of half the transport floor's maximum, p99 ≤ 1.2 × the
+/// transport floor's). Each server of [`BUDGET_SERVERS`] is measured at full speed at 25
+/// keep-alive connections (its maximum and its CPU per request), then at that fixed rate (steady
+/// state, as in the main run). The ratio of the two transport floors is the noise of the ratio
+/// itself; the lean floor is the least any correct webhook does.
+fn tail_budget(
+    options: &Options,
+    bin: &Path,
+    certs: &Certs,
+    body: &[u8],
+    oha: PathBuf,
+    body_path: PathBuf,
+) -> Result<(), Error> {
+    let mut reaper = Reaper::default();
+    for (name, mode) in BUDGET_SERVERS {
+        let addr = free_addr()?;
+        let command = match mode {
+            Some(mode) => floor_command(mode, certs, addr)?,
+            None => serve_command(bin, certs, addr),
+        };
+        let (target, _) = start(name, command, addr, &certs.client)?;
+        check_answer(&target, &certs.client, body)?;
+        reaper.0.push(target);
+    }
+    let driver = Driver {
+        oha,
+        body_path,
+        ca: certs.ca.clone(),
+    };
+    warm_up(&driver, &reaper.0, options.warmup)?;
+    let full = |rate| Load {
+        connections: 25,
+        rate,
+        keep_alive: true,
+        seconds: options.duration,
+        count: None,
+    };
+    eprintln!("-- keep-alive, 25 conn");
+    let at_max = measure_rounds(&driver, &reaper.0, full(None), options.rounds)?;
+    let rate = (at_max[0].rps * 0.5).max(1.0);
+    eprintln!("-- fixed {rate:.0} req/s, 25 conn");
+    let at_rate = measure_rounds(&driver, &reaper.0, full(Some(rate)), options.rounds)?;
+    drop(reaper);
+
+    let base = &at_rate[0];
+    println!(
+        "\nfixed rate {rate:.0} req/s (half the transport floor's maximum), 25 keep-alive conn, steady state after {RATE_SETTLE_SECS} s; medians of {} round(s)",
+        options.rounds
+    );
+    println!(
+        "\n| server | max req/s | CPU µs/req at max | rate ÷ its max | CPU µs/req at rate | extra CPU µs/req | p50 µs | p99 µs | p99 ÷ transport floor's | p99 target (≤ 1.2×) |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for (((name, _), max), at) in BUDGET_SERVERS.iter().zip(&at_max).zip(&at_rate) {
+        let ratio = at.p99_us / base.p99_us;
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.0}% | {:.1} | {:+.1} | {:.0} | {:.0} | {ratio:.2}× | {} |",
+            max.rps,
+            max.cpu_us_per_req,
+            100.0 * rate / max.rps,
+            at.cpu_us_per_req,
+            at.cpu_us_per_req - base.cpu_us_per_req,
+            at.p50_us,
+            at.p99_us,
+            if ratio <= 1.2 { "met" } else { "missed" },
+        );
+    }
+    let failed: u64 = at_max.iter().chain(&at_rate).map(|f| f.failures).sum();
+    println!(
+        "\nfailed requests: {failed}; load average after: {}",
+        loadavg()
+    );
+    Ok(())
+}
+
+/// Warm-up: connections, allocator, page cache; not counted.
+fn warm_up(driver: &Driver, targets: &[Target], seconds: u64) -> Result<(), Error> {
+    for target in targets {
+        driver.measure(
+            target,
+            Load {
+                connections: 25,
+                rate: None,
+                keep_alive: true,
+                seconds,
+                count: None,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Every server under `load`, `rounds` times; the median figures of each. The rounds interleave
+/// the servers, so a burst of other work on the machine hits all of them.
+fn measure_rounds(
+    driver: &Driver,
+    targets: &[Target],
+    load: Load,
+    rounds: usize,
+) -> Result<Vec<Figures>, Error> {
+    let mut each: Vec<Vec<Figures>> = vec![Vec::new(); targets.len()];
+    for _ in 0..rounds {
+        for (target, figures) in targets.iter().zip(&mut each) {
+            let f = driver.measure(target, load)?;
+            if f.failures > 0 {
+                eprintln!(
+                    "   {}: {} failed requests: {}",
+                    target.name, f.failures, f.failure_detail
+                );
+            }
+            figures.push(f);
+        }
+    }
+    Ok(each.iter().map(|f| median_figures(f)).collect())
 }
 
 /// The median of each figure over the rounds (requests and failures: the sums).
