@@ -16,6 +16,9 @@
 #
 #   bash scripts/bolt.sh                  # builds; prints where serve is
 #   bash scripts/bolt.sh --rounds 3       # and then runs the load benchmark with these arguments
+#   BOLT_ON_PGO=1 bash scripts/bolt.sh --rounds 3
+#                                         # BOLT on top of the profile-guided build: step 1 also
+#                                         # uses scripts/pgo.sh's merged profile (run it first)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,11 +37,23 @@ dir="$root/target/bolt"
 rm -rf "${dir:?}/inst" "${dir:?}/fdata" "${dir:?}/bin"
 mkdir -p "$dir/inst" "$dir/fdata" "$dir/bin"
 
-echo "== bolt 1/4: build with relocations" >&2
+rustflags="-Clink-arg=-Wl,--emit-relocs"
+build="$dir/build"
+if [[ "${BOLT_ON_PGO:-0}" == 1 ]]; then
+    profile="$root/target/pgo/merged.profdata"
+    if [[ ! -f "$profile" ]]; then
+        echo "bolt: BOLT_ON_PGO=1 needs $profile; run scripts/pgo.sh first" >&2
+        exit 1
+    fi
+    rustflags+=" -Cprofile-use=$profile"
+    build="$dir/build-pgo"
+fi
+
+echo "== bolt 1/4: build with relocations${BOLT_ON_PGO:+ (BOLT_ON_PGO=$BOLT_ON_PGO)}" >&2
 # --target: RUSTFLAGS then reach only the target's code, not build scripts and proc macros.
-env RUSTFLAGS="-Clink-arg=-Wl,--emit-relocs" CARGO_TARGET_DIR="$dir/build" \
+env RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$build" \
     cargo bench --locked --target "$triple" --bench load --no-run >&2
-release="$dir/build/$triple/release"
+release="$build/$triple/release"
 # The newest build of the benchmark (cargo names it load-<hash>).
 bench="$(find "$release/deps" -maxdepth 1 -type f -executable -name 'load-*' -printf '%T@ %p\n' \
     | sort -rn | head -1 | cut -d' ' -f2-)"
