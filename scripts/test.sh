@@ -14,6 +14,12 @@ if ! command -v docker-registry >/dev/null; then
     fi
 fi
 
+# The end-to-end suite (tests/e2e/) runs against a real kube-apiserver and kube-controller-manager
+# built from Kubernetes' own source: built once into ~/.cache/wasm-admission/controlplane (keyed by
+# the pin in e2e/controlplane/go.mod), here, so that its build time is not counted in a test's.
+# Needs Go 1.26 (cluster.sh says so when it is missing).
+bash scripts/cluster.sh build >/dev/null
+
 cargo test --locked --all-targets
 # Doc tests are not part of --all-targets.
 cargo test --locked --doc

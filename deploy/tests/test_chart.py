@@ -312,6 +312,37 @@ def test_existing_secret():
         assert hook["clientConfig"]["caBundle"] == CA_BUNDLE
 
 
+@pytest.mark.parametrize("url, ip", [("https://127.0.0.1:8443", "127.0.0.1"), ("https://webhook.example.com:9443/", None)])
+def test_webhook_url_calls_the_url_and_the_certificate_covers_its_host(url, ip):
+    r = Rendered("w", "ops", load_docs(helm_template("w", "ops", ["--set", f"webhook.url={url}"]).stdout))
+    base = url.rstrip("/")
+    for kind, (_, hook) in r.webhooks().items():
+        path = "/mutate" if kind == "mutating" else "/validate"
+        assert hook["clientConfig"]["url"] == base + path
+        assert "service" not in hook["clientConfig"]
+        assert hook["clientConfig"]["caBundle"] == r.one("Secret")["data"]["ca.crt"]
+    # The webhook runs outside the cluster: nothing to schedule here.
+    for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+        assert not r.all(kind), kind
+    secret = r.one("Secret")
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in ("ca.crt", "tls.crt"):
+            Path(tmp, key).write_bytes(base64.b64decode(secret["data"][key]))
+        verify = openssl("verify", "-CAfile", f"{tmp}/ca.crt", f"{tmp}/tls.crt")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        text = openssl("x509", "-in", f"{tmp}/tls.crt", "-noout", "-ext", "subjectAltName").stdout
+        sans = {part.strip() for part in text.splitlines()[1].split(",")}
+        host = "webhook.example.com"
+        assert (f"IP Address:{ip}" in sans) if ip else (f"DNS:{host}" in sans), sans
+
+
+def test_webhook_url_with_cert_manager_asks_for_the_ip():
+    proc = helm_template("w", "w", ["--set", "webhook.url=https://127.0.0.1:8443", "--set", "certManager.enabled=true"])
+    r = Rendered("w", "w", load_docs(proc.stdout))
+    (serving,) = [c for c in r.all("Certificate") if not c["spec"].get("isCA")]
+    assert serving["spec"]["ipAddresses"] == ["127.0.0.1"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -320,6 +351,8 @@ def test_existing_secret():
         (["--set", "webhook.failurePolicy=Sometimes"], "must be Fail or Ignore"),
         (["--set", "podAntiAffinity=maybe"], "podAntiAffinity must be soft or hard"),
         (["--set", "configYaml=[1"], "configYaml is not a YAML map"),
+        (["--set", "webhook.url=http://127.0.0.1:8443"], "webhook.url must be an https URL"),
+        (["--set", "webhook.url=https://user@127.0.0.1:8443"], "webhook.url must be an https URL"),
     ],
 )
 def test_refused_values(args, message):

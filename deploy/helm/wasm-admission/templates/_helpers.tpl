@@ -68,7 +68,29 @@ Where the certificate comes from: "cert-manager", "existing-secret" or "generate
 {{- end }}
 {{- end }}
 
-{{/* The DNS names the API server uses for the Service. */}}
+{{/*
+webhook.url, checked: the base URL of a webhook served outside the cluster, or "" for the
+Service. The API server accepts only https URLs without user, query or fragment.
+*/}}
+{{- define "wasm-admission.webhookURL" -}}
+{{- with .Values.webhook.url }}
+{{- $u := urlParse . }}
+{{- if or (ne $u.scheme "https") (not $u.hostname) $u.userinfo $u.query $u.fragment }}
+{{- fail (printf "webhook.url must be an https URL with a host and no user, query or fragment (e.g. https://127.0.0.1:8443), got %q" .) }}
+{{- end }}
+{{- trimSuffix "/" . }}
+{{- end }}
+{{- end }}
+
+{{/* The host of webhook.url when it is an IP address (the certificate's IP SAN), else "". */}}
+{{- define "wasm-admission.urlIP" -}}
+{{- with .Values.webhook.url }}
+{{- $host := (urlParse .).hostname }}
+{{- if regexMatch "^[0-9.]+$|:" $host }}{{ $host }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The DNS names the API server uses: the Service's, and webhook.url's host when it is a name. */}}
 {{- define "wasm-admission.dnsNames" -}}
 {{- $svc := include "wasm-admission.fullname" . }}
 {{- $ns := .Release.Namespace }}
@@ -76,6 +98,9 @@ Where the certificate comes from: "cert-manager", "existing-secret" or "generate
 - {{ $svc }}.{{ $ns }}
 - {{ $svc }}.{{ $ns }}.svc
 - {{ $svc }}.{{ $ns }}.svc.cluster.local
+{{- if and .Values.webhook.url (not (include "wasm-admission.urlIP" .)) }}
+- {{ (urlParse .Values.webhook.url).hostname }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -98,7 +123,8 @@ tlsKey: {{ index $secret.data "tls.key" }}
 {{- $ca := genCAWithKey (printf "%s-ca" $fullname) $days $caKey }}
 {{- $dnsNames := include "wasm-admission.dnsNames" . | fromYamlArray }}
 {{- $key := genPrivateKey "ecdsa" }}
-{{- $cert := genSignedCertWithKey (printf "%s.%s.svc" $fullname .Release.Namespace) nil $dnsNames $days $ca $key }}
+{{- $ips := compact (list (include "wasm-admission.urlIP" .)) }}
+{{- $cert := genSignedCertWithKey (printf "%s.%s.svc" $fullname .Release.Namespace) $ips $dnsNames $days $ca $key }}
 caCert: {{ $ca.Cert | b64enc }}
 tlsCert: {{ $cert.Cert | b64enc }}
 tlsKey: {{ $cert.Key | b64enc }}
@@ -153,11 +179,15 @@ default when unset) plus the release namespace, which the server excludes by its
   reinvocationPolicy: {{ .reinvocationPolicy }}
   {{- end }}
   clientConfig:
+    {{- with include "wasm-admission.webhookURL" $root }}
+    url: {{ printf "%s%s" . $.path | quote }}
+    {{- else }}
     service:
       name: {{ include "wasm-admission.fullname" $root }}
       namespace: {{ $root.Release.Namespace }}
       path: {{ .path }}
       port: 443
+    {{- end }}
     {{- if .caBundle }}
     caBundle: {{ .caBundle }}
     {{- end }}

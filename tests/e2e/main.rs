@@ -1,0 +1,156 @@
+//! The end-to-end suite: the project against a real kube-apiserver and kube-controller-manager,
+//! built from Kubernetes' own source at the release pinned in `e2e/controlplane/go.mod`
+//! (`scripts/cluster.sh`), with the project's chart installed by the real helm and objects
+//! written by the real kubectl.
+//!
+//! One control plane per run, shared by the cases, which run one after another; each case works
+//! in namespaces of its own and puts back whatever shared state it changes (the configuration,
+//! the failure policy, the certificate), also when it fails. Everything started here is stopped
+//! when the run ends, whatever its outcome.
+//!
+//! `cargo test --test e2e` runs it (the README's test command does); `cargo test --test e2e --
+//! NAME` runs the cases whose name contains NAME.
+
+mod admission;
+mod controllers;
+mod failure;
+mod metrics;
+mod reinvocation;
+mod rotation;
+mod runtime_classes;
+mod support;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use support::World;
+
+type Case = (&'static str, fn(&World));
+
+const CASES: &[Case] = &[
+    (
+        "every_example_is_stored_as_check_predicts",
+        admission::every_example_is_stored_as_check_predicts,
+    ),
+    (
+        "server_dry_run_returns_the_mutated_object_and_stores_nothing",
+        admission::server_dry_run_returns_the_mutated_object_and_stores_nothing,
+    ),
+    (
+        "warnings_and_denials_reach_kubectl_in_the_webhooks_words",
+        admission::warnings_and_denials_reach_kubectl_in_the_webhooks_words,
+    ),
+    (
+        "unlabelled_namespaces_the_skip_label_and_kube_system_are_untouched",
+        admission::unlabelled_namespaces_the_skip_label_and_kube_system_are_untouched,
+    ),
+    (
+        "pods_of_a_mutated_template_come_out_identical_to_it",
+        controllers::pods_of_a_mutated_template_come_out_identical_to_it,
+    ),
+    (
+        "pods_are_mutated_when_templates_are_not",
+        controllers::pods_are_mutated_when_templates_are_not,
+    ),
+    (
+        "a_sidecar_added_after_the_webhook_gets_resources_on_reinvocation",
+        reinvocation::a_sidecar_added_after_the_webhook_gets_resources_on_reinvocation,
+    ),
+    (
+        "a_later_mutation_that_sets_privileged_is_refused_by_validate",
+        reinvocation::a_later_mutation_that_sets_privileged_is_refused_by_validate,
+    ),
+    (
+        "missing_runtime_class_warning_appears_and_disappears_without_restart",
+        runtime_classes::missing_runtime_class_warning_appears_and_disappears_without_restart,
+    ),
+    (
+        "with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass",
+        failure::with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass,
+    ),
+    (
+        "helm_upgrade_keeps_the_generated_certificate",
+        failure::helm_upgrade_keeps_the_generated_certificate,
+    ),
+    (
+        "certificate_rotation_during_creates_fails_no_create",
+        rotation::certificate_rotation_during_creates_fails_no_create,
+    ),
+    (
+        "apiserver_metrics_count_the_webhook_calls_and_denials",
+        metrics::apiserver_metrics_count_the_webhook_calls_and_denials,
+    ),
+];
+
+fn main() -> ExitCode {
+    // cargo passes its own flags (e.g. --test-threads, --nocapture) and at most a filter.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let selected: Vec<&Case> = CASES
+        .iter()
+        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .collect();
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!("\nrunning {} end-to-end tests", selected.len());
+    if selected.is_empty() {
+        println!("\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+        return ExitCode::SUCCESS;
+    }
+
+    let started = Instant::now();
+    let world = match catch_unwind(World::start) {
+        Ok(world) => world,
+        Err(_) => {
+            println!("\nthe control plane or the webhook did not start (see above)");
+            println!(
+                "\ntest result: FAILED. 0 passed; {} failed; 0 ignored; 0 measured; 0 filtered out",
+                selected.len()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "control plane, chart and webhook up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut failed = Vec::new();
+    for (name, case) in &selected {
+        let t = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| case(&world)));
+        let secs = t.elapsed().as_secs_f64();
+        match outcome {
+            Ok(()) => println!("test {name} ... ok ({secs:.1} s)"),
+            Err(_) => {
+                println!("test {name} ... FAILED ({secs:.1} s)");
+                failed.push(*name);
+            }
+        }
+    }
+    drop(world);
+
+    let passed = selected.len() - failed.len();
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        for name in &failed {
+            println!("    {name}");
+        }
+    }
+    println!(
+        "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.1}s",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len(),
+        CASES.len() - selected.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
