@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::BaselineVersion;
 use crate::quantity::Quantity;
 
 /// The largest configuration file accepted; a ConfigMap cannot be larger than 1 MiB anyway.
@@ -108,6 +109,8 @@ pub struct OtelConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct SecurityConfig {
     pub policy: SecurityPolicy,
+    /// The Pod Security Standards version of the baseline checks, as PSA's `enforce-version`.
+    pub baseline_version: BaselineVersion,
 }
 
 /// Which Pod Security Standards level Wasm pods must meet (SPEC §5).
@@ -187,6 +190,7 @@ impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
             policy: SecurityPolicy::Baseline,
+            baseline_version: BaselineVersion::Latest,
         }
     }
 }
@@ -387,6 +391,28 @@ mod tests {
         assert!(Config::from_yaml("resources:\n  requests: {cpu: lots}\n").is_err());
         let err = Config::from_yaml("security:\n  policy: restricted\n").unwrap_err();
         assert!(err.contains("security.policy"), "{err}");
+    }
+
+    #[test]
+    fn baseline_version_is_read_and_a_bad_one_refused_with_the_key_and_accepted_values() {
+        use crate::baseline::BaselineVersion;
+        assert_eq!(
+            Config::default().security.baseline_version,
+            BaselineVersion::Latest
+        );
+        assert!(Config::default_yaml().contains("baselineVersion: latest"));
+        let c = Config::from_yaml("security:\n  baselineVersion: v1.32\n").unwrap();
+        assert_eq!(c.security.baseline_version, BaselineVersion::Minor(32));
+        // `1.30` unquoted is the YAML number 1.3.
+        for bad in ["v1.29", "v1.3x", "1.30", "latest-1"] {
+            let err =
+                Config::from_yaml(&format!("security:\n  baselineVersion: {bad}\n")).unwrap_err();
+            assert!(err.contains("security.baselineVersion"), "{err}");
+            assert!(
+                err.contains("\"latest\" or \"v1.30\" to \"v1.37\""),
+                "{err}"
+            );
+        }
     }
 
     #[test]
