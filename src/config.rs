@@ -394,28 +394,6 @@ mod tests {
     }
 
     #[test]
-    fn baseline_version_is_read_and_a_bad_one_refused_with_the_key_and_accepted_values() {
-        use crate::baseline::BaselineVersion;
-        assert_eq!(
-            Config::default().security.baseline_version,
-            BaselineVersion::Latest
-        );
-        assert!(Config::default_yaml().contains("baselineVersion: latest"));
-        let c = Config::from_yaml("security:\n  baselineVersion: v1.32\n").unwrap();
-        assert_eq!(c.security.baseline_version, BaselineVersion::Minor(32));
-        // `1.30` unquoted is the YAML number 1.3.
-        for bad in ["v1.29", "v1.3x", "1.30", "latest-1"] {
-            let err =
-                Config::from_yaml(&format!("security:\n  baselineVersion: {bad}\n")).unwrap_err();
-            assert!(err.contains("security.baselineVersion"), "{err}");
-            assert!(
-                err.contains("\"latest\" or \"v1.30\" to \"v1.37\""),
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
     fn own_namespace_is_excluded_once() {
         let c = Config::default()
             .with_own_namespace(Some("wasm-admission"))
