@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::BaselineVersion;
 use crate::quantity::Quantity;
 
 /// The largest configuration file accepted; a ConfigMap cannot be larger than 1 MiB anyway.
@@ -108,6 +109,8 @@ pub struct OtelConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct SecurityConfig {
     pub policy: SecurityPolicy,
+    /// The Pod Security Standards version of the baseline checks, as PSA's `enforce-version`.
+    pub baseline_version: BaselineVersion,
 }
 
 /// Which Pod Security Standards level Wasm pods must meet (SPEC §5).
@@ -187,6 +190,7 @@ impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
             policy: SecurityPolicy::Baseline,
+            baseline_version: BaselineVersion::Latest,
         }
     }
 }

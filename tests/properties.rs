@@ -249,3 +249,166 @@ proptest! {
         prop_assert!(bad.is_empty(), "{bad:?}");
     }
 }
+
+// SPEC §5 and §8 `security.baselineVersion`: between v1.30 and latest, only the checks that moved
+// (sysctls, SELinux type, procMount with hostUsers, probe and lifecycle hosts) may change a verdict.
+
+/// Values for a field: `None` leaves it unset.
+fn one_of(values: &'static [&'static str]) -> impl Strategy<Value = Option<&'static str>> {
+    proptest::option::of(proptest::sample::select(values))
+}
+
+/// Pod security settings over every baseline check, as `(JSON pointer under the pod spec, value)`.
+fn security_settings() -> impl Strategy<Value = Vec<(String, Value)>> {
+    let pod = (
+        proptest::sample::subsequence(
+            vec![
+                "net.ipv4.tcp_keepalive_time",
+                "net.ipv4.tcp_rmem",
+                "net.ipv4.tcp_notsent_lowat",
+                "kernel.msgmax",
+            ],
+            0..=2,
+        ),
+        one_of(&["container_t", "container_engine_t", "spc_t"]),
+        one_of(&["RuntimeDefault", "Unconfined"]),
+        one_of(&["Localhost", "Unconfined"]),
+        proptest::option::of(any::<bool>()),
+        proptest::option::of(any::<bool>()),
+        proptest::option::of(any::<bool>()),
+    );
+    let container = (
+        proptest::option::of(any::<bool>()),
+        one_of(&["CHOWN", "NET_RAW"]),
+        one_of(&["Default", "Unmasked"]),
+        one_of(&["container_kvm_t", "container_engine_t"]),
+        proptest::option::of(0..2i32),
+        one_of(&["", "10.0.0.1"]),
+        one_of(&["", "db.internal"]),
+        one_of(&["Unconfined", "RuntimeDefault"]),
+    );
+    (pod, container).prop_map(|(pod, container)| {
+        let (sysctls, pod_selinux, seccomp, apparmor, host_users, host_network, host_process) = pod;
+        let (privileged, cap, proc_mount, selinux, host_port, probe_host, hook_host, c_seccomp) =
+            container;
+        let mut s: Vec<(String, Value)> = Vec::new();
+        let mut put = |pointer: &str, value: Value| s.push((pointer.to_string(), value));
+        if !sysctls.is_empty() {
+            let list: Vec<Value> = sysctls
+                .iter()
+                .map(|n| json!({"name": n, "value": "1"}))
+                .collect();
+            put("/securityContext/sysctls", json!(list));
+        }
+        if let Some(t) = pod_selinux {
+            put("/securityContext/seLinuxOptions/type", json!(t));
+        }
+        if let Some(t) = seccomp {
+            put("/securityContext/seccompProfile/type", json!(t));
+        }
+        if let Some(t) = apparmor {
+            put("/securityContext/appArmorProfile/type", json!(t));
+        }
+        if let Some(b) = host_users {
+            put("/hostUsers", json!(b));
+        }
+        if let Some(b) = host_network {
+            put("/hostNetwork", json!(b));
+        }
+        if let Some(b) = host_process {
+            put("/securityContext/windowsOptions/hostProcess", json!(b));
+        }
+        let c = "/containers/0";
+        if let Some(b) = privileged {
+            put(&format!("{c}/securityContext/privileged"), json!(b));
+        }
+        if let Some(cap) = cap {
+            put(
+                &format!("{c}/securityContext/capabilities/add"),
+                json!([cap]),
+            );
+        }
+        if let Some(pm) = proc_mount {
+            put(&format!("{c}/securityContext/procMount"), json!(pm));
+        }
+        if let Some(t) = selinux {
+            put(
+                &format!("{c}/securityContext/seLinuxOptions/type"),
+                json!(t),
+            );
+        }
+        if let Some(p) = host_port {
+            put(
+                &format!("{c}/ports"),
+                json!([{"containerPort": 8080, "hostPort": p}]),
+            );
+        }
+        if let Some(h) = probe_host {
+            put(
+                &format!("{c}/livenessProbe/httpGet"),
+                json!({"host": h, "port": 8080}),
+            );
+        }
+        if let Some(h) = hook_host {
+            put(
+                &format!("{c}/lifecycle/preStop/tcpSocket"),
+                json!({"host": h, "port": 5432}),
+            );
+        }
+        if let Some(t) = c_seccomp {
+            put(
+                &format!("{c}/securityContext/seccompProfile/type"),
+                json!(t),
+            );
+        }
+        s
+    })
+}
+
+/// The violations a denial lists (empty when allowed).
+fn violation_items(out: &Admitted) -> std::collections::BTreeSet<String> {
+    let m = out.message();
+    match m.split_once(" is not allowed: ") {
+        Some((_, list)) if !out.allowed() => list.split("; ").map(str::to_string).collect(),
+        _ => Default::default(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    #[test]
+    fn prop_verdicts_at_v1_30_and_latest_differ_only_on_checks_that_changed(
+        object in wasm_object(),
+        settings in security_settings(),
+    ) {
+        let at = |v: &str| {
+            engine_with(&format!(
+                "detection:\n  imagePatterns: ['ghcr.io/acme/*']\nsecurity:\n  baselineVersion: {v}\n"
+            ))
+        };
+        let mut object = object;
+        let spec = spec_ptr(&object);
+        for (pointer, value) in &settings {
+            set(&mut object, &format!("{spec}{pointer}"), value.clone());
+        }
+        let old = violation_items(&admit(&at("v1.30"), &object));
+        let new = violation_items(&admit(&at("latest"), &object));
+        let host_users_false = object.pointer(&format!("{spec}/hostUsers")) == Some(&json!(false));
+        // Relaxed since v1.30: newer safe sysctls (v1.32, v1.37), container_engine_t (v1.31),
+        // any procMount with hostUsers: false (v1.35).
+        for item in old.difference(&new) {
+            let moved = item.contains(".sysctls=[")
+                || item.ends_with(".seLinuxOptions.type=container_engine_t")
+                || (item.contains(".procMount=") && host_users_false);
+            prop_assert!(moved, "denied at v1.30 only, on a check that did not move: {item}");
+        }
+        // Stricter since v1.30: probe and lifecycle hosts (v1.34); a sysctls entry can list fewer.
+        for item in new.difference(&old) {
+            let moved = item.contains(".sysctls=[")
+                || item.ends_with(".host=10.0.0.1 (baseline since v1.34)")
+                || item.ends_with(".host=db.internal (baseline since v1.34)");
+            prop_assert!(moved, "denied at latest only, on a check that did not move: {item}");
+        }
+    }
+}

@@ -76,6 +76,51 @@ async fn changed_configuration_is_applied_and_an_invalid_one_refused() {
     t.stop().await;
 }
 
+/// The Wasm Deployment of `DEPLOYMENT_CREATE` with a liveness probe aimed at another host, and
+/// whether `/validate` allows it.
+async fn probe_host_allowed(t: &TestServer, client: &reqwest::Client) -> bool {
+    let mut review: serde_json::Value = serde_json::from_str(DEPLOYMENT_CREATE).expect("JSON");
+    review["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["livenessProbe"] =
+        serde_json::json!({"httpGet": {"host": "10.0.0.1", "port": 8080}});
+    let answer = post_review(client, &t.url("/validate"), review.to_string())
+        .await
+        .expect("request");
+    let response = check_envelope(&answer, &uid_of(DEPLOYMENT_CREATE));
+    response["allowed"] == true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_baseline_version_takes_effect_on_reload() {
+    let mut configmap =
+        SecretDir::new(&[("config.yaml", b"security:\n  baselineVersion: v1.33\n")]);
+    let path = configmap.path("config.yaml");
+    let t = TestServer::start_with(|args| args.config = Some(path)).await;
+    let client = t.client(Http::One);
+    let metrics_url = t.url("/metrics");
+    assert!(
+        probe_host_allowed(&t, &client).await,
+        "no host check at v1.33"
+    );
+
+    configmap.swap(&[("config.yaml", b"security:\n  baselineVersion: v1.34\n")]);
+    eventually(
+        Duration::from_secs(10),
+        "v1.34 applied: the probe host denied",
+        || async { !probe_host_allowed(&t, &client).await },
+    )
+    .await;
+    assert_eq!(metric(&metrics_text(&client, &metrics_url).await, OK), 1.0);
+
+    // An older version is refused; v1.34 stays in force.
+    configmap.swap(&[("config.yaml", b"security:\n  baselineVersion: v1.29\n")]);
+    eventually(Duration::from_secs(10), "v1.29 refused", || async {
+        metric(&metrics_text(&client, &metrics_url).await, REFUSED) == 1.0
+    })
+    .await;
+    assert!(!probe_host_allowed(&t, &client).await);
+    t.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_namespace_is_never_touched() {
     // --namespace is the webhook's own namespace (SPEC §6): excluded even without a config file.

@@ -154,7 +154,7 @@ pub(super) fn decide(
     let violations = baseline::violations(
         view.spec,
         view.pod_annotations(),
-        config.security.policy,
+        &config.security,
         &Scope::WholePod,
     );
     // "Wasm pod \"ns/name\"" or "Wasm pod template of Deployment \"ns/name\"".
@@ -253,7 +253,7 @@ fn decide_ephemeral(
     let violations = baseline::violations(
         view.spec,
         view.pod_annotations(),
-        engine.config().security.policy,
+        &engine.config().security,
         &scope,
     );
     if violations.is_empty() {

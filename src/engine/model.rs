@@ -147,6 +147,8 @@ pub struct Spec<'a> {
     pub host_pid: Option<bool>,
     #[serde(default, rename = "hostIPC")]
     pub host_ipc: Option<bool>,
+    #[serde(default)]
+    pub host_users: Option<bool>,
     #[serde(borrow, default)]
     pub volumes: Option<Vec<Volume<'a>>>,
     #[serde(borrow, default)]
@@ -207,12 +209,45 @@ pub struct Container<'a> {
     pub ports: Option<Vec<ContainerPort>>,
     #[serde(borrow, default)]
     pub security_context: Option<SecurityContext<'a>>,
+    #[serde(borrow, default)]
+    pub liveness_probe: Option<Handler<'a>>,
+    #[serde(borrow, default)]
+    pub readiness_probe: Option<Handler<'a>>,
+    #[serde(borrow, default)]
+    pub startup_probe: Option<Handler<'a>>,
+    #[serde(borrow, default)]
+    pub lifecycle: Option<Lifecycle<'a>>,
 }
 
 impl<'a> Container<'a> {
     pub fn env(&self) -> &[EnvVar<'a>] {
         self.env.as_deref().unwrap_or_default()
     }
+}
+
+/// A probe or a lifecycle handler: only the actions that can name a `host`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Handler<'a> {
+    #[serde(borrow, default)]
+    pub http_get: Option<HostAction<'a>>,
+    #[serde(borrow, default)]
+    pub tcp_socket: Option<HostAction<'a>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HostAction<'a> {
+    #[serde(borrow, default)]
+    pub host: Option<Str<'a>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lifecycle<'a> {
+    #[serde(borrow, default)]
+    pub post_start: Option<Handler<'a>>,
+    #[serde(borrow, default)]
+    pub pre_stop: Option<Handler<'a>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

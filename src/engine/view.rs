@@ -25,6 +25,7 @@ static EMPTY_SPEC: Spec<'static> = Spec {
     host_network: None,
     host_pid: None,
     host_ipc: None,
+    host_users: None,
     volumes: None,
     security_context: None,
     template: None,
