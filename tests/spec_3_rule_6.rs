@@ -43,7 +43,7 @@ fn deployment(images: &[&str]) -> Value {
 fn images_to_look_up(engine: &Engine, review: &Value) -> Vec<String> {
     let body = serde_json::to_vec(review).expect("json");
     let decoded = review::decode(&body).expect("review");
-    engine.registry_images(&decoded.request())
+    engine.registry_images(&decoded.request(), None)
 }
 
 fn decide_with(
