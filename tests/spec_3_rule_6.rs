@@ -114,6 +114,27 @@ fn s3_rule6_the_door_looks_up_each_container_image_once_unless_something_else_de
 }
 
 #[test]
+fn s3_rule6_nothing_is_looked_up_when_rule3b_decides() {
+    let engine = engine();
+    let mut d = deployment(&["ghcr.io/acme/app:1", "envoy:1.30"]);
+    d["spec"]["template"]["spec"]["runtimeClassName"] = json!("wasmtime-spin-v2");
+    let body = serde_json::to_vec(&review_for(&d, "CREATE", None, None)).expect("json");
+    let decoded = review::decode(&body).expect("review");
+    assert!(engine.registry_images(&decoded.request(), None).is_empty());
+    // A class known only from the cluster: looked up without that fact, not with it.
+    d["spec"]["template"]["spec"]["runtimeClassName"] = json!("my-spin");
+    let body = serde_json::to_vec(&review_for(&d, "CREATE", None, None)).expect("json");
+    let decoded = review::decode(&body).expect("review");
+    assert_eq!(engine.registry_images(&decoded.request(), None).len(), 2);
+    let cluster = cluster_classes(&[("my-spin", "spin")]);
+    assert!(
+        engine
+            .registry_images(&decoded.request(), Some(&cluster))
+            .is_empty()
+    );
+}
+
+#[test]
 fn s3_rule6_registry_answers_decide_wasm_mixed_and_unknown() {
     let engine = engine();
     let answers = Answers(HashMap::from([
