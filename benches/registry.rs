@@ -59,7 +59,7 @@ async fn one_review(engine: &Engine, inspector: Option<&Inspector>, body: &[u8])
     let decoded = review::decode(body).expect("review");
     let facts = match inspector {
         Some(inspector) => {
-            let images = engine.registry_images(&decoded.request());
+            let images = engine.registry_images(&decoded.request(), None);
             Some(
                 inspector
                     .inspect(images.iter().map(String::as_str), Duration::from_secs(2))

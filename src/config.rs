@@ -124,9 +124,15 @@ pub enum SecurityPolicy {
     Privileged,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DetectionConfig {
+    /// RuntimeClass names that run Wasm (SPEC §3 rule 3b); `runtimeClassName` always counts too.
+    pub runtime_classes: Vec<String>,
+    /// CRI handlers that run Wasm: a watched RuntimeClass with one of them counts (rule 3b).
+    pub runtime_handlers: Vec<String>,
+    /// Classes kept without a warning on pods detected by the variant annotation (SPEC §4.1).
+    pub variant_runtime_classes: Vec<String>,
     /// Globs over the full image reference (SPEC §3 rule 5).
     pub image_patterns: Vec<String>,
     pub registry: RegistryConfig,
@@ -205,6 +211,92 @@ impl Default for RegistryConfig {
             credentials_file: String::new(),
         }
     }
+}
+
+/// The Wasm RuntimeClass names of the ecosystem (SPEC §8; the README says where each comes from).
+pub const DEFAULT_RUNTIME_CLASSES: [&str; 10] = [
+    "wasm",
+    "wasmedge",
+    "wasmtime",
+    "wasmer",
+    "spin",
+    "wasmtime-spin",
+    "wasmtime-spin-v2",
+    "wws",
+    "slight",
+    "lunatic",
+];
+
+/// The containerd Wasm shims' handler names (SPEC §8).
+pub const DEFAULT_RUNTIME_HANDLERS: [&str; 9] = [
+    "wasm", "wasmedge", "wasmtime", "wasmer", "wamr", "spin", "slight", "wws", "lunatic",
+];
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        Self {
+            runtime_classes: names(&DEFAULT_RUNTIME_CLASSES),
+            runtime_handlers: names(&DEFAULT_RUNTIME_HANDLERS),
+            variant_runtime_classes: names(&["crun"]),
+            image_patterns: Vec::new(),
+            registry: RegistryConfig::default(),
+        }
+    }
+}
+
+impl DetectionConfig {
+    /// RuntimeClass names are DNS subdomains and handlers DNS labels, as Kubernetes checks them.
+    fn validate(&self) -> Result<(), String> {
+        let lists = [
+            ("runtimeClasses", &self.runtime_classes, 253, true),
+            ("runtimeHandlers", &self.runtime_handlers, 63, false),
+            (
+                "variantRuntimeClasses",
+                &self.variant_runtime_classes,
+                253,
+                true,
+            ),
+        ];
+        for (key, names, max, dots) in lists {
+            for name in names {
+                if !is_dns_name(name, max, dots) {
+                    let what = if dots {
+                        "a DNS subdomain"
+                    } else {
+                        "a DNS label"
+                    };
+                    return Err(format!(
+                        "detection.{key}: {name:?} is not a valid name (must be {what}: \
+                         lowercase letters, digits and '-'{}, at most {max} characters, \
+                         starting and ending with a letter or digit)",
+                        if dots { " or '.'" } else { "" }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A DNS-1123 label (`dots` false) or subdomain (`dots` true) of at most `max` characters.
+fn is_dns_name(name: &str, max: usize, dots: bool) -> bool {
+    let label_ok = |label: &str| {
+        let bytes = label.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 63
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+            && bytes[0] != b'-'
+            && bytes[bytes.len() - 1] != b'-'
+    };
+    name.len() <= max
+        && if dots {
+            name.split('.').all(label_ok)
+        } else {
+            label_ok(name)
+        }
 }
 
 fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
@@ -297,6 +389,7 @@ impl Config {
             crate::detection::compile_pattern(pattern)
                 .map_err(|e| format!("detection.imagePatterns: {e}"))?;
         }
+        self.detection.validate()?;
         for key in self.pod_annotations.keys() {
             if key.is_empty() {
                 return Err("podAnnotations: an annotation key must not be empty".into());
@@ -391,6 +484,59 @@ mod tests {
         assert!(Config::from_yaml("resources:\n  requests: {cpu: lots}\n").is_err());
         let err = Config::from_yaml("security:\n  policy: restricted\n").unwrap_err();
         assert!(err.contains("security.policy"), "{err}");
+    }
+
+    #[test]
+    fn detection_lists_have_spec_defaults_and_can_be_emptied() {
+        let d = Config::default().detection;
+        assert_eq!(d.runtime_classes.len(), 10);
+        assert!(d.runtime_classes.iter().any(|c| c == "wasmtime-spin-v2"));
+        assert!(d.runtime_handlers.iter().any(|h| h == "wamr"));
+        assert_eq!(d.variant_runtime_classes, ["crun"]);
+        let c = Config::from_yaml(
+            "detection:\n  runtimeClasses: []\n  runtimeHandlers: []\n  variantRuntimeClasses: []\n",
+        )
+        .unwrap();
+        assert!(c.detection.runtime_classes.is_empty());
+        assert!(c.detection.runtime_handlers.is_empty());
+        assert!(c.detection.variant_runtime_classes.is_empty());
+        // One list given: the others keep their defaults.
+        let c = Config::from_yaml("detection:\n  runtimeClasses: [my-spin]\n").unwrap();
+        assert_eq!(c.detection.runtime_classes, ["my-spin"]);
+        assert_eq!(c.detection.runtime_handlers, d.runtime_handlers);
+    }
+
+    #[test]
+    fn invalid_runtime_class_or_handler_names_are_refused_naming_the_key() {
+        for (yaml, key) in [
+            (
+                "detection:\n  runtimeClasses: ['']\n",
+                "detection.runtimeClasses",
+            ),
+            (
+                "detection:\n  runtimeClasses: [Spin]\n",
+                "detection.runtimeClasses",
+            ),
+            (
+                "detection:\n  runtimeClasses: ['wasm-']\n",
+                "detection.runtimeClasses",
+            ),
+            (
+                "detection:\n  runtimeHandlers: [io.containerd.spin.v2]\n",
+                "detection.runtimeHandlers",
+            ),
+            (
+                "detection:\n  variantRuntimeClasses: ['crun runc']\n",
+                "detection.variantRuntimeClasses",
+            ),
+        ] {
+            let err = Config::from_yaml(yaml).unwrap_err();
+            assert!(err.starts_with(key), "{yaml}: {err}");
+        }
+        let ok = "detection:\n  runtimeClasses: [wasm.example.com, spin-v2]\n  runtimeHandlers: [spin]\n";
+        assert!(Config::from_yaml(ok).is_ok());
+        assert!(!is_dns_name(&"a".repeat(64), 253, true));
+        assert!(is_dns_name(&format!("{}.b", "a".repeat(63)), 253, true));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! When a pod spec counts as Wasm (SPEC §3).
 
+use std::collections::{HashMap, HashSet};
+
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::engine::PodView;
@@ -26,11 +28,66 @@ pub trait ImageClassifier: Send + Sync {
     fn classify(&self, image: &str) -> ImageClass;
 }
 
+/// What the cluster says of one RuntimeClass, as `serve`'s watch keeps it: plain data, so the
+/// engine stays free of Kubernetes client types. (A later field can hold its
+/// `scheduling.nodeSelector`.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeClassInfo {
+    /// The CRI handler the class runs (`spin`, `wasmedge`, `runc`, ...).
+    pub handler: String,
+}
+
+/// The cluster's RuntimeClasses by name, when `serve` watches them (SPEC §7, §3 rule 3b).
+pub type ClusterRuntimeClasses = HashMap<String, RuntimeClassInfo>;
+
+/// Which RuntimeClasses run Wasm (SPEC §3 rule 3b): the configured names (with the configured
+/// `runtimeClassName`), and, where the cluster's classes are known, every class whose handler is
+/// one of the configured Wasm handlers.
+#[derive(Debug, Clone, Default)]
+pub struct WasmRuntimeClasses {
+    names: HashSet<String>,
+    handlers: HashSet<String>,
+}
+
+impl WasmRuntimeClasses {
+    /// From `detection.runtimeClasses`, `runtimeClassName` and `detection.runtimeHandlers`.
+    pub fn new(names: &[String], default_class: &str, handlers: &[String]) -> Self {
+        let mut names: HashSet<String> = names.iter().cloned().collect();
+        names.insert(default_class.to_string());
+        Self {
+            names,
+            handlers: handlers.iter().cloned().collect(),
+        }
+    }
+
+    /// Whether the class `name` runs Wasm: configured by name, or known from `cluster` to run a
+    /// Wasm handler.
+    pub fn runs_wasm(&self, name: &str, cluster: Option<&ClusterRuntimeClasses>) -> bool {
+        self.names.contains(name)
+            || cluster
+                .and_then(|c| c.get(name))
+                .is_some_and(|rc| self.handlers.contains(&rc.handler))
+    }
+}
+
+/// What detection reads besides the pod: the configured rules and the facts the door found out.
+#[derive(Clone, Copy)]
+pub struct Signals<'a> {
+    pub patterns: &'a ImagePatterns,
+    pub wasm_classes: &'a WasmRuntimeClasses,
+    /// The cluster's RuntimeClasses, when `serve` watches them.
+    pub cluster_classes: Option<&'a ClusterRuntimeClasses>,
+    /// Registry inspection results (rule 6), when enabled.
+    pub registry: Option<&'a dyn ImageClassifier>,
+}
+
 /// Which rule decided that a pod spec is Wasm, for audit annotations and `check`'s report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     WasmAnnotation,
     RuntimeClassAnnotation,
+    /// The pod spec's own `runtimeClassName` names a class that runs Wasm (rule 3b).
+    RuntimeClassName,
     VariantAnnotation,
     ImagePattern,
     Registry,
@@ -41,6 +98,7 @@ impl Rule {
         match self {
             Self::WasmAnnotation => "annotation",
             Self::RuntimeClassAnnotation => "runtime-class-annotation",
+            Self::RuntimeClassName => "runtime-class-name",
             Self::VariantAnnotation => "variant-annotation",
             Self::ImagePattern => "image-pattern",
             Self::Registry => "registry",
@@ -54,7 +112,8 @@ pub enum Detection {
     NotWasm,
     Wasm {
         rule: Rule,
-        /// The RuntimeClass named by `wasm-admission.io/runtime-class` (rule 3).
+        /// The RuntimeClass named by `wasm-admission.io/runtime-class` (rule 3), or the pod
+        /// spec's own Wasm class (rule 3b).
         runtime_class: Option<String>,
     },
     /// Image rules found some containers Wasm and some not: left unchanged (SPEC §3).
@@ -128,8 +187,8 @@ pub fn normalize_image(image: &str) -> String {
     out
 }
 
-/// Whether rules 1–4 decide, from annotations alone.
-fn by_annotations(view: &PodView<'_, '_>) -> Option<Detection> {
+/// Whether rules 1–4 decide, from annotations and the pod spec's own `runtimeClassName`.
+fn by_pod(view: &PodView<'_, '_>, signals: &Signals<'_>) -> Option<Detection> {
     // Rule 1: "false" on either place wins over everything.
     if view.annotation_anywhere(ANN_WASM, "false") {
         return Some(Detection::NotWasm);
@@ -151,6 +210,21 @@ fn by_annotations(view: &PodView<'_, '_>) -> Option<Detection> {
             runtime_class: Some(name.to_string()),
         });
     }
+    // Rule 3b: the class the pod names runs Wasm; the whole pod is Wasm, sidecars included.
+    if let Some(name) = view
+        .spec
+        .runtime_class_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        && signals
+            .wasm_classes
+            .runs_wasm(name, signals.cluster_classes)
+    {
+        return Some(Detection::Wasm {
+            rule: Rule::RuntimeClassName,
+            runtime_class: Some(name.to_string()),
+        });
+    }
     // Rule 4: the WasmEdge / crun convention, read from the pod's annotations.
     if matches!(
         view.annotation(ANN_WASM_VARIANT),
@@ -165,15 +239,18 @@ fn by_annotations(view: &PodView<'_, '_>) -> Option<Detection> {
 }
 
 /// The images rule 6 would classify: none when rules 1–4 decide, else each `containers` image
-/// that no pattern matches, once, in order.
-pub fn registry_images(view: &PodView<'_, '_>, patterns: &ImagePatterns) -> Vec<String> {
-    if by_annotations(view).is_some() {
+/// that no pattern matches, once, in order. (`signals.registry` is not read.)
+pub fn registry_images(view: &PodView<'_, '_>, signals: &Signals<'_>) -> Vec<String> {
+    if by_pod(view, signals).is_some() {
         return Vec::new();
     }
     let mut images: Vec<String> = Vec::new();
     for c in view.spec.containers() {
         let image = c.image.as_deref().unwrap_or("");
-        if !image.is_empty() && !patterns.matches(image) && !images.iter().any(|i| i == image) {
+        if !image.is_empty()
+            && !signals.patterns.matches(image)
+            && !images.iter().any(|i| i == image)
+        {
             images.push(image.to_string());
         }
     }
@@ -183,14 +260,14 @@ pub fn registry_images(view: &PodView<'_, '_>, patterns: &ImagePatterns) -> Vec<
 /// Applies rules 1–6 in order.
 pub fn detect(
     view: &PodView<'_, '_>,
-    patterns: &ImagePatterns,
-    registry: Option<&dyn ImageClassifier>,
+    signals: &Signals<'_>,
     warnings: &mut Vec<String>,
 ) -> Detection {
     // Rules 1–4.
-    if let Some(detection) = by_annotations(view) {
+    if let Some(detection) = by_pod(view, signals) {
         return detection;
     }
+    let (patterns, registry) = (signals.patterns, signals.registry);
     // Rules 5 and 6, container by container.
     let containers = view.spec.containers();
     if containers.is_empty() {
@@ -275,6 +352,45 @@ mod tests {
         assert!(p.matches("hello-wasm"));
         assert!(p.matches("hello-wasm:1.0"));
         assert!(!ImagePatterns::new(&[]).unwrap().matches("anything"));
+    }
+
+    #[test]
+    fn wasm_runtime_classes_by_name_default_class_or_cluster_handler() {
+        let names = ["wasmtime-spin-v2".to_string()];
+        let handlers = ["spin".to_string()];
+        let classes = WasmRuntimeClasses::new(&names, "my-wasm", &handlers);
+        assert!(classes.runs_wasm("wasmtime-spin-v2", None));
+        assert!(
+            classes.runs_wasm("my-wasm", None),
+            "runtimeClassName always counts"
+        );
+        assert!(
+            !classes.runs_wasm("my-spin", None),
+            "no cluster facts: names only"
+        );
+        let cluster = ClusterRuntimeClasses::from([
+            (
+                "my-spin".to_string(),
+                RuntimeClassInfo {
+                    handler: "spin".into(),
+                },
+            ),
+            (
+                "gvisor".to_string(),
+                RuntimeClassInfo {
+                    handler: "runsc".into(),
+                },
+            ),
+        ]);
+        assert!(classes.runs_wasm("my-spin", Some(&cluster)));
+        assert!(!classes.runs_wasm("gvisor", Some(&cluster)));
+        assert!(
+            !classes.runs_wasm("spin", Some(&cluster)),
+            "not in the cluster"
+        );
+        let off = WasmRuntimeClasses::new(&[], "wasm", &[]);
+        assert!(!off.runs_wasm("my-spin", Some(&cluster)));
+        assert!(off.runs_wasm("wasm", Some(&cluster)));
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! RuntimeClass awareness (SPEC §7): in a cluster, `serve` keeps the names of the cluster's
-//! RuntimeClasses in memory (a list, then a watch, through kube's watcher), and hands them to the
-//! engine, which warns when the class it injects does not exist.
+//! RuntimeClass awareness (SPEC §7, §3 rule 3b): in a cluster, `serve` keeps the cluster's
+//! RuntimeClasses in memory (a list, then a watch, through kube's watcher): each name with what
+//! the rules read of it ([`RuntimeClassInfo`]: its handler). It hands them to the engine, which
+//! warns when the class it injects does not exist, and counts a pod whose class runs a Wasm
+//! handler as Wasm.
 //!
 //! Until the first list has completed the names are unknown (`None`), so no review gets a false
 //! warning while the watch starts. After that, a broken watch keeps the last names it had while
 //! kube's watcher retries with backoff. Needs read-only RBAC: `get`, `list` and `watch` on
 //! `runtimeclasses.node.k8s.io`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -18,6 +19,8 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+use crate::detection::{ClusterRuntimeClasses, RuntimeClassInfo};
 
 /// Whether `serve` watches RuntimeClasses (`--watch-runtime-classes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -32,23 +35,23 @@ pub enum WatchMode {
     Off,
 }
 
-/// The RuntimeClass names known so far; shared by the watch and the review routes.
+/// The RuntimeClasses known so far; shared by the watch and the review routes.
 #[derive(Default)]
-pub struct RuntimeClassNames {
-    known: ArcSwapOption<HashSet<String>>,
+pub struct KnownRuntimeClasses {
+    known: ArcSwapOption<ClusterRuntimeClasses>,
 }
 
-impl RuntimeClassNames {
-    /// The names, once the first list has completed.
-    pub fn current(&self) -> Option<Arc<HashSet<String>>> {
+impl KnownRuntimeClasses {
+    /// The classes, once the first list has completed.
+    pub fn current(&self) -> Option<Arc<ClusterRuntimeClasses>> {
         self.known.load_full()
     }
 
-    fn replace(&self, names: HashSet<String>) {
+    fn replace(&self, names: ClusterRuntimeClasses) {
         self.known.store(Some(Arc::new(names)));
     }
 
-    fn update(&self, change: impl FnOnce(&mut HashSet<String>)) {
+    fn update(&self, change: impl FnOnce(&mut ClusterRuntimeClasses)) {
         let mut names = self
             .current()
             .map(|n| n.as_ref().clone())
@@ -89,13 +92,24 @@ pub async fn client_for(
     }
 }
 
+/// What the rules read of a RuntimeClass, keyed by its name (`None` without one).
+fn entry(rc: RuntimeClass) -> Option<(String, RuntimeClassInfo)> {
+    let name = rc.metadata.name?;
+    Some((
+        name,
+        RuntimeClassInfo {
+            handler: rc.handler,
+        },
+    ))
+}
+
 /// Lists and then watches RuntimeClasses until the task is aborted, keeping `names` current.
-pub fn spawn_watch(client: Client, names: Arc<RuntimeClassNames>) -> JoinHandle<()> {
+pub fn spawn_watch(client: Client, names: Arc<KnownRuntimeClasses>) -> JoinHandle<()> {
     let api: Api<RuntimeClass> = Api::all(client);
     tokio::spawn(async move {
         let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
         futures_util::pin_mut!(stream);
-        let mut listing: HashSet<String> = HashSet::new();
+        let mut listing = ClusterRuntimeClasses::new();
         let mut failing = false;
         while let Some(event) = stream.next().await {
             let event = match event {
@@ -118,21 +132,21 @@ pub fn spawn_watch(client: Client, names: Arc<RuntimeClassNames>) -> JoinHandle<
             match event {
                 Event::Init => listing.clear(),
                 Event::InitApply(rc) => {
-                    if let Some(name) = rc.metadata.name {
-                        listing.insert(name);
+                    if let Some((name, info)) = entry(rc) {
+                        listing.insert(name, info);
                     }
                 }
                 Event::InitDone => {
-                    let mut sorted: Vec<&String> = listing.iter().collect();
+                    let mut sorted: Vec<&String> = listing.keys().collect();
                     sorted.sort();
                     info!(runtime_classes = ?sorted, "RuntimeClasses listed");
                     names.replace(std::mem::take(&mut listing));
                 }
                 Event::Apply(rc) => {
-                    if let Some(name) = rc.metadata.name {
-                        debug!(%name, "RuntimeClass added or changed");
+                    if let Some((name, info)) = entry(rc) {
+                        debug!(%name, handler = %info.handler, "RuntimeClass added or changed");
                         names.update(|n| {
-                            n.insert(name);
+                            n.insert(name, info);
                         });
                     }
                 }

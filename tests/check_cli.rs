@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 use wasm_admission::engine::Endpoint;
 
 fn root() -> PathBuf {
@@ -267,20 +267,28 @@ fn check_examples_behave_as_the_examples_readme_says() {
         );
         if source.starts_with("examples/denied/") {
             assert_eq!(entry["allowed"], false, "{where_}");
-        } else if source.starts_with("examples/wasm/") && kind != "Service" {
+        } else if source.starts_with("examples/wasm/")
+            && !["Service", "RuntimeClass"].contains(&kind)
+        {
             assert!(patched, "{where_} is mutated");
             let injected = injected_of(&entry["object"]);
-            assert!(
-                injected.starts_with("runtime-class,resources"),
-                "{where_}: {injected}"
-            );
+            // A pod spec that names its RuntimeClass keeps it: nothing to inject there.
+            let original = original_object(entry).expect("the example reads");
+            let expected = if names_runtime_class(&original) {
+                "resources,otel"
+            } else {
+                "runtime-class,resources"
+            };
+            assert!(injected.starts_with(expected), "{where_}: {injected}");
+            // Every example is written correctly: no warning, not even "class kept".
+            assert_eq!(entry["warnings"], json!([]), "{where_}");
         } else {
             assert_eq!(entry["allowed"], true, "{where_}");
             assert!(!patched, "{where_} is unchanged");
         }
         seen += 1;
     }
-    assert!(seen >= 13, "{seen} objects");
+    assert!(seen >= 21, "{seen} objects");
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -294,6 +302,18 @@ fn check_examples_behave_as_the_examples_readme_says() {
     );
     let wasmedge = check(&["-o", "yaml", "examples/wasm/deployment-wasmedge.yaml"]);
     assert!(stdout(&wasmedge).contains("runtimeClassName: wasmedge"));
+}
+
+/// Whether the manifest's own pod spec names a RuntimeClass.
+fn names_runtime_class(object: &Value) -> bool {
+    let spec = match object["kind"].as_str() {
+        Some("Pod") => "/spec",
+        Some("CronJob") => "/spec/jobTemplate/spec/template/spec",
+        _ => "/spec/template/spec",
+    };
+    object
+        .pointer(&format!("{spec}/runtimeClassName"))
+        .is_some_and(|c| c != "")
 }
 
 fn injected_of(object: &Value) -> String {

@@ -119,16 +119,44 @@ fn annotations() -> impl Strategy<Value = Option<Value>> {
         })
 }
 
-/// A Wasm Pod or Deployment (detected from the image pattern, so no annotation is needed).
+/// The pod's own `runtimeClassName`: none, a class that runs Wasm (SPEC §3 rule 3b, the whole pod
+/// is Wasm), or one that does not (then the image pattern decides).
+fn runtime_class() -> impl Strategy<Value = Option<&'static str>> {
+    proptest::option::of(prop_oneof![
+        Just("wasm"),
+        Just("wasmedge"),
+        Just("wasmtime-spin-v2"),
+        Just("spin"),
+        Just("kata"),
+    ])
+}
+
+/// Whether `class` runs Wasm under the properties' configuration.
+fn wasm_class(class: Option<&str>) -> bool {
+    class.is_some_and(|c| c != "kata")
+}
+
+/// A Wasm Pod or Deployment: detected from the image pattern, so no annotation is needed, or from
+/// a Wasm class it names; then some containers may be Linux sidecars the patterns do not match.
 fn wasm_object() -> impl Strategy<Value = Value> {
     (
-        proptest::collection::vec(container("c"), 1..4),
+        proptest::collection::vec((container("c"), any::<bool>()), 1..4),
         proptest::collection::vec(container("init"), 0..3),
         annotations(),
-        proptest::option::of(prop_oneof![Just("wasm"), Just("wasmedge")]),
+        runtime_class(),
         any::<bool>(),
     )
         .prop_map(|(containers, init, annotations, runtime_class, as_pod)| {
+            // Under a Wasm class a container may be an ordinary Linux sidecar.
+            let containers: Vec<Value> = containers
+                .into_iter()
+                .map(|(mut c, linux)| {
+                    if linux && wasm_class(runtime_class) {
+                        c["image"] = json!("docker.io/library/nginx:1.27");
+                    }
+                    c
+                })
+                .collect();
             let dedupe = |cs: Vec<Value>, prefix: &str| -> Vec<Value> {
                 cs.into_iter()
                     .enumerate()
@@ -229,6 +257,11 @@ proptest! {
         // `admit` applies the patch with the RFC 6902 library and fails if any parent is missing.
         let first = admit(&engine, &object);
         prop_assert!(first.allowed(), "{}", first.message());
+        // Every generated object is Wasm, by its class where it names one that runs Wasm.
+        let by = first.decision.audit_annotations.get("wasm-detected-by").map(String::as_str);
+        let class = object.pointer(&format!("{}/runtimeClassName", spec_ptr(&object))).and_then(Value::as_str);
+        let expected = if wasm_class(class) { "runtime-class-name" } else { "image-pattern" };
+        prop_assert_eq!(by, Some(expected));
         if let Err(e) = preserved(&object, &first.object, "") {
             return Err(TestCaseError::fail(e));
         }

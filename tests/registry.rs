@@ -64,7 +64,7 @@ async fn decide(
 ) -> (Decision, RegistryFacts) {
     let body = serde_json::to_vec(&review_for(object, "CREATE", None, None)).expect("json");
     let decoded = review::decode(&body).expect("review");
-    let images = engine.registry_images(&decoded.request());
+    let images = engine.registry_images(&decoded.request(), None);
     let facts = inspector
         .inspect(images.iter().map(String::as_str), budget)
         .await;
@@ -128,7 +128,7 @@ async fn every_signal_decides_end_to_end_through_the_review_door() {
     annotated["metadata"]["annotations"] = json!({"wasm-admission.io/wasm": "false"});
     let body = serde_json::to_vec(&review_for(&annotated, "CREATE", None, None)).expect("json");
     let decoded = review::decode(&body).expect("review");
-    assert!(engine.registry_images(&decoded.request()).is_empty());
+    assert!(engine.registry_images(&decoded.request(), None).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

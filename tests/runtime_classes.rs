@@ -22,10 +22,14 @@ use tokio::sync::{Notify, broadcast};
 use wasm_admission::runtime_classes::WatchMode;
 use wasm_admission::server::Tuning;
 
-use common::{fixture, review_for};
+use common::{fixture, privileged_twin, review_for};
 use server_support::{Http, TestServer, eventually, fast_tuning, post_review};
 
 fn runtime_class(name: &str, resource_version: u32) -> Value {
+    runtime_class_with_handler(name, name, resource_version)
+}
+
+fn runtime_class_with_handler(name: &str, handler: &str, resource_version: u32) -> Value {
     json!({
         "kind": "RuntimeClass",
         "apiVersion": "node.k8s.io/v1",
@@ -35,7 +39,7 @@ fn runtime_class(name: &str, resource_version: u32) -> Value {
             "resourceVersion": resource_version.to_string(),
             "creationTimestamp": "2026-11-25T09:00:00Z"
         },
-        "handler": name,
+        "handler": handler,
         "scheduling": {"nodeSelector": {"wasm.runtime/enabled": "true"}}
     })
 }
@@ -154,6 +158,35 @@ async fn warnings_for(server: &TestServer, object: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The `/mutate` answer's `response` for a CREATE of `object`.
+async fn response_for(server: &TestServer, object: &Value) -> Value {
+    let client = server.client(Http::One);
+    let body = serde_json::to_vec(&review_for(object, "CREATE", None, None)).expect("json");
+    let answer = post_review(&client, &server.url("/mutate"), body)
+        .await
+        .expect("answer");
+    answer.body["response"].clone()
+}
+
+/// A plain Deployment (nginx, no annotation) whose pod spec names `class`.
+fn deployment_naming(name: &str, class: &str) -> Value {
+    let mut object = fixture("deployment-plain");
+    object["metadata"]["name"] = json!(name);
+    object["spec"]["template"]["spec"]["runtimeClassName"] = json!(class);
+    object
+}
+
+/// Whether the answer treats the object as Wasm: a patch (resources, OTel), allowed, no warning.
+fn mutated_quietly(response: &Value) -> bool {
+    response["allowed"] == true
+        && response.get("patch").is_some()
+        && response.get("warnings").is_none_or(|w| w == &json!([]))
+}
+
+fn unchanged(response: &Value) -> bool {
+    response["allowed"] == true && response.get("patch").is_none()
 }
 
 fn missing(class: &str) -> String {
@@ -362,4 +395,96 @@ async fn a_kubeconfig_in_the_environment_is_found_in_auto_mode() {
         .unwrap_or_else(|| panic!("{lines:#?}"));
     assert_eq!(listed["runtime_classes"], "[\"spin\", \"wasmtime\"]");
     assert_eq!(api.lists.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_rule3b_a_custom_class_counts_as_wasm_through_its_handler_once_watched() {
+    let (api, addr) = start_fake_api(vec![
+        runtime_class_with_handler("my-spin", "spin", 90),
+        runtime_class_with_handler("gvisor", "runsc", 91),
+        runtime_class("wasm", 92),
+    ])
+    .await;
+    let server = TestServer::start_with_tuning(
+        |args| args.watch_runtime_classes = WatchMode::Auto,
+        Tuning {
+            kube_config: Some(kube::Config::new(
+                format!("http://{addr}").parse().expect("url"),
+            )),
+            ..fast_tuning()
+        },
+    )
+    .await;
+    let spin = deployment_naming("orders", "my-spin");
+    let privileged = privileged_twin(&spin, 0);
+
+    // Before the first list, `my-spin` is only a name: not Wasm, not judged.
+    eventually(Duration::from_secs(10), "the watch lists", || async {
+        api.lists.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    assert!(unchanged(&response_for(&server, &spin).await));
+    assert!(unchanged(&response_for(&server, &privileged).await));
+
+    api.release();
+    eventually(
+        Duration::from_secs(10),
+        "my-spin is known by its handler",
+        || async { mutated_quietly(&response_for(&server, &spin).await) },
+    )
+    .await;
+    let response = response_for(&server, &spin).await;
+    assert_eq!(
+        response["auditAnnotations"]["wasm-detected-by"], "runtime-class-name",
+        "{response}"
+    );
+    // The class is kept: the patch does not touch runtimeClassName.
+    let patch = String::from_utf8(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            response["patch"].as_str().expect("patch"),
+        )
+        .expect("base64"),
+    )
+    .expect("utf-8");
+    assert!(!patch.contains("runtimeClassName"), "{patch}");
+    // Its privileged twin is now a Wasm pod that breaks the baseline: 403.
+    let denied = response_for(&server, &privileged).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert_eq!(denied["status"]["code"], 403, "{denied}");
+    assert!(
+        denied["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("securityContext.privileged=true")),
+        "{denied}"
+    );
+    // A class whose handler is not a Wasm one stays ordinary.
+    let gvisor = privileged_twin(&deployment_naming("sandboxed", "gvisor"), 0);
+    assert!(unchanged(&response_for(&server, &gvisor).await));
+
+    // An ADDED class with a Wasm handler counts; a MODIFIED one that leaves Wasm stops counting.
+    eventually(Duration::from_secs(10), "the watch is open", || async {
+        api.watches.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let wws = deployment_naming("edge", "team-wws");
+    assert!(unchanged(&response_for(&server, &wws).await));
+    api.send("ADDED", runtime_class_with_handler("team-wws", "wws", 101));
+    eventually(
+        Duration::from_secs(10),
+        "the ADDED class counts",
+        || async { mutated_quietly(&response_for(&server, &wws).await) },
+    )
+    .await;
+    api.send(
+        "MODIFIED",
+        runtime_class_with_handler("my-spin", "runc", 102),
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the MODIFIED class no longer counts",
+        || async { unchanged(&response_for(&server, &privileged).await) },
+    )
+    .await;
+    server.stop().await;
 }

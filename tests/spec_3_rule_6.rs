@@ -43,7 +43,7 @@ fn deployment(images: &[&str]) -> Value {
 fn images_to_look_up(engine: &Engine, review: &Value) -> Vec<String> {
     let body = serde_json::to_vec(review).expect("json");
     let decoded = review::decode(&body).expect("review");
-    engine.registry_images(&decoded.request())
+    engine.registry_images(&decoded.request(), None)
 }
 
 fn decide_with(
@@ -110,6 +110,27 @@ fn s3_rule6_the_door_looks_up_each_container_image_once_unless_something_else_de
     assert_eq!(
         images_to_look_up(&engine, &review_for(&pod, "CREATE", None, None)),
         ["ghcr.io/acme/app:1"]
+    );
+}
+
+#[test]
+fn s3_rule6_nothing_is_looked_up_when_rule3b_decides() {
+    let engine = engine();
+    let mut d = deployment(&["ghcr.io/acme/app:1", "envoy:1.30"]);
+    d["spec"]["template"]["spec"]["runtimeClassName"] = json!("wasmtime-spin-v2");
+    let body = serde_json::to_vec(&review_for(&d, "CREATE", None, None)).expect("json");
+    let decoded = review::decode(&body).expect("review");
+    assert!(engine.registry_images(&decoded.request(), None).is_empty());
+    // A class known only from the cluster: looked up without that fact, not with it.
+    d["spec"]["template"]["spec"]["runtimeClassName"] = json!("my-spin");
+    let body = serde_json::to_vec(&review_for(&d, "CREATE", None, None)).expect("json");
+    let decoded = review::decode(&body).expect("review");
+    assert_eq!(engine.registry_images(&decoded.request(), None).len(), 2);
+    let cluster = cluster_classes(&[("my-spin", "spin")]);
+    assert!(
+        engine
+            .registry_images(&decoded.request(), Some(&cluster))
+            .is_empty()
     );
 }
 

@@ -42,6 +42,92 @@ fn s4_1_present_runtime_class_is_kept_with_a_warning() {
     assert!(admit(&engine, &pod).decision.warnings.is_empty());
 }
 
+fn kept_warnings(out: &Admitted) -> Vec<&String> {
+    out.decision
+        .warnings
+        .iter()
+        .filter(|w| w.contains(" kept"))
+        .collect()
+}
+
+#[test]
+fn s4_1_a_class_that_runs_wasm_is_kept_without_a_warning() {
+    let engine = engine();
+    // Wasm by annotation (rule 2), naming a class of detection.runtimeClasses.
+    let mut pod = fixture("pod-wasm");
+    for class in ["wasmtime-spin-v2", "wasmedge", "spin"] {
+        pod["spec"]["runtimeClassName"] = json!(class);
+        let out = admit(&engine, &pod);
+        assert_eq!(out.object["spec"]["runtimeClassName"], class);
+        assert!(
+            kept_warnings(&out).is_empty(),
+            "{class}: {:?}",
+            out.decision.warnings
+        );
+    }
+    // A class known only from the cluster, by its handler: quiet with the watch's facts, and
+    // warned about without them (`check`).
+    pod["spec"]["runtimeClassName"] = json!("my-spin");
+    let cluster = cluster_classes(&[("my-spin", "spin"), ("wasm", "spin")]);
+    let out = admit_in_cluster(&engine, &pod, &cluster);
+    assert!(
+        kept_warnings(&out).is_empty(),
+        "{:?}",
+        out.decision.warnings
+    );
+    assert_eq!(kept_warnings(&admit(&engine, &pod)).len(), 1);
+    // A class that does not run Wasm still gets the warning, with or without the cluster.
+    pod["spec"]["runtimeClassName"] = json!("kata");
+    let cluster = cluster_classes(&[("kata", "kata-qemu"), ("wasm", "spin")]);
+    assert_eq!(
+        kept_warnings(&admit_in_cluster(&engine, &pod, &cluster)).len(),
+        1
+    );
+}
+
+#[test]
+fn s4_1_variant_runtime_class_is_kept_without_a_warning_only_for_the_variant_annotation() {
+    let engine = engine();
+    let job = example_workload("wasm/wasmedge-crun-job.yaml");
+    let out = admit(&engine, &job);
+    assert_eq!(
+        out.object["spec"]["template"]["spec"]["runtimeClassName"],
+        "crun"
+    );
+    assert!(
+        out.decision.warnings.is_empty(),
+        "{:?}",
+        out.decision.warnings
+    );
+    // The same pod marked Wasm by annotation instead: crun is not known to run it as Wasm.
+    let mut marked = job.clone();
+    remove(
+        &mut marked,
+        "/spec/template/metadata/annotations/module.wasm.image~1variant",
+    );
+    set(
+        &mut marked,
+        "/spec/template/metadata/annotations/wasm-admission.io~1wasm",
+        json!("true"),
+    );
+    let w = kept_warnings(&admit(&engine, &marked)).len();
+    assert_eq!(w, 1, "rule 2 with crun warns");
+    // Configured classes replace the default.
+    let engine = engine_with("detection:\n  variantRuntimeClasses: [crun-wasm]\n");
+    assert_eq!(
+        kept_warnings(&admit(&engine, &job)).len(),
+        1,
+        "crun no longer listed"
+    );
+    let mut other = job.clone();
+    set(
+        &mut other,
+        "/spec/template/spec/runtimeClassName",
+        json!("crun-wasm"),
+    );
+    assert!(kept_warnings(&admit(&engine, &other)).is_empty());
+}
+
 #[test]
 fn s4_2_defaults_fill_empty_resources_of_every_container_and_init_container() {
     let engine = engine();

@@ -124,7 +124,9 @@ pub fn inspect_documents(
         if let Ok(object) = &doc.content {
             let namespace = namespace_of(object, default_namespace);
             if let Ok(raw) = raw_object(object) {
-                images.extend(engine.registry_images(&create_request(object, &raw, &namespace)));
+                images.extend(
+                    engine.registry_images(&create_request(object, &raw, &namespace), None),
+                );
             }
         }
     }

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::baseline::{self, Scope};
 use crate::config::ResourceDefaults;
-use crate::detection::{self, Detection};
+use crate::detection::{self, ClusterRuntimeClasses, Detection, Rule};
 use crate::kinds::WorkloadKind;
 use crate::mutate::{self, Change};
 use crate::patch::{Node, Patch, PatchBuilder};
@@ -86,7 +86,11 @@ fn in_scope<'a>(
 /// The images [`decide`] would ask the registry about (SPEC §3 rule 6), so that a door can look
 /// them up first: none when the request is out of scope or rules 1–4 decide, else the
 /// `containers` images that no image pattern matches. A request the engine refuses has none.
-pub(super) fn registry_images(engine: &Engine, request: &Request<'_>) -> Vec<String> {
+pub(super) fn registry_images(
+    engine: &Engine,
+    request: &Request<'_>,
+    runtime_classes: Option<&ClusterRuntimeClasses>,
+) -> Vec<String> {
     let Ok(Some(scope)) = in_scope(engine, request) else {
         return Vec::new();
     };
@@ -94,7 +98,11 @@ pub(super) fn registry_images(engine: &Engine, request: &Request<'_>) -> Vec<Str
     if view.label_anywhere(LABEL_SKIP, "true") {
         return Vec::new();
     }
-    detection::registry_images(&view, &engine.patterns)
+    let facts = Facts {
+        registry: None,
+        runtime_classes,
+    };
+    detection::registry_images(&view, &engine.signals(&facts))
 }
 
 pub(super) fn decide(
@@ -118,12 +126,8 @@ pub(super) fn decide(
     }
 
     let mut decision = Decision::allow();
-    let runtime_class = match detection::detect(
-        &view,
-        &engine.patterns,
-        facts.registry,
-        &mut decision.warnings,
-    ) {
+    let signals = engine.signals(facts);
+    let (rule, runtime_class) = match detection::detect(&view, &signals, &mut decision.warnings) {
         Detection::NotWasm => return Ok(only_warnings(decision, endpoint)),
         Detection::Mixed { wasm, other } => {
             decision.warnings.push(warning(&format!(
@@ -140,7 +144,10 @@ pub(super) fn decide(
             decision
                 .audit_annotations
                 .insert("wasm-detected-by".into(), rule.as_str().into());
-            runtime_class.unwrap_or_else(|| config.runtime_class_name.clone())
+            (
+                rule,
+                runtime_class.unwrap_or_else(|| config.runtime_class_name.clone()),
+            )
         }
     };
     // Denials (SPEC §5), on both endpoints and whatever `mutateTemplates` says. The words of a
@@ -194,10 +201,21 @@ pub(super) fn decide(
     let mut patch = PatchBuilder::new(&*object);
     let mut changes = BTreeSet::new();
     let warnings = &mut decision.warnings;
+    // SPEC §4.1: a class the pod already names is kept quietly when it is known to run Wasm.
+    let runs_wasm = |class: &str| {
+        signals.wasm_classes.runs_wasm(class, facts.runtime_classes)
+            || (rule == Rule::VariantAnnotation
+                && config
+                    .detection
+                    .variant_runtime_classes
+                    .iter()
+                    .any(|c| c == class))
+    };
     if mutate::runtime_class::apply(
         &view,
         &runtime_class,
         facts.runtime_classes,
+        runs_wasm,
         &mut patch,
         warnings,
     ) {

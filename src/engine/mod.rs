@@ -7,13 +7,15 @@ mod decide;
 pub mod model;
 mod view;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use kube_core::admission::Operation;
 use serde_json::value::RawValue;
 
 use crate::config::{Config, ConfigError};
-use crate::detection::{ImageClassifier, ImagePatterns};
+use crate::detection::{
+    ClusterRuntimeClasses, ImageClassifier, ImagePatterns, Signals, WasmRuntimeClasses,
+};
 
 pub use view::PodView;
 
@@ -71,8 +73,9 @@ pub enum ObjectInput<'a> {
 pub struct Facts<'a> {
     /// Registry inspection results (SPEC §3 rule 6), when enabled.
     pub registry: Option<&'a dyn ImageClassifier>,
-    /// RuntimeClass names that exist in the cluster, when `serve` watches them (SPEC §7).
-    pub runtime_classes: Option<&'a HashSet<String>>,
+    /// The RuntimeClasses that exist in the cluster, with their handlers, when `serve` watches
+    /// them (SPEC §7, §3 rule 3b).
+    pub runtime_classes: Option<&'a ClusterRuntimeClasses>,
 }
 
 /// How a review ended, for logs, metrics and `check`'s report.
@@ -141,6 +144,7 @@ pub enum EngineError {
 pub struct Engine {
     config: Config,
     patterns: ImagePatterns,
+    wasm_classes: WasmRuntimeClasses,
 }
 
 impl Engine {
@@ -151,7 +155,17 @@ impl Engine {
                 message,
             }
         })?;
-        Ok(Self { config, patterns })
+        let detection = &config.detection;
+        let wasm_classes = WasmRuntimeClasses::new(
+            &detection.runtime_classes,
+            &config.runtime_class_name,
+            &detection.runtime_handlers,
+        );
+        Ok(Self {
+            config,
+            patterns,
+            wasm_classes,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -169,9 +183,24 @@ impl Engine {
     }
 
     /// The images that [`Engine::decide`] would hand to `Facts::registry` for this request
-    /// (SPEC §3 rule 6), each once: a door looks these up before deciding. Pure, like `decide`.
-    pub fn registry_images(&self, request: &Request<'_>) -> Vec<String> {
-        decide::registry_images(self, request)
+    /// (SPEC §3 rule 6), each once: a door looks these up before deciding, with the cluster's
+    /// RuntimeClasses it will hand as `Facts::runtime_classes`. Pure, like `decide`.
+    pub fn registry_images(
+        &self,
+        request: &Request<'_>,
+        runtime_classes: Option<&ClusterRuntimeClasses>,
+    ) -> Vec<String> {
+        decide::registry_images(self, request, runtime_classes)
+    }
+
+    /// What detection reads besides the pod (SPEC §3).
+    fn signals<'a>(&'a self, facts: &Facts<'a>) -> Signals<'a> {
+        Signals {
+            patterns: &self.patterns,
+            wasm_classes: &self.wasm_classes,
+            cluster_classes: facts.runtime_classes,
+            registry: facts.registry,
+        }
     }
 }
 

@@ -142,7 +142,7 @@ pub struct AppState {
     /// Registry inspection (SPEC §3 rule 6), built for the configuration in force.
     pub(crate) registry: crate::registry::InspectorSlot,
     /// The cluster's RuntimeClass names, once listed (SPEC §7).
-    pub(crate) runtime_classes: Arc<crate::runtime_classes::RuntimeClassNames>,
+    pub(crate) runtime_classes: Arc<crate::runtime_classes::KnownRuntimeClasses>,
 }
 
 /// Installs ring as the process's rustls provider (there is no aws-lc-rs in this build). Every

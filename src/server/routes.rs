@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use super::AppState;
 use super::budget::{Budget, MAX_BUDGET};
 use super::metrics::{self, Counted};
-use crate::detection::ImageClassifier;
+use crate::detection::{ClusterRuntimeClasses, ImageClassifier};
 use crate::engine::{Endpoint, Engine, Facts};
 use crate::registry::{self, RegistryFacts};
 use crate::review::{self, ReviewError};
@@ -242,8 +242,15 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
             // Lookups first (SPEC §3 rule 6, §7), within the review's budget; then the engine,
             // which is pure and answers in well under a millisecond: called inline. A panic (a
             // bug) becomes a 500 for this request instead of a dropped connection.
-            let registry = lookups(state, &engine, &decoded, &budget).await;
             let runtime_classes = state.runtime_classes.current();
+            let registry = lookups(
+                state,
+                &engine,
+                &decoded,
+                runtime_classes.as_deref(),
+                &budget,
+            )
+            .await;
             let facts = Facts {
                 registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
                 runtime_classes: runtime_classes.as_deref(),
@@ -334,13 +341,14 @@ async fn lookups(
     state: &AppState,
     engine: &Engine,
     decoded: &review::Decoded<'_>,
+    runtime_classes: Option<&ClusterRuntimeClasses>,
     budget: &Budget,
 ) -> Option<RegistryFacts> {
     let inspector = state
         .registry
         .for_settings(&engine.config().detection.registry)?;
     let images = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        engine.registry_images(&decoded.request())
+        engine.registry_images(&decoded.request(), runtime_classes)
     }))
     .unwrap_or_default();
     if images.is_empty() {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use wasm_admission::config::Config;
+use wasm_admission::detection::{ClusterRuntimeClasses, RuntimeClassInfo};
 use wasm_admission::engine::{Decision, Endpoint, Engine, Facts};
 use wasm_admission::kinds::split_api_version;
 use wasm_admission::review;
@@ -172,9 +173,18 @@ impl Admitted {
 
 /// Sends a review through the same door `serve` uses and applies the patch it returns.
 pub fn admit_review(engine: &Engine, review_json: &Value, endpoint: Endpoint) -> Admitted {
+    admit_review_with(engine, review_json, endpoint, &Facts::default())
+}
+
+/// [`admit_review`], with what a door found out beforehand.
+pub fn admit_review_with(
+    engine: &Engine,
+    review_json: &Value,
+    endpoint: Endpoint,
+    facts: &Facts<'_>,
+) -> Admitted {
     let body = serde_json::to_vec(review_json).expect("serialize");
-    let reply =
-        review::handle(engine, &body, endpoint, &Facts::default()).expect("review is answered");
+    let reply = review::handle(engine, &body, endpoint, facts).expect("review is answered");
     let response: Value = serde_json::from_slice(&reply.body).expect("response is JSON");
     // Apply the patch as the apiserver does: decoded from the base64 `patch` of the response.
     let mut object = review_json["request"]["object"].clone();
@@ -209,6 +219,88 @@ pub fn admit(engine: &Engine, object: &Value) -> Admitted {
         &review_for(object, "CREATE", None, None),
         Endpoint::Mutate,
     )
+}
+
+/// A CREATE as `serve` answers it when its RuntimeClass watch knows `classes`.
+pub fn admit_in_cluster(
+    engine: &Engine,
+    object: &Value,
+    classes: &ClusterRuntimeClasses,
+) -> Admitted {
+    let facts = Facts {
+        registry: None,
+        runtime_classes: Some(classes),
+    };
+    admit_review_with(
+        engine,
+        &review_for(object, "CREATE", None, None),
+        Endpoint::Mutate,
+        &facts,
+    )
+}
+
+/// The cluster's RuntimeClasses as the watch keeps them: `(name, handler)` pairs.
+pub fn cluster_classes(pairs: &[(&str, &str)]) -> ClusterRuntimeClasses {
+    pairs
+        .iter()
+        .map(|(name, handler)| {
+            (
+                name.to_string(),
+                RuntimeClassInfo {
+                    handler: handler.to_string(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The documents of a manifest file under `examples/`, read as `check` reads them.
+pub fn example(path: &str) -> Vec<Value> {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(path);
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
+    let mut docs = Vec::new();
+    wasm_admission::check::parse_source(path, &text, &mut docs);
+    docs.into_iter()
+        .map(|d| d.content.unwrap_or_else(|e| panic!("{path}: {e}")))
+        .collect()
+}
+
+/// The one pod workload (any of the seven kinds) of an example file.
+pub fn example_workload(path: &str) -> Value {
+    let pod_kinds = [
+        "Pod",
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "Job",
+        "CronJob",
+    ];
+    let mut workloads: Vec<Value> = example(path)
+        .into_iter()
+        .filter(|d| d["kind"].as_str().is_some_and(|k| pod_kinds.contains(&k)))
+        .collect();
+    assert_eq!(workloads.len(), 1, "{path}: one workload");
+    workloads.remove(0)
+}
+
+/// The same object with `securityContext.privileged: true` on container `container`.
+pub fn privileged_twin(object: &Value, container: usize) -> Value {
+    let mut twin = object.clone();
+    let ptr = format!(
+        "{}/containers/{container}/securityContext/privileged",
+        spec_ptr(object)
+    );
+    set(&mut twin, &ptr, json!(true));
+    twin
+}
+
+/// Whether the answer is a denial as SPEC §5 words it: 403 Forbidden.
+pub fn is_forbidden(out: &Admitted) -> bool {
+    let status = &out.response["response"]["status"];
+    !out.allowed() && status["code"] == 403 && status["reason"] == "Forbidden"
 }
 
 pub fn admit_op(engine: &Engine, object: &Value, operation: &str, old: Option<&Value>) -> Admitted {
