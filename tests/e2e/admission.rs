@@ -101,7 +101,11 @@ pub fn every_example_is_stored_as_check_predicts(world: &World) {
                 doc["name"].as_str().expect("name"),
                 doc["namespace"].as_str().expect("namespace"),
             );
-            let stored = cluster.json(&["-n", ns, "get", &kind_resource(kind), name]);
+            let stored = if ns.is_empty() {
+                cluster.json(&["get", &kind_resource(kind), name])
+            } else {
+                cluster.json(&["-n", ns, "get", &kind_resource(kind), name])
+            };
             if let Err(diff) = contains(&stored, &doc["object"], "") {
                 panic!(
                     "{}: {kind} {ns}/{name} stored differs from check: {diff}",

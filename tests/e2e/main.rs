@@ -15,6 +15,7 @@ mod admission;
 mod controllers;
 mod failure;
 mod metrics;
+mod pod_security;
 mod reinvocation;
 mod rotation;
 mod runtime_classes;
@@ -64,6 +65,14 @@ const CASES: &[Case] = &[
     (
         "missing_runtime_class_warning_appears_and_disappears_without_restart",
         runtime_classes::missing_runtime_class_warning_appears_and_disappears_without_restart,
+    ),
+    (
+        "a_class_whose_handler_runs_wasm_makes_its_pods_wasm",
+        runtime_classes::a_class_whose_handler_runs_wasm_makes_its_pods_wasm,
+    ),
+    (
+        "baseline_verdicts_equal_pod_security_admission_at_every_version",
+        pod_security::baseline_verdicts_equal_pod_security_admission_at_every_version,
     ),
     (
         "with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass",

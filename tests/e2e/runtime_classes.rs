@@ -45,3 +45,56 @@ pub fn missing_runtime_class_warning_appears_and_disappears_without_restart(worl
         !warns_missing()
     });
 }
+
+/// SPEC §3 rule 3b through the cluster: a class with a name of its own whose `handler` runs Wasm
+/// (`my-spin` with handler `spin`) makes a pod Wasm once `serve`'s watch has seen it; `check`,
+/// with no cluster, knows only the configured names and leaves the same Deployment alone.
+pub fn a_class_whose_handler_runs_wasm_makes_its_pods_wasm(world: &World) {
+    let cluster = &world.cluster;
+    let ns = cluster.namespace("handler", true);
+    let deployment = format!(
+        r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"greeter","namespace":"{ns}"}},"spec":{{"replicas":0,"selector":{{"matchLabels":{{"app":"greeter"}}}},"template":{{"metadata":{{"labels":{{"app":"greeter"}}}},"spec":{{"runtimeClassName":"my-spin","containers":[{{"name":"app","image":"ghcr.io/acme/greeter:1"}}]}}}}}}}}"#
+    );
+    let injected = || {
+        let out = cluster
+            .kubectl_in(
+                &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+                &deployment,
+            )
+            .expect_ok("dry run");
+        let object: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        crate::admission::injected(&object)
+    };
+    assert_eq!(injected(), None, "Wasm before the class exists");
+
+    struct Delete<'w>(&'w World);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            self.0
+                .cluster
+                .kubectl(&["delete", "runtimeclass", "my-spin", "--ignore-not-found"]);
+        }
+    }
+    let _delete = Delete(world);
+    cluster
+        .kubectl_in(
+            &["apply", "-f", "-"],
+            r#"{"apiVersion":"node.k8s.io/v1","kind":"RuntimeClass","metadata":{"name":"my-spin"},"handler":"spin"}"#,
+        )
+        .expect_ok("create RuntimeClass my-spin");
+    eventually(
+        Duration::from_secs(20),
+        "the class to make the pod Wasm",
+        || injected().as_deref() == Some("resources,otel"),
+    );
+
+    let file = tempfile::NamedTempFile::new().expect("file");
+    std::fs::write(file.path(), &deployment).expect("write");
+    let checked = world.check_json(file.path());
+    assert_eq!(
+        checked[0]["patch"],
+        serde_json::json!([]),
+        "check: {}",
+        checked[0]
+    );
+}

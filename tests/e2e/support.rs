@@ -476,6 +476,11 @@ impl World {
     /// `wasm-admission check -o json` over a file, with the configuration `serve` has.
     pub fn check_json(&self, file: &Path) -> Vec<Value> {
         let config = self.webhook().config_path();
+        self.check_json_with(&config, file)
+    }
+
+    /// `wasm-admission check -o json --config CONFIG FILE`.
+    pub fn check_json_with(&self, config: &Path, file: &Path) -> Vec<Value> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
         command
             .args(["check", "-o", "json", "--config"])
