@@ -214,12 +214,12 @@ cmd_up() {
     need python3 "install python3 (apt-get install python3)"
     need openssl "install openssl (apt-get install openssl)"
     need setsid "install util-linux (apt-get install util-linux)"
-    local bin
-    bin="$(cmd_build)"
     local port="${WASM_ADMISSION_APISERVER_PORT:-}"
     if [[ -n "$port" ]] && port_in_use "$port"; then
         die "port $port on 127.0.0.1 (WASM_ADMISSION_APISERVER_PORT) is in use: free it or pick another"
     fi
+    local bin
+    bin="$(cmd_build)"
     [[ -n "$port" ]] || port="$(free_port)"
     local etcd_client etcd_peer
     etcd_client="$(free_port)"
