@@ -328,3 +328,160 @@ fn injected_of(object: &Value) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+// Issue 23, findings 6 to 8: inputs that must end in a clear answer, not a hang or a blow-up.
+
+const DENIED_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: debug-wasm\n  annotations: {wasm-admission.io/wasm: \"true\"}\nspec:\n  hostNetwork: true\n  containers:\n    - name: app\n      image: ghcr.io/acme/debug-wasm:0.1.0\n";
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// The report (text on standard output) names the file, the document and the reason.
+fn assert_refused(out: &Output, file: &str, reason: &str) {
+    let text = stdout(out);
+    assert_eq!(out.status.code(), Some(2), "{text}{}", stderr(out));
+    assert!(text.contains(file), "{text}");
+    assert!(text.contains(&format!("{file}#0")), "{text}");
+    assert!(text.contains(reason), "{text}");
+}
+
+#[test]
+fn check_deep_nesting_is_refused_before_the_yaml_library_reads_it() {
+    let dir = tempdir("deep-nesting");
+    let file = dir.join("deep.yaml");
+    std::fs::write(&file, format!("a: {}", "[".repeat(200 * 1024))).unwrap();
+    let out = check(&[file.to_str().unwrap()]);
+    assert_refused(&out, "deep.yaml", "nesting is deeper than");
+}
+
+#[test]
+fn check_alias_bomb_is_refused_before_it_is_expanded() {
+    let dir = tempdir("alias-bomb");
+    let mut text = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nx0: &x0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..10 {
+        let p = i - 1;
+        text.push_str(&format!(
+            "x{i}: &x{i} [{}]\n",
+            vec![format!("*x{p}"); 10].join(",")
+        ));
+    }
+    let file = dir.join("bomb.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = check(&[file.to_str().unwrap()]);
+    assert_refused(&out, "bomb.yaml", "aliases expand");
+}
+
+#[test]
+fn check_one_big_scalar_aliased_many_times_is_refused() {
+    let dir = tempdir("alias-scalar");
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nbig: &b \"{}\"\ncopies: [{}]\n",
+        "x".repeat(100 * 1024),
+        vec!["*b"; 90].join(",")
+    );
+    let file = dir.join("copies.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = check(&[file.to_str().unwrap()]);
+    assert_refused(&out, "copies.yaml", "aliases expand");
+}
+
+#[test]
+fn check_merge_key_carrying_privileged_is_refused_not_allowed() {
+    let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: merged}\nspec:\n  containers:\n    - name: app\n      image: nginx\n      <<: {securityContext: {privileged: true}}\n";
+    let out = check_stdin(&["-"], text);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("merge keys (<<) are not supported"),
+        "{}",
+        stdout(&out)
+    );
+    let yaml = check_stdin(&["-o", "yaml", "-"], text);
+    assert_eq!(yaml.status.code(), Some(2));
+    assert!(!stdout(&yaml).contains("<<"), "{}", stdout(&yaml));
+}
+
+#[test]
+fn check_follows_a_symlinked_folder_and_reports_its_denied_pod() {
+    let dir = tempdir("symlinked-folder");
+    let real = dir.join("real");
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(real.join("pod.yaml"), DENIED_POD).unwrap();
+    let _ = std::fs::remove_file(tree.join("link"));
+    std::os::unix::fs::symlink(&real, tree.join("link")).unwrap();
+    let out = check(&[tree.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("debug-wasm"), "{}", stdout(&out));
+}
+
+#[test]
+fn check_symlink_loop_reads_each_folder_once_and_ends() {
+    let dir = tempdir("symlink-loop");
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/pod.yaml"), DENIED_POD).unwrap();
+    let _ = std::fs::remove_file(tree.join("sub/up"));
+    std::os::unix::fs::symlink(&tree, tree.join("sub/up")).unwrap();
+    let out = check(&[tree.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("1 objects: 0 mutated, 0 unchanged, 1 denied"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("already read"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_skips_a_fifo_in_a_folder_instead_of_hanging() {
+    let dir = tempdir("fifo");
+    std::fs::write(dir.join("pod.yaml"), DENIED_POD).unwrap();
+    let fifo = dir.join("x.yaml");
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = check(&[dir.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("x.yaml: skipped, not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn check_no_object_found_is_exit_2() {
+    let dir = tempdir("empty-folder");
+    let out = check(&[dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no Kubernetes object found"),
+        "{}",
+        stderr(&out)
+    );
+    let out = check_stdin(&["-"], "---\n# nothing\n");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+}

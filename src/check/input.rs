@@ -63,6 +63,11 @@ fn error(source: &str, message: String) -> Document {
 }
 
 /// A file as itself; a folder as its `.yaml`, `.yml` and `.json` files, recursively, sorted.
+/// Symbolic links are followed, folders through them too, each folder read once (by its
+/// canonical path, which ends loops); in a folder only regular files are read, and anything else
+/// with a manifest's name (a FIFO, a socket, a device) is skipped with a note on standard error,
+/// so that a walk never blocks. A path named on the command line is read whatever it is, so that
+/// `check <(helm template ...)` works.
 fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if !meta.is_dir() {
@@ -70,28 +75,43 @@ fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     }
     let mut files = Vec::new();
     let mut dirs = vec![path.to_path_buf()];
+    let mut seen = std::collections::HashSet::new();
     while let Some(dir) = dirs.pop() {
+        let canonical = std::fs::canonicalize(&dir)
+            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        if !seen.insert(canonical) {
+            note(
+                &dir,
+                "skipped, a folder already read (a symbolic link loop or a second link)",
+            );
+            continue;
+        }
         let entries =
             std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
             let p = entry.path();
-            let file_type = entry
-                .file_type()
-                .map_err(|e| format!("{}: {e}", p.display()))?;
-            if file_type.is_dir() {
-                dirs.push(p);
-            } else if p
+            // Follows symbolic links; a dangling one is an error, as for a named path.
+            let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let manifest_name = p
                 .extension()
                 .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-            {
+                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+            if meta.is_dir() {
+                dirs.push(p);
+            } else if manifest_name && meta.is_file() {
                 files.push(p);
+            } else if manifest_name {
+                note(&p, "skipped, not a regular file");
             }
         }
     }
     files.sort();
     Ok(files)
+}
+
+fn note(path: &Path, message: &str) {
+    eprintln!("wasm-admission check: {}: {message}", path.display());
 }
 
 fn read_file(path: &Path, out: &mut Vec<Document>) {
@@ -112,7 +132,7 @@ fn read_file(path: &Path, out: &mut Vec<Document>) {
 pub fn parse_source(source: &str, text: &str, out: &mut Vec<Document>) {
     let mut index = 0;
     for chunk in split_documents(text) {
-        let parsed = serde_yaml_ng::from_str::<Value>(chunk);
+        let parsed = super::yaml_limits::parse(chunk);
         let mut push = |content| {
             out.push(Document {
                 source: source.to_string(),
@@ -127,7 +147,7 @@ pub fn parse_source(source: &str, text: &str, out: &mut Vec<Document>) {
                 Ok(items) => items.into_iter().for_each(|item| push(check_object(item))),
                 Err(e) => push(Err(e)),
             },
-            Err(e) => push(Err(format!("not valid YAML or JSON: {e}"))),
+            Err(e) => push(Err(e)),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod input;
 mod report;
+mod yaml_limits;
 
 use std::process::ExitCode;
 
@@ -47,9 +48,10 @@ impl Checked {
     }
 }
 
-/// Exit codes of SPEC §7.
+/// Exit codes of SPEC §7; no object read at all is an error too (a wrong path or an empty folder
+/// must not pass CI).
 pub fn exit_code(results: &[Checked]) -> u8 {
-    if results.iter().any(|r| r.result.is_err()) {
+    if results.is_empty() || results.iter().any(|r| r.result.is_err()) {
         2
     } else if results.iter().any(|r| r.outcome() == Some(Outcome::Denied)) {
         1
@@ -106,6 +108,12 @@ pub fn run(args: CheckArgs) -> ExitCode {
                 eprintln!("{}: document {}: {e}", r.source, r.index);
             }
         }
+    }
+    if results.is_empty() {
+        eprintln!(
+            "wasm-admission check: no Kubernetes object found in {}",
+            args.paths.join(", ")
+        );
     }
     ExitCode::from(exit_code(&results))
 }
