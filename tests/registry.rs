@@ -621,6 +621,86 @@ async fn oversized_answers_are_refused() {
     task.abort();
 }
 
+/// A registry stand-in whose manifests redirect: to another host (an internal address, the SSRF
+/// of issue 23 finding 4), and on its own host (followed). The other host counts its requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_to_another_host_are_refused_with_a_warning() {
+    use axum::http::{StatusCode, header::LOCATION};
+    use axum::routing::get;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let internal_hits = Arc::new(AtomicUsize::new(0));
+    let hits = internal_hits.clone();
+    let internal = axum::Router::new().fallback(move || {
+        hits.fetch_add(1, Ordering::SeqCst);
+        async { "{\"secret\": true}" }
+    });
+    let internal_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let internal_addr = internal_listener.local_addr().expect("addr");
+    let internal_task = tokio::spawn(async move {
+        let _ = axum::serve(internal_listener, internal).await;
+    });
+
+    let elsewhere = format!(
+        "http://localhost:{}/latest/meta-data/iam",
+        internal_addr.port()
+    );
+    let app = axum::Router::new()
+        .route(
+            "/v2/away/manifests/v1",
+            get(move || {
+                let to = elsewhere.clone();
+                async move { (StatusCode::FOUND, [(LOCATION, to)]) }
+            }),
+        )
+        .route(
+            "/v2/home/manifests/v1",
+            get(|| async { (StatusCode::FOUND, [(LOCATION, "/v2/home/manifests/moved")]) }),
+        )
+        .route(
+            "/v2/home/manifests/moved",
+            get(|| async { (StatusCode::OK, "not a manifest") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let inspector = Inspector::new(&settings(&[addr.to_string()]));
+    let away = format!("{addr}/away:v1");
+    let home = format!("{addr}/home:v1");
+    let facts = inspector
+        .inspect([away.as_str(), home.as_str()], Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        facts.classes.get(&away),
+        Some(&ImageClass::Unknown {
+            reason: "manifest: redirect refused (another host)".into()
+        }),
+        "{facts:?}"
+    );
+    assert_eq!(
+        internal_hits.load(Ordering::SeqCst),
+        0,
+        "the other host was asked"
+    );
+    // The same-host redirect was followed: the answer it led to was read (and is not JSON).
+    match facts.classes.get(&home) {
+        Some(ImageClass::Unknown { reason }) => {
+            assert!(reason.contains("not valid JSON"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    task.abort();
+    internal_task.abort();
+}
+
 #[test]
 fn registry_config_keys_parse() {
     let c = Config::from_yaml(&registry_config_yaml(

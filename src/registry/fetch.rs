@@ -70,6 +70,7 @@ impl Fetcher {
             .connect_timeout(timeout)
             .read_timeout(timeout)
             .user_agent(concat!("wasm-admission/", env!("CARGO_PKG_VERSION")))
+            .redirect(super::redirect::policy())
             .build()
             .map_err(|e| RegistryError::Client(e.to_string()))?;
         let config = ClientConfig {
@@ -196,8 +197,7 @@ impl Fetcher {
 
     /// One GET with the repository's authorization; on 401 a new authorization is obtained
     /// (through oci-client) and the GET is tried once more. The body is read up to `limit`.
-    /// Redirects (blob storage) are followed; reqwest drops `Authorization` when one leads to
-    /// another host, so credentials never leave the registry.
+    /// Redirects are followed on the same host only (src/registry/redirect.rs).
     async fn get(
         &self,
         reference: &Reference,

@@ -15,6 +15,7 @@
 
 pub mod credentials;
 pub mod fetch;
+pub mod redirect;
 pub mod signals;
 
 use std::collections::HashMap;
@@ -79,7 +80,13 @@ pub enum RegistryError {
 
 impl RegistryError {
     pub(crate) fn http(what: &'static str, e: &registry_http::Error) -> Self {
-        let kind = if e.is_timeout() {
+        let kind = if let Some(refused) = redirect::refusal(e) {
+            match refused {
+                redirect::Refused::OtherHost => "redirect refused (another host)",
+                redirect::Refused::Downgrade => "redirect refused (https to http)",
+                redirect::Refused::TooMany => "too many redirects",
+            }
+        } else if e.is_timeout() {
             "timed out"
         } else if e.is_connect() {
             "cannot connect"
