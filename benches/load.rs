@@ -540,6 +540,7 @@ fn make_certs(bin: &Path) -> Result<Certs, Error> {
 fn serve_command(bin: &Path, certs: &Certs, addr: SocketAddr) -> Command {
     let mut command = Command::new(bin);
     command
+        .env("WASM_ADMISSION_SHUTDOWN_DELAY", "0s")
         .arg("serve")
         .arg("--listen")
         .arg(addr.to_string())

@@ -87,6 +87,19 @@ pub struct ServeArgs {
     /// 13 KiB.
     #[arg(long, env = "WASM_ADMISSION_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
+    /// After SIGTERM, keep accepting connections and answering reviews this long, with /readyz
+    /// answering 503, before draining: the apiserver keeps calling until the pod's endpoint is
+    /// removed. A Go duration (`5s`, `500ms`, `0s`).
+    #[arg(long, env = "WASM_ADMISSION_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_delay)]
+    pub shutdown_delay: std::time::Duration,
+}
+
+fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
+    let delay = crate::server::budget::parse_go_duration(text).map_err(|e| e.to_string())?;
+    if delay > std::time::Duration::from_secs(60) {
+        return Err("at most 60s".into());
+    }
+    Ok(delay)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -293,6 +293,7 @@ fn run_serve(envs: &[(&str, &str)]) -> Vec<Value> {
     let home = tempfile::tempdir().expect("home");
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
     command
+        .env("WASM_ADMISSION_SHUTDOWN_DELAY", "0s")
         .args([
             "serve",
             "--dev",

@@ -43,6 +43,7 @@ fn parse_curl(line: &str) -> Curl {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_prints_a_curl_that_gets_a_patch_for_the_bundled_example() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+        .env("WASM_ADMISSION_SHUTDOWN_DELAY", "0s")
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())

@@ -25,6 +25,8 @@ async fn sigterm_finishes_every_request_in_flight_then_exits_0() {
         cert.to_str().expect("path"),
         "--tls-private-key-file",
         key.to_str().expect("path"),
+        "--shutdown-delay",
+        "0s",
     ]);
     let addr = spawned.addr;
 
@@ -135,6 +137,92 @@ async fn sigterm_finishes_every_request_in_flight_then_exits_0() {
         N,
         "one log line per review: {logs:#?}"
     );
+}
+
+/// Issue 23, finding 9: after SIGTERM the apiserver keeps calling until the endpoint is
+/// removed, so new connections are still accepted and answered for `--shutdown-delay`, while
+/// `/readyz` answers 503; then the listener closes and serve exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_accepting_for_the_shutdown_delay_with_readyz_503() {
+    let pki = Pki::new("test CA");
+    let pair = pki.serving();
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    std::fs::write(&cert, &pair.cert_pem).expect("cert");
+    std::fs::write(&key, &pair.key_pem).expect("key");
+    let mut spawned = spawn_serve_with(
+        &[
+            "--tls-cert-file",
+            cert.to_str().expect("path"),
+            "--tls-private-key-file",
+            key.to_str().expect("path"),
+        ],
+        |command| {
+            command.env("WASM_ADMISSION_SHUTDOWN_DELAY", "4s");
+        },
+    );
+    let addr = spawned.addr;
+    let base = format!("https://{SERVICE_HOST}:{}", addr.port());
+    let ready = |client: reqwest::Client, url: String| async move {
+        client
+            .get(url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .ok()
+    };
+    let before = apiserver_client(&pki.ca_pem, addr, Http::One);
+    assert_eq!(ready(before, format!("{base}/readyz")).await, Some(200));
+
+    let pid = libc::pid_t::try_from(spawned.child.id()).expect("pid");
+    let signalled = Instant::now();
+    // SAFETY: kill(2) with a pid this test spawned and still owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+
+    // Each check on a new client, so a new connection: still accepted.
+    eventually(Duration::from_secs(3), "/readyz answers 503", || {
+        let client = apiserver_client(&pki.ca_pem, addr, Http::One);
+        let url = format!("{base}/readyz");
+        async move { ready(client, url).await == Some(503) }
+    })
+    .await;
+    for http in [Http::One, Http::Two] {
+        let client = apiserver_client(&pki.ca_pem, addr, http);
+        let answer = post_review(&client, &format!("{base}/mutate"), DEPLOYMENT_CREATE)
+            .await
+            .expect("a review on a new connection during the delay is answered");
+        assert_eq!(
+            check_envelope(&answer, &uid_of(DEPLOYMENT_CREATE))["allowed"],
+            true
+        );
+    }
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "the checks above ran within the delay; the machine is too slow for this test"
+    );
+
+    eventually(Duration::from_secs(15), "the listener closed", || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(4),
+        "the listener closed before the delay: {:?}",
+        signalled.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = spawned.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
 }
 
 #[test]

@@ -9,7 +9,9 @@
 //! - [`metrics`]: Prometheus metrics; [`budget`]: the apiserver's `?timeout=`; [`dev`]: `--dev`;
 //!   [`json_log`]: the `--log-format json` lines; [`log_sink`]: log lines written out in batches.
 //!
-//! SIGTERM or SIGINT stops accepting connections, lets requests in flight finish (up to
+//! SIGTERM or SIGINT first makes `/readyz` answer 503 while connections are still accepted and
+//! answered for `--shutdown-delay` (the apiserver keeps calling until the pod's endpoint is
+//! removed); then it stops accepting connections, lets requests in flight finish (up to
 //! [`SHUTDOWN_GRACE`]) and exits 0; a second signal stops at once.
 
 pub mod budget;
@@ -176,6 +178,11 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
+    /// `/readyz` answers 503 from now on; connections are still accepted and answered.
+    pub fn not_ready(&self) {
+        self.state.draining.store(true, Ordering::Release);
+    }
+
     /// Stops accepting connections and lets requests in flight finish, for at most `grace`.
     pub fn graceful(&self, grace: Duration) {
         self.state.draining.store(true, Ordering::Release);
@@ -571,6 +578,7 @@ async fn serve_until_signal(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let delay = args.shutdown_delay;
     let server = match start(args, Tuning::default()).await {
         Ok(server) => server,
         Err(e) => {
@@ -586,11 +594,24 @@ async fn serve_until_signal(args: ServeArgs) -> ExitCode {
         let first = signals.next().await;
         info!(
             signal = first,
+            delay_ms = delay.as_millis() as u64,
             grace_seconds = SHUTDOWN_GRACE.as_secs(),
-            "stopping: no new connections; requests in flight finish first"
+            "stopping: /readyz answers 503; connections are accepted for the shutdown delay, \
+             then no new connections and requests in flight finish first"
         );
-        shutdown.graceful(SHUTDOWN_GRACE);
-        let second = signals.next().await;
+        shutdown.not_ready();
+        let second = tokio::select! {
+            () = tokio::time::sleep(delay) => None,
+            second = signals.next() => Some(second),
+        };
+        let second = match second {
+            Some(second) => second,
+            None => {
+                info!("shutdown delay over: no new connections; draining");
+                shutdown.graceful(SHUTDOWN_GRACE);
+                signals.next().await
+            }
+        };
         warn!(signal = second, "second signal: stopping now");
         shutdown.now();
     });

@@ -256,6 +256,7 @@ impl Webhook {
         assert!(self.child.is_none(), "serve already runs");
         let dir = self.dir.path();
         let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+            .env("WASM_ADMISSION_SHUTDOWN_DELAY", "0s")
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--tls-cert-file")

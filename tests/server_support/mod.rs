@@ -158,6 +158,7 @@ pub fn serve_args(cert: &Path, key: &Path) -> ServeArgs {
         // Never a real cluster from a test machine's kubeconfig.
         watch_runtime_classes: wasm_admission::runtime_classes::WatchMode::Off,
         max_connections: None,
+        shutdown_delay: Duration::ZERO,
     }
 }
 
@@ -407,6 +408,8 @@ pub fn spawn_serve_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Spa
         .args(args)
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .env_remove("RUST_LOG")
+        // No shutdown delay unless a test asks for one (issue 23: default 5s).
+        .env("WASM_ADMISSION_SHUTDOWN_DELAY", "0s")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     adjust(&mut command);
