@@ -516,3 +516,157 @@ async fn adversarial_reviews_get_a_correct_decision_or_a_clear_4xx_in_bounded_me
         "no panic: {logs:#?}"
     );
 }
+
+// Issue 23, finding 1: bodies held in memory and reviews in flight have a global bound; past it
+// a review gets 429 with Retry-After at once, and well-behaved reviews keep being answered.
+
+/// A review body that sends `sent` bytes of a `declared`-byte body, then waits for `release`.
+fn stalled_body(sent: usize, released: tokio::sync::watch::Receiver<bool>) -> reqwest::Body {
+    let stream = futures_util::stream::unfold(0u8, move |step| {
+        let mut released = released.clone();
+        async move {
+            match step {
+                0 => Some((Ok::<_, std::io::Error>(vec![b' '; sent]), 1)),
+                1 => {
+                    let _ = released.wait_for(|go| *go).await;
+                    None
+                }
+                _ => None,
+            }
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+async fn post_stalled(
+    client: &reqwest::Client,
+    url: &str,
+    declared: usize,
+    sent: usize,
+    released: tokio::sync::watch::Receiver<bool>,
+) -> Result<(u16, Option<String>), reqwest::Error> {
+    let response = client
+        .post(format!("{url}?timeout=10s"))
+        .header("Content-Type", "application/json")
+        .header("Content-Length", declared.to_string())
+        .body(stalled_body(sent, released))
+        .send()
+        .await?;
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((response.status().as_u16(), retry_after))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bytes_past_the_global_budget_get_429_with_retry_after() {
+    let tuning = wasm_admission::server::Tuning {
+        max_body_memory: 2 * 1024 * 1024,
+        ..fast_tuning()
+    };
+    let server = TestServer::start_with_tuning(|_| {}, tuning).await;
+    let url = server.url("/mutate");
+    let (release, released) = tokio::sync::watch::channel(false);
+    // Five bodies of 800 KiB each, over HTTP/2 streams, stalled halfway: two fit in 2 MiB.
+    let h2 = server.client(Http::Two);
+    let mut calls = Vec::new();
+    for _ in 0..5 {
+        let (client, url, released) = (h2.clone(), url.clone(), released.clone());
+        calls.push(tokio::spawn(async move {
+            post_stalled(&client, &url, 800 * 1024, 400 * 1024, released).await
+        }));
+    }
+    let mut refused = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused < 3 {
+        assert!(Instant::now() < deadline, "only {refused} of 5 refused");
+        let mut waiting = Vec::new();
+        for call in calls {
+            if call.is_finished() {
+                let (status, retry_after) = call.await.expect("task").expect("answered");
+                assert_eq!(status, 429);
+                assert_eq!(retry_after.as_deref(), Some("1"));
+                refused += 1;
+            } else {
+                waiting.push(call);
+            }
+        }
+        calls = waiting;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Two bodies still hold 1.6 MiB; an ordinary review (a few KiB) is answered meanwhile.
+    for http in [Http::One, Http::Two] {
+        let answer = post_review(&server.client(http), &url, DEPLOYMENT_CREATE)
+            .await
+            .expect("answered");
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    }
+    assert_eq!(calls.len(), 2);
+    release.send(true).expect("release");
+    for call in calls {
+        // The stalled bodies end short of their declared length: not a 429, whatever else.
+        if let Ok((status, _)) = call.await.expect("task") {
+            assert_ne!(status, 429);
+        }
+    }
+    // The reservations were given back: a large ordinary body fits again.
+    let answer = post_review(&server.client(Http::One), &url, DEPLOYMENT_CREATE)
+        .await
+        .expect("answered");
+    assert_eq!(answer.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_past_the_in_flight_cap_get_429_with_retry_after() {
+    let tuning = wasm_admission::server::Tuning {
+        max_reviews_in_flight: 2,
+        ..fast_tuning()
+    };
+    let server = TestServer::start_with_tuning(|_| {}, tuning).await;
+    let url = server.url("/mutate");
+    let (release, released) = tokio::sync::watch::channel(false);
+    let h2 = server.client(Http::Two);
+    let mut calls = Vec::new();
+    for _ in 0..2 {
+        let (client, url, released) = (h2.clone(), url.clone(), released.clone());
+        calls.push(tokio::spawn(async move {
+            post_stalled(&client, &url, 1024, 100, released).await
+        }));
+    }
+    let metrics_url = server.url("/metrics");
+    let client = server.client(Http::One);
+    eventually(Duration::from_secs(10), "two reviews in flight", || async {
+        metric(
+            &metrics_text(&client, &metrics_url).await,
+            "wasm_admission_reviews_in_flight",
+        ) == 2.0
+    })
+    .await;
+    let response = client
+        .post(format!("{url}?timeout=10s"))
+        .header("Content-Type", "application/json")
+        .body(DEPLOYMENT_CREATE)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    release.send(true).expect("release");
+    for call in calls {
+        let _ = call.await.expect("task");
+    }
+    let answer = post_review(&client, &url, DEPLOYMENT_CREATE)
+        .await
+        .expect("answered");
+    assert_eq!(answer.status, 200);
+    server.stop().await;
+}

@@ -18,6 +18,7 @@ pub mod budget;
 pub mod conn;
 pub mod dev;
 pub mod json_log;
+pub mod load;
 pub mod log_sink;
 pub mod metrics;
 mod reload;
@@ -81,6 +82,10 @@ pub struct Tuning {
     /// The most connections open at once, over both listeners; `None`: derived from the
     /// process's open-file limit ([`conn::max_connections`]).
     pub max_connections: Option<usize>,
+    /// Reviews decided at once, at most ([`load`]).
+    pub max_reviews_in_flight: usize,
+    /// Request body bytes held at once over all reviews, at most ([`load`]).
+    pub max_body_memory: usize,
 }
 
 impl Default for Tuning {
@@ -92,6 +97,8 @@ impl Default for Tuning {
             kube_config: None,
             first_bytes_timeout: Duration::from_secs(10),
             max_connections: None,
+            max_reviews_in_flight: load::DEFAULT_MAX_IN_FLIGHT,
+            max_body_memory: load::DEFAULT_MAX_BODY_MEMORY,
         }
     }
 }
@@ -145,6 +152,8 @@ pub struct AppState {
     pub(crate) registry: crate::registry::InspectorSlot,
     /// The cluster's RuntimeClass names, once listed (SPEC §7).
     pub(crate) runtime_classes: Arc<crate::runtime_classes::KnownRuntimeClasses>,
+    /// Reviews in flight and body bytes held, over all connections.
+    pub(crate) load: load::Load,
 }
 
 /// Installs ring as the process's rustls provider (there is no aws-lc-rs in this build). Every
@@ -385,6 +394,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         draining: AtomicBool::new(false),
         registry: crate::registry::InspectorSlot::default(),
         runtime_classes: Arc::default(),
+        load: load::Load::new(tuning.max_reviews_in_flight, tuning.max_body_memory),
     });
     // Built now rather than on the first review: the HTTP client reads the system's CA
     // certificates, which takes a while and blocks.

@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use super::AppState;
 use super::budget::{Budget, MAX_BUDGET};
+use super::load::{self, Ticket};
 use super::metrics::{self, Counted};
 use crate::detection::{ClusterRuntimeClasses, ImageClassifier};
 use crate::engine::{Endpoint, Engine, Facts};
@@ -161,10 +162,16 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Reads the body, at most [`MAX_BODY_BYTES`] of it. A larger body is still read to its end (and
+/// Reads the body, at most [`MAX_BODY_BYTES`] of it, held against the global body budget
+/// (`ticket`, see [`super::load`]; 429 when it is spent). A larger body is still read to its end (and
 /// thrown away, up to [`DRAIN_LIMIT_BYTES`]) before the 413 goes out: an HTTP/1.1 client that is
 /// still sending when the server answers and closes sees a broken pipe instead of the 413.
-async fn read_body(headers: &HeaderMap, body: Body, budget: &Budget) -> Result<Vec<u8>, Refusal> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    budget: &Budget,
+    ticket: &mut Ticket,
+) -> Result<Vec<u8>, Refusal> {
     if !is_json(headers) {
         return Err(Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -190,9 +197,13 @@ async fn read_body(headers: &HeaderMap, body: Body, budget: &Budget) -> Result<V
         .max(std::time::Duration::from_secs(5))
         .min(MAX_BUDGET);
     let capacity = declared.map_or(64 * 1024, |n| n.min(MAX_BODY_BYTES as u64) as usize);
-    match tokio::time::timeout(wait, collect_limited(body, capacity)).await {
-        Ok(Ok(Some(bytes))) => Ok(bytes),
-        Ok(Ok(None)) => Err(too_large()),
+    if !ticket.reserve(capacity) {
+        return Err(busy());
+    }
+    match tokio::time::timeout(wait, collect_limited(body, capacity, ticket)).await {
+        Ok(Ok(Collected::Body(bytes))) => Ok(bytes),
+        Ok(Ok(Collected::TooLarge)) => Err(too_large()),
+        Ok(Ok(Collected::Busy)) => Err(busy()),
         Ok(Err(e)) => Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             format!("cannot read the request body: {e}"),
@@ -204,9 +215,30 @@ async fn read_body(headers: &HeaderMap, body: Body, budget: &Budget) -> Result<V
     }
 }
 
-/// The body's bytes, or `None` when it is larger than [`MAX_BODY_BYTES`] (read on, and dropped,
-/// up to [`DRAIN_LIMIT_BYTES`]).
-async fn collect_limited(mut body: Body, capacity: usize) -> Result<Option<Vec<u8>>, axum::Error> {
+/// The answer to a review refused for the global budget.
+fn busy() -> Refusal {
+    Refusal::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many reviews or request bytes in flight; retry shortly",
+    )
+}
+
+/// What reading a body ended with.
+enum Collected {
+    Body(Vec<u8>),
+    /// Larger than [`MAX_BODY_BYTES`] (read on, and dropped, up to [`DRAIN_LIMIT_BYTES`]).
+    TooLarge,
+    /// The global body budget cannot hold it.
+    Busy,
+}
+
+/// The body's bytes, each growth of the buffer reserved in `ticket` first (`capacity` already
+/// is).
+async fn collect_limited(
+    mut body: Body,
+    capacity: usize,
+    ticket: &mut Ticket,
+) -> Result<Collected, axum::Error> {
     let mut bytes = Vec::with_capacity(capacity);
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
@@ -215,15 +247,26 @@ async fn collect_limited(mut body: Body, capacity: usize) -> Result<Option<Vec<u
         };
         seen = seen.saturating_add(data.len());
         if seen > DRAIN_LIMIT_BYTES {
-            return Ok(None);
+            return Ok(Collected::TooLarge);
         }
         if seen > MAX_BODY_BYTES {
             bytes = Vec::new();
         } else {
+            if seen > bytes.capacity() {
+                let target = seen.max(bytes.capacity() * 2).min(MAX_BODY_BYTES);
+                if !ticket.reserve(target) {
+                    return Ok(Collected::Busy);
+                }
+                bytes.reserve_exact(target - bytes.len());
+            }
             bytes.extend_from_slice(&data);
         }
     }
-    Ok((seen <= MAX_BODY_BYTES).then_some(bytes))
+    Ok(if seen <= MAX_BODY_BYTES {
+        Collected::Body(bytes)
+    } else {
+        Collected::TooLarge
+    })
 }
 
 async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
@@ -232,7 +275,11 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
     let start = Instant::now();
     let _in_flight = state.metrics.in_flight();
     let budget = Budget::from_query(start, parts.uri.query());
-    let bytes = match read_body(headers, body, &budget).await {
+    // Held until the answer is built: the body, and what is decoded from it, stay in memory.
+    let Some(mut ticket) = state.load.admit() else {
+        return refuse(state, endpoint, &budget, busy());
+    };
+    let bytes = match read_body(headers, body, &budget, &mut ticket).await {
         Ok(bytes) => bytes,
         Err(refusal) => return refuse(state, endpoint, &budget, refusal),
     };
@@ -381,7 +428,14 @@ fn refuse(state: &AppState, endpoint: Endpoint, budget: &Budget, refusal: Refusa
             error = %refusal.message, duration_us = elapsed.as_micros() as u64,
             "admission review refused");
     }
-    json_error(refusal.status, refusal.message)
+    let mut response = json_error(refusal.status, refusal.message);
+    if refusal.status == StatusCode::TOO_MANY_REQUESTS {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(load::RETRY_AFTER_SECONDS),
+        );
+    }
+    response
 }
 
 fn operation_str(operation: &kube_core::admission::Operation) -> &'static str {

@@ -1,0 +1,109 @@
+//! Bounds over all reviews at once (issue 23, finding 1: 20 connections each declaring an 8 MiB
+//! body and sending all but its last byte held 180 MB for 30 s, past the chart's 128 MiB limit).
+//!
+//! - **Reviews in flight**: at most [`DEFAULT_MAX_IN_FLIGHT`]; one more is answered 429 with
+//!   `Retry-After` at once, before its body is read.
+//! - **Body bytes held**: the bodies being read or decided hold at most
+//!   [`DEFAULT_MAX_BODY_MEMORY`] bytes between them. A body reserves its declared length before
+//!   the first byte is stored, and what it grows by as it arrives (the buffer's real capacity); a
+//!   reservation that does not fit ends the review with 429 and `Retry-After`. Reservations are
+//!   given back when the review is answered.
+//!
+//! The apiserver treats 429 as a failed call (the webhook's `failurePolicy` applies), as it would a
+//! timeout; the point is that the process stays up for every other call.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Reviews decided at once, at most (the apiserver sends one call per admission request).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// Request body bytes held in memory at once, over all reviews: four of the largest (8 MiB)
+/// reviews, or thousands of ordinary ones (a few KiB each).
+pub const DEFAULT_MAX_BODY_MEMORY: usize = 32 * 1024 * 1024;
+
+/// Body reservations count in KiB (so that 4 GiB of budget still fits the semaphore's u32).
+const UNIT: usize = 1024;
+
+/// What `Retry-After` says, in seconds.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// The shared bounds.
+pub struct Load {
+    in_flight: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+}
+
+impl Load {
+    pub fn new(max_in_flight: usize, max_body_memory: usize) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            bytes: Arc::new(Semaphore::new(max_body_memory.div_ceil(UNIT).max(1))),
+        }
+    }
+
+    /// A place for one more review, or `None` when [`DEFAULT_MAX_IN_FLIGHT`] (or the configured
+    /// number) are in flight.
+    pub fn admit(&self) -> Option<Ticket> {
+        let place = self.in_flight.clone().try_acquire_owned().ok()?;
+        Some(Ticket {
+            _place: place,
+            bytes: self.bytes.clone(),
+            reserved: None,
+            reserved_units: 0,
+        })
+    }
+}
+
+/// One review's place and its body reservation, given back on drop.
+pub struct Ticket {
+    _place: OwnedSemaphorePermit,
+    bytes: Arc<Semaphore>,
+    reserved: Option<OwnedSemaphorePermit>,
+    reserved_units: usize,
+}
+
+impl Ticket {
+    /// Makes the reservation at least `total` bytes; `false` when the budget cannot cover it
+    /// (nothing more is reserved then).
+    pub fn reserve(&mut self, total: usize) -> bool {
+        let wanted = total.div_ceil(UNIT);
+        if wanted <= self.reserved_units {
+            return true;
+        }
+        let Ok(more) = u32::try_from(wanted - self.reserved_units) else {
+            return false;
+        };
+        let Ok(permit) = self.bytes.clone().try_acquire_many_owned(more) else {
+            return false;
+        };
+        match &mut self.reserved {
+            Some(held) => held.merge(permit),
+            None => self.reserved = Some(permit),
+        }
+        self.reserved_units = wanted;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_and_bytes_are_given_back_when_a_review_ends() {
+        let load = Load::new(2, 10 * UNIT);
+        let mut a = load.admit().expect("first");
+        let b = load.admit().expect("second");
+        assert!(load.admit().is_none(), "a third review in flight");
+        assert!(a.reserve(6 * UNIT));
+        assert!(a.reserve(6 * UNIT), "already reserved");
+        drop(b);
+        let mut c = load.admit().expect("a place again");
+        assert!(!c.reserve(5 * UNIT), "6 + 5 KiB is over 10");
+        assert!(c.reserve(4 * UNIT));
+        drop(a);
+        assert!(c.reserve(10 * UNIT));
+    }
+}
