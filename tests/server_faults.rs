@@ -656,3 +656,52 @@ async fn configuration_deleted_or_invalid_at_reload_keeps_the_last_good_one() {
     );
     t.stop().await;
 }
+
+/// Issue 23, finding 3: an HTTP/2 connection that sends the preface and SETTINGS, then only
+/// PINGs (which the server answers), is closed after the idle timeout; HTTP/1.1 already was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connection_sending_only_pings_is_closed_after_the_idle_timeout() {
+    let tuning = Tuning {
+        h2_idle_timeout: Duration::from_secs(1),
+        ..fast_tuning()
+    };
+    let server = TestServer::start_with_tuning(|_| {}, tuning).await;
+    let mut tls = tls_connect(&server.pki.ca_pem, server.addr(), &[b"h2"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    tls.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .expect("SETTINGS");
+    let started = Instant::now();
+    let (mut read, mut write) = tokio::io::split(tls);
+    let pinger = tokio::spawn(async move {
+        // A PING every 200 ms: activity on the wire, but no request.
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        while write.write_all(&ping).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let took = closed_within(&mut read, Duration::from_secs(10)).await;
+    pinger.abort();
+    let total = started.elapsed();
+    assert!(
+        total >= Duration::from_millis(900),
+        "closed before the idle timeout: {total:?} ({took:?})"
+    );
+    assert!(
+        total < Duration::from_secs(5),
+        "not closed in time: {total:?}"
+    );
+    // A client that makes requests keeps being answered on HTTP/2.
+    let answer = post_review(
+        &server.client(Http::Two),
+        &server.url("/mutate"),
+        DEPLOYMENT_CREATE,
+    )
+    .await
+    .expect("answered");
+    assert_eq!(answer.status, 200);
+    server.stop().await;
+}

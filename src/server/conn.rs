@@ -29,6 +29,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tracing::warn;
 
+use super::h2_idle::IdleWatch;
+
 /// The length of the HTTP/2 connection preface: once this many bytes have arrived, hyper knows
 /// the protocol and its own timeouts take over.
 pub const SNIFF_BYTES: u64 = 24;
@@ -93,6 +95,8 @@ pub struct Guard {
     permits: Arc<Semaphore>,
     max: usize,
     first_bytes_timeout: Duration,
+    /// See [`super::h2_idle`]; `None` for no HTTP/2 idle timeout.
+    h2_idle_timeout: Option<Duration>,
     open: Gauge,
     refused: Counter,
     last_warning: Arc<AtomicU64>,
@@ -105,11 +109,18 @@ impl Guard {
             permits: Arc::new(Semaphore::new(max)),
             max,
             first_bytes_timeout,
+            h2_idle_timeout: None,
             open,
             refused,
             last_warning: Arc::new(AtomicU64::new(0)),
             started: tokio::time::Instant::now(),
         }
+    }
+
+    /// Closes HTTP/2 connections with no request frame for `timeout` ([`super::h2_idle`]).
+    pub fn with_h2_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.h2_idle_timeout = Some(timeout);
+        self
     }
 
     /// Wraps an acceptor (TLS, or none for the metrics listener) so that its connections are
@@ -175,11 +186,14 @@ where
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let timeout = self.guard.first_bytes_timeout;
+        let idle = self.guard.h2_idle_timeout;
         let handshake = self.inner.accept(stream, service);
         Box::pin(async move {
             // The slot is held through the handshake: a connection still shaking hands counts.
             let (stream, service) = handshake.await?;
-            Ok((Guarded::new(stream, slot, timeout), service))
+            let mut guarded = Guarded::new(stream, slot, timeout);
+            guarded.idle = idle.map(IdleWatch::new);
+            Ok((guarded, service))
         })
     }
 }
@@ -213,6 +227,7 @@ pub struct Guarded<S> {
     _slot: Slot,
     received: u64,
     deadline: Option<Pin<Box<Sleep>>>,
+    idle: Option<IdleWatch>,
 }
 
 impl<S> Guarded<S> {
@@ -222,6 +237,7 @@ impl<S> Guarded<S> {
             _slot: slot,
             received: 0,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            idle: None,
         }
     }
 }
@@ -235,6 +251,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if polled.is_ready() {
+            if let Some(idle) = this.idle.as_mut() {
+                idle.observe(&buf.filled()[before..]);
+            }
+        } else if let Some(idle) = this.idle.as_mut()
+            && idle.poll_idle(cx).is_ready()
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "HTTP/2 connection idle: no request for the idle timeout",
+            )));
+        }
         let Some(deadline) = this.deadline.as_mut() else {
             return polled;
         };

@@ -17,6 +17,7 @@
 pub mod budget;
 pub mod conn;
 pub mod dev;
+pub mod h2_idle;
 pub mod json_log;
 pub mod load;
 pub mod log_sink;
@@ -86,6 +87,8 @@ pub struct Tuning {
     pub max_reviews_in_flight: usize,
     /// Request body bytes held at once over all reviews, at most ([`load`]).
     pub max_body_memory: usize,
+    /// An HTTP/2 connection with no request frame for this long is closed ([`h2_idle`]).
+    pub h2_idle_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -99,6 +102,7 @@ impl Default for Tuning {
             max_connections: None,
             max_reviews_in_flight: load::DEFAULT_MAX_IN_FLIGHT,
             max_body_memory: load::DEFAULT_MAX_BODY_MEMORY,
+            h2_idle_timeout: h2_idle::DEFAULT_H2_IDLE_TIMEOUT,
         }
     }
 }
@@ -434,13 +438,15 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         tuning.first_bytes_timeout,
         state.metrics.connections_open(),
         state.metrics.connections_refused(),
-    );
+    )
+    .with_h2_idle_timeout(tuning.h2_idle_timeout);
     let metrics_guard = conn::Guard::new(
         conn::METRICS_MAX_CONNECTIONS,
         tuning.first_bytes_timeout,
         state.metrics.connections_open(),
         state.metrics.connections_refused(),
-    );
+    )
+    .with_h2_idle_timeout(tuning.h2_idle_timeout);
 
     let mut handles = Vec::new();
     let mut tasks = Vec::new();
