@@ -41,8 +41,15 @@ pub fn prescan(text: &str) -> Result<(), String> {
     let mut at_node = true;
     let mut prev_ws = true;
     let mut line_indent = 0usize;
-    // Indentation of the line on which the plain scalar in progress started, if any.
+    // The indentation a line must exceed to continue the plain scalar in progress, if any: the
+    // column of the innermost block collection it is in (as the YAML scanner counts it).
     let mut plain_indent: Option<usize> = None;
+    // That column: a block sequence's `-`, or a block mapping's first key (`a` in `- a: x`).
+    let mut block_col = 0usize;
+    // The column of the current node on this line: the line's indentation, or the first
+    // character after a `- ` or `? ` indicator (`None` until that character is seen).
+    let mut node_col: Option<usize> = Some(0);
+    let mut line_begin = 0usize;
     // Block scalar: the header's line indentation, then the content's indentation.
     let mut block_header: Option<usize> = None;
     let mut block_content: Option<usize> = None;
@@ -79,6 +86,11 @@ pub fn prescan(text: &str) -> Result<(), String> {
             block_header = None;
             block_content = None;
             line_indent = indent;
+            node_col = Some(indent);
+            if depth == 0 {
+                block_col = indent;
+            }
+            line_begin = i;
             line_start = false;
             prev_ws = true;
             if depth == 0 {
@@ -96,6 +108,9 @@ pub fn prescan(text: &str) -> Result<(), String> {
             continue;
         }
         let c = b[i];
+        if node_col.is_none() && !matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
+            node_col = Some(i - line_begin);
+        }
         let next_blank = b
             .get(i + 1)
             .is_none_or(|n| matches!(n, b' ' | b'\t' | b'\n' | b'\r'));
@@ -136,10 +151,18 @@ pub fn prescan(text: &str) -> Result<(), String> {
             }
             b',' if depth > 0 => at_node = true,
             b':' if depth > 0 || next_blank => {
+                if depth == 0 {
+                    block_col = node_col.unwrap_or(line_indent);
+                }
                 at_node = true;
                 plain_indent = None;
             }
-            b'-' | b'?' if at_node && next_blank => {}
+            b'-' | b'?' if at_node && next_blank => {
+                if depth == 0 {
+                    block_col = i - line_begin;
+                    node_col = None;
+                }
+            }
             b'|' | b'>' if at_node && depth == 0 => {
                 block_header = Some(line_indent);
                 at_node = false;
@@ -155,7 +178,7 @@ pub fn prescan(text: &str) -> Result<(), String> {
             }
             _ => {
                 if at_node && depth == 0 {
-                    plain_indent = Some(line_indent);
+                    plain_indent = Some(block_col);
                 }
                 at_node = false;
             }
@@ -351,6 +374,7 @@ mod tests {
             format!("- >-\n    {deep}\n\n    x\n"),
             format!("a: x{deep}\n"),
             format!("a: plain\n  continued \"{deep}\n"),
+            format!("- - x\n    \"{deep}\n"),
         ] {
             assert_eq!(prescan(&text), Ok(()), "{text}");
         }
@@ -365,6 +389,11 @@ mod tests {
             format!("{{\"a\":\"]\",\"b\":{deep}"),
             format!("a: x 'y\nb: {deep}\n"),
             format!("a: x\n  \"y\nb: {deep}\n"),
+            // A quoted key on the line after `- a: x` is a new key, not a continuation.
+            format!("- a: x\n  \"k: '\": v\n  b: {deep}\n"),
+            // ... but the line after `- x` continues the scalar.
+            format!("- x\n  'y\n- {deep}\n"),
+            format!("a:\n  - x\n    'y\n  - {deep}\n"),
         ] {
             assert!(prescan(&text).is_err(), "{text}");
         }
