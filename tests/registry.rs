@@ -729,6 +729,58 @@ fn image_deduplication_is_linear_in_containers() {
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
 
+/// Issue 23, finding 5: `serve` inspects at most 32 images of one review; the registry sees
+/// no request for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_inspects_at_most_32_images() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { (axum::http::StatusCode::NOT_FOUND, "{}") }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write(
+        dir.path(),
+        "config.yaml",
+        &registry_config_yaml(&[&addr.to_string()], ""),
+    );
+    let server =
+        server_support::TestServer::start_with(|args| args.config = Some(config.clone())).await;
+
+    let mut object = deployment("many", &["x"]);
+    let template = object["spec"]["template"]["spec"]["containers"][0].clone();
+    let containers: Vec<Value> = (0..40)
+        .map(|i| {
+            let mut c = template.clone();
+            c["name"] = json!(format!("c{i}"));
+            c["image"] = json!(format!("{addr}/i{i}:1"));
+            c
+        })
+        .collect();
+    object["spec"]["template"]["spec"]["containers"] = Value::Array(containers);
+    let body = serde_json::to_vec(&review_for(&object, "CREATE", None, None)).expect("json");
+    let client = server.client(server_support::Http::One);
+    let answer = server_support::post_review(&client, &server.url("/mutate"), body)
+        .await
+        .expect("answer");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body["response"]["allowed"], true);
+    assert_eq!(asked.load(Ordering::SeqCst), 32, "manifest requests");
+    server.stop().await;
+    task.abort();
+}
+
 #[test]
 fn registry_config_keys_parse() {
     let c = Config::from_yaml(&registry_config_yaml(
