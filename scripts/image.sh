@@ -147,7 +147,7 @@ labels=(--label "org.opencontainers.image.version=$VERSION")
 [[ -n "$SOURCE" ]] && labels+=(--label "org.opencontainers.image.source=$SOURCE")
 [[ -n "$SOURCE" ]] || echo "image.sh: no --source and no git remote origin: org.opencontainers.image.source is not set" >&2
 [[ -n "$REVISION" ]] && labels+=(--label "org.opencontainers.image.revision=$REVISION")
-"${PODMAN[@]}" build --quiet --pull=never --format oci --timestamp "$CREATED" \
+"${PODMAN[@]}" build --quiet --pull=never --layers=false --format oci --timestamp "$CREATED" \
     --identity-label=false "${labels[@]}" \
     -f deploy/image/Containerfile -t "$TAG" "$context" >/dev/null ||
     fail "podman build failed (above)"
