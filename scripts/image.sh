@@ -33,9 +33,13 @@ fail() {
     echo "image.sh: $*" >&2
     exit 1
 }
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-    exit 2
+usage() { # EXIT-CODE: the header above, to stdout for --help, to stderr otherwise
+    if [[ "$1" == 0 ]]; then
+        sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+    else
+        sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+    fi
+    exit "$1"
 }
 
 VERSION="$(sed -n '/^\[package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)"
@@ -49,7 +53,7 @@ SOURCE=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --tag)
-            [[ $# -ge 2 ]] || usage
+            [[ $# -ge 2 ]] || usage 2
             TAG="$2"
             shift 2
             ;;
@@ -64,12 +68,12 @@ while [[ $# -gt 0 ]]; do
         --insecure) INSECURE=1; shift ;;
         --pgo) PGO=1; shift ;;
         --source)
-            [[ $# -ge 2 ]] || usage
+            [[ $# -ge 2 ]] || usage 2
             SOURCE="$2"
             shift 2
             ;;
-        -h | --help) usage ;;
-        *) echo "image.sh: unknown argument $1" >&2; usage ;;
+        -h | --help) usage 0 ;;
+        *) echo "image.sh: unknown argument $1" >&2; usage 2 ;;
     esac
 done
 
@@ -102,6 +106,8 @@ if [[ -z "$SOURCE" ]]; then
         SOURCE="https://${BASH_REMATCH[1]}/${BASH_REMATCH[2]}"
     fi
     SOURCE="${SOURCE%.git}"
+    # A clone of a local folder has a path for its origin, not a URL.
+    [[ "$SOURCE" == *://* ]] || SOURCE=""
 fi
 REVISION="$(git rev-parse HEAD 2>/dev/null || true)"
 # The image's creation time: the last commit's (the same sources give the same image config),
