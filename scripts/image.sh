@@ -151,7 +151,7 @@ chmod 0755 "$binary"
 chmod 0644 "$context/etc/ssl/certs/ca-certificates.crt"
 labels=(--label "org.opencontainers.image.version=$VERSION")
 [[ -n "$SOURCE" ]] && labels+=(--label "org.opencontainers.image.source=$SOURCE")
-[[ -n "$SOURCE" ]] || echo "image.sh: no --source and no git remote origin: org.opencontainers.image.source is not set" >&2
+[[ -n "$SOURCE" ]] || echo "image.sh: no --source and no URL as git remote origin: org.opencontainers.image.source is not set" >&2
 [[ -n "$REVISION" ]] && labels+=(--label "org.opencontainers.image.revision=$REVISION")
 "${PODMAN[@]}" build --quiet --pull=never --layers=false --format oci --timestamp "$CREATED" \
     --identity-label=false "${labels[@]}" \
