@@ -116,6 +116,22 @@ CREATED="$(git log -1 --format=%ct 2>/dev/null || echo 0)"
 
 # --- 1. the static binary --------------------------------------------------------------------
 export CARGO_TARGET_DIR="${WASM_ADMISSION_IMAGE_TARGET_DIR:-$HOME/.cache/wasm-admission/image-target}"
+# cargo decides freshness by file times and names this crate's outputs alike in every checkout
+# (worktrees, clones): after another checkout built here, one whose files are older would look
+# fresh and get the other's binary. So this crate (not its dependencies) is rebuilt whenever the
+# checkout differs from the last one built here.
+stamp="$CARGO_TARGET_DIR/image-sh-checkout"
+if [[ -f "$stamp" && "$(cat "$stamp")" != "$ROOT" ]]; then
+    echo "image.sh: $CARGO_TARGET_DIR was last used by $(cat "$stamp"): rebuilding wasm-admission itself" >&2
+    for dir in "$CARGO_TARGET_DIR" "$CARGO_TARGET_DIR/pgo-image/gen"; do
+        if [[ -d "$dir" ]]; then
+            CARGO_TARGET_DIR="$dir" cargo clean --quiet --release --target "$TRIPLE" -p wasm-admission >&2 ||
+                fail "cargo clean -p wasm-admission in $dir failed"
+        fi
+    done
+fi
+mkdir -p "$CARGO_TARGET_DIR"
+echo "$ROOT" >"$stamp"
 start=$SECONDS
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
