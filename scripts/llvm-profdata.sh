@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Prints the path of an llvm-profdata that reads this rustc's profiles (its own LLVM version), for
 # scripts/pgo.sh and scripts/pgo-image.sh. In this order: $LLVM_PROFDATA (a name on the PATH or
-# a path); rustup's llvm-tools component (`rustup component add llvm-tools`, what the Dockerfile
-# installs); llvm-profdata-<rustc's LLVM major> on the PATH (Debian: `apt-get install llvm-22`
-# for rustc 1.95). Exits 1 with a message saying what to install when none is found.
+# a path); rustup's llvm-tools component (`rustup component add llvm-tools`); llvm-profdata-<rustc's
+# LLVM major> on the PATH (Debian: `apt-get install llvm-22` for rustc 1.95). Exits 1 with a message saying what to install when none is found.
 set -euo pipefail
 
 host="$(rustc -vV | sed -n 's/^host: //p')"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Profile-guided build of the shipped binary alone, the way the container image builds it
-# (Dockerfile; README, Performance). scripts/pgo.sh does the same for the load benchmark's four
+# Profile-guided build of the shipped binary alone, as `scripts/image.sh --pgo` builds the
+# container image's (docs/image.md; README, Performance). scripts/pgo.sh does the same for the load benchmark's four
 # servers and trains on the benchmarks themselves; this one needs only curl:
 #
 #   1. build `wasm-admission` instrumented (-Cprofile-generate) for TRIPLE;
@@ -13,8 +13,7 @@
 #   bash scripts/pgo-image.sh x86_64-unknown-linux-musl /out/wasm-admission
 #
 # llvm-profdata must be the one of rustc's own LLVM: scripts/llvm-profdata.sh finds it
-# ($LLVM_PROFDATA, rustup's llvm-tools component as the Dockerfile installs it, or
-# llvm-profdata-<LLVM major>).
+# ($LLVM_PROFDATA, rustup's llvm-tools component, or llvm-profdata-<LLVM major>).
 # Folders: $CARGO_TARGET_DIR (default target)/pgo-image/{gen,raw,use}.
 set -euo pipefail
 

@@ -9,7 +9,7 @@
 #   4. deploy/install.yaml is what deploy/render.sh renders now (not stale);
 #   5. deploy/tests/ (pytest): the invariants of the rendered objects, including
 #      `wasm-admission check --config <rendered config>` and `check -o json` over the manifests;
-#   6. hadolint on the Dockerfile.
+#   6. hadolint on the image's Containerfile (deploy/image/; scripts/image.sh builds with it).
 # Installs its tools on first use under .cache/tools (scripts/deploy-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ K8S_VERSION=1.30.0
 
 echo "== wasm-admission binary (for check and config)"
 cargo build --locked --quiet --bin wasm-admission
-export WASM_ADMISSION="$ROOT/target/debug/wasm-admission"
+export WASM_ADMISSION="${CARGO_TARGET_DIR:-$ROOT/target}/debug/wasm-admission"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -116,8 +116,8 @@ assert len(deployments) == 1, deployments
 print(f"   {len(report)} documents allowed with patch [] (Deployment {deployments[0]['name']!r} included)")
 PY
 
-echo "== hadolint Dockerfile"
-"$VENV_BIN/hadolint" Dockerfile
+echo "== hadolint deploy/image/Containerfile"
+"$VENV_BIN/hadolint" deploy/image/Containerfile
 echo "   clean"
 
 echo "== pytest deploy/tests"

@@ -23,5 +23,9 @@ bash scripts/cluster.sh build >/dev/null
 cargo test --locked --all-targets
 # Doc tests are not part of --all-targets.
 cargo test --locked --doc
-# The cluster install (chart, install.yaml, RuntimeClasses, Dockerfile); installs its own tools.
+# The cluster install (chart, install.yaml, RuntimeClasses, the image's Containerfile); installs
+# its own tools.
 bash scripts/test-deploy.sh
+# The container image: built by scripts/image.sh, pushed to a local registry and inspected there,
+# run with podman (--version, serve over TLS, SIGTERM). Installs podman, runc and jq when root.
+bash scripts/test-image.sh
