@@ -77,9 +77,9 @@ const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 /// The transport floor's answer, whatever the request.
 const FIXED_ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
 
-/// The floors run on the allocator `serve` uses (src/alloc.rs), so the stack is the same.
+/// The floors run on the allocator `serve` uses (src/main.rs), so the stack is the same.
 #[global_allocator]
-static GLOBAL: wasm_admission::alloc::Allocator = wasm_admission::alloc::Allocator;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     if let Ok(mode) = std::env::var(FLOOR_ENV) {
@@ -1576,10 +1576,10 @@ fn print_table(runs: &[(String, Vec<Figures>)]) {
 const PARTS: [(&str, &str); 10] = [
     ("whole process", "PROGRAM TOTALS"),
     ("axum handler: body read and answer", "HANDLER"),
-    ("review decode", "wasm_admission::review::decode ["),
+    ("review decode", "wasm_admission::core::review::decode ["),
     (
         "engine and response (review::answer)",
-        "wasm_admission::review::answer [",
+        "wasm_admission::core::review::answer [",
     ),
     (
         "the JSON log line",
@@ -1587,7 +1587,7 @@ const PARTS: [(&str, &str); 10] = [
     ),
     (
         "metrics",
-        "wasm_admission::server::metrics::Metrics::review [",
+        "wasm_admission::commands::serve::metrics::Metrics::review [",
     ),
     (
         "HTTP/1.1 request head parse",

@@ -18,11 +18,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasm_admission::config::{Config, RegistryConfig};
-use wasm_admission::detection::ImageClassifier;
-use wasm_admission::engine::{Endpoint, Engine, Facts};
-use wasm_admission::registry::Inspector;
-use wasm_admission::review;
+use wasm_admission::adapters::registry::Inspector;
+use wasm_admission::core::config::{Config, RegistryConfig};
+use wasm_admission::core::detection::ImageClassifier;
+use wasm_admission::core::engine::{Endpoint, Engine, Facts};
+use wasm_admission::core::review;
 
 use registry_support::*;
 

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::*;
 use serde_json::{Value, json};
-use wasm_admission::engine::Endpoint;
+use wasm_admission::core::engine::Endpoint;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -238,7 +238,7 @@ fn original_object(entry: &Value) -> Option<Value> {
     let source = entry["source"].as_str()?;
     let text = std::fs::read_to_string(root().join(source)).ok()?;
     let mut docs = Vec::new();
-    wasm_admission::check::parse_source(source, &text, &mut docs);
+    wasm_admission::commands::check::parse_source(source, &text, &mut docs);
     let index = entry["index"].as_u64()? as usize;
     docs.into_iter().nth(index)?.content.ok()
 }

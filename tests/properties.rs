@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use wasm_admission::quantity::Quantity;
+use wasm_admission::core::quantity::Quantity;
 
 const CPU: [&str; 7] = ["10m", "100m", "0.1", "250m", "0.5", "1", "2"];
 const MEMORY: [&str; 7] = ["16Mi", "64Mi", "64M", "128Mi", "0.125Gi", "256Mi", "1Gi"];

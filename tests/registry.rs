@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use wasm_admission::config::{Config, RegistryConfig};
-use wasm_admission::detection::ImageClass;
-use wasm_admission::engine::{Decision, Endpoint, Engine, Facts};
-use wasm_admission::registry::{Inspector, RegistryFacts};
-use wasm_admission::review;
+use wasm_admission::adapters::registry::{Inspector, RegistryFacts};
+use wasm_admission::core::config::{Config, RegistryConfig};
+use wasm_admission::core::detection::ImageClass;
+use wasm_admission::core::engine::{Decision, Endpoint, Engine, Facts};
+use wasm_admission::core::review;
 
 use common::{fixture, review_for};
 use registry_support::*;

@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
-use wasm_admission::runtime_classes::WatchMode;
-use wasm_admission::server::Tuning;
+use wasm_admission::adapters::runtime_classes::WatchMode;
+use wasm_admission::commands::serve::Tuning;
 
 use common::{fixture, privileged_twin, review_for};
 use server_support::{Http, TestServer, eventually, fast_tuning, post_review};

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use wasm_admission::engine::Endpoint;
+use wasm_admission::core::engine::Endpoint;
 
 fn container(object: &Value, list: &str, i: usize) -> Value {
     object

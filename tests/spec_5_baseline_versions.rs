@@ -86,7 +86,7 @@ fn s5_v_privileged_every_version() {
 
 #[test]
 fn s5_v_capabilities_baseline_every_version() {
-    let all = wasm_admission::baseline::BASELINE_CAPABILITIES;
+    let all = wasm_admission::core::baseline::BASELINE_CAPABILITIES;
     for v in ENDS {
         assert_allowed(v, container_sc("capabilities", json!({"add": all})));
         assert_denied(

@@ -8,8 +8,8 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use wasm_admission::engine::{Endpoint, Facts};
-use wasm_admission::review;
+use wasm_admission::core::engine::{Endpoint, Facts};
+use wasm_admission::core::review;
 
 fuzz_target!(|data: &[u8]| {
     let engine = common::engine();

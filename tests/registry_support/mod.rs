@@ -242,7 +242,7 @@ pub fn layer(media_type: &str, data: &[u8]) -> ImageLayer {
 
 impl Pusher {
     pub fn new(host: &str, auth: RegistryAuth) -> Self {
-        wasm_admission::server::install_crypto_provider();
+        wasm_admission::adapters::tls::install_crypto_provider();
         let client = Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(vec![host.to_string()]),
             ..ClientConfig::default()
