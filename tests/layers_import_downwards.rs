@@ -308,9 +308,10 @@ fn describe(imports: &[Import]) -> String {
     imports
         .iter()
         .map(|i| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
             format!(
                 "    {}: {} (in {})",
-                i.file.display(),
+                i.file.strip_prefix(root).unwrap_or(&i.file).display(),
                 i.written,
                 show(&i.target)
             )
