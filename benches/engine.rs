@@ -44,7 +44,7 @@ fn review_body(object: &Value) -> Vec<u8> {
     .expect("serialize")
 }
 
-/// The realistic cases of issue 7.
+/// The realistic review cases.
 pub fn cases() -> Vec<(&'static str, Vec<u8>)> {
     let small_pod = fixture("pod-wasm");
     let mut deployment3 = fixture("deployment-wasmedge");

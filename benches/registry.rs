@@ -1,4 +1,4 @@
-//! What registry inspection (SPEC §3 rule 6) adds to a review, measured in one process against
+//! What registry inspection (behaviour.md §3 rule 6) adds to a review, measured in one process against
 //! a local `docker-registry`:
 //!
 //! - baseline: a Wasm Deployment detected by annotation (no lookup), through the review door;

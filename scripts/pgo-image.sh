@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Profile-guided build of the shipped binary alone, the way the container image builds it
-# (Dockerfile; README, Performance). scripts/pgo.sh does the same for the load benchmark's four
+# (Dockerfile; docs/performance.md). scripts/pgo.sh does the same for the load benchmark's four
 # servers and trains on the benchmarks themselves; this one needs only curl:
 #
 #   1. build `wasm-admission` instrumented (-Cprofile-generate) for TRIPLE;

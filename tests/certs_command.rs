@@ -1,4 +1,4 @@
-//! `wasm-admission certs` (SPEC §7, §9): a CA and an ECDSA P-256 serving certificate for the
+//! `wasm-admission certs` (behaviour.md §7, §9): a CA and an ECDSA P-256 serving certificate for the
 //! webhook Service's DNS names, and the base64 caBundle.
 
 mod server_support;

@@ -1,4 +1,4 @@
-//! `wasm-admission check` (SPEC §7): golden output in every format, exit codes, and parity with
+//! `wasm-admission check` (behaviour.md §7): golden output in every format, exit codes, and parity with
 //! the `serve` door.
 
 mod common;
@@ -95,7 +95,7 @@ fn check_golden_json() {
         assert_eq!(keys, expected);
         assert!(entry["patch"].is_array());
     }
-    // The fields come in SPEC's order (first entry, as printed).
+    // The fields come in the documented order (behaviour.md §7) (first entry, as printed).
     let text = stdout(&out);
     let positions: Vec<usize> = fields
         .iter()

@@ -1,4 +1,4 @@
-//! SPEC §3 rule 6 against a real registry (Debian's `docker-registry`, CNCF distribution 2.8):
+//! behaviour.md §3 rule 6 against a real registry (Debian's `docker-registry`, CNCF distribution 2.8):
 //! one image per signal pushed with oci-client, each decided end to end through the review door,
 //! the `serve` door and `check --registry`; then failures: a stopped registry, one that never
 //! answers, credentials, oversized answers; and the cache.

@@ -1,4 +1,4 @@
-//! `serve` over real TLS on loopback, called the way kube-apiserver calls it (SPEC §7).
+//! `serve` over real TLS on loopback, called the way kube-apiserver calls it (behaviour.md §7).
 
 mod server_support;
 

@@ -1,4 +1,4 @@
-//! SPEC §2: which objects and operations the webhook acts on.
+//! behaviour.md §2: which objects and operations the webhook acts on.
 
 mod common;
 

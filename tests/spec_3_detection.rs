@@ -1,4 +1,4 @@
-//! SPEC §3: when a pod spec counts as Wasm.
+//! behaviour.md §3: when a pod spec counts as Wasm.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! SPEC §3 rule 6 on the engine side, with no registry: which images a door must look up
+//! behaviour.md §3 rule 6 on the engine side, with no registry: which images a door must look up
 //! (`Engine::registry_images`), and what the engine does with the answers it is handed.
 
 mod common;

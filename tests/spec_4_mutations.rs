@@ -1,4 +1,4 @@
-//! SPEC §4: the mutations of Wasm pod specs: only what is missing, never dropping a field.
+//! behaviour.md §4: the mutations of Wasm pod specs: only what is missing, never dropping a field.
 
 mod common;
 

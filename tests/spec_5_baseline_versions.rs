@@ -1,4 +1,4 @@
-//! SPEC §5 and §8 `security.baselineVersion`: each baseline check, just inside and just outside its
+//! behaviour.md §5 and §8 `security.baselineVersion`: each baseline check, just inside and just outside its
 //! line, at every version where the line moved (v1.30 to latest = v1.37), as the upstream Pod
 //! Security Admission policy package draws it.
 
@@ -400,7 +400,7 @@ fn s5_v_probe_and_lifecycle_host_from_v1_34() {
             );
         }
     }
-    // Init containers too, and the whole message keeps SPEC §5's shape.
+    // Init containers too, and the whole message keeps behaviour.md §5's shape.
     let m = verdict("v1.34", |p| {
         set(
             p,

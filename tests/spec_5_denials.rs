@@ -1,4 +1,4 @@
-//! SPEC §5: Wasm pod specs that break the Pod Security Standards baseline are denied.
+//! behaviour.md §5: Wasm pod specs that break the Pod Security Standards baseline are denied.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! SPEC §6: where the webhook acts.
+//! behaviour.md §6: where the webhook acts.
 
 mod common;
 

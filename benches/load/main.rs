@@ -1,4 +1,4 @@
-//! Load benchmark of `serve` next to two floors on the same stack (issue 7), and a third server
+//! Load benchmark of `serve` next to two floors on the same stack, and a third server
 //! that sends `serve`'s own answer as a reference.
 //!
 //! ```sh
@@ -24,7 +24,7 @@
 //!   answering a fixed AdmissionReview;
 //! - the *answer floor*: the transport floor answering `serve`'s own answer to the review (fetched
 //!   from `serve` once at start, about 2 KB with its patch, against the transport floor's 150
-//!   bytes). Not one of issue 7's floors: it shows what sending this answer costs the server and
+//!   bytes). Not one of the required floors: it shows what sending this answer costs the server and
 //!   the client, so `serve ÷ answer floor` is the cost of deciding alone;
 //! - the *DOM floor*: the same, but it parses the body into a `serde_json::Value` and echoes
 //!   `request.uid` in an allowed response (the simplest correct webhook).

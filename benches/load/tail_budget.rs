@@ -20,7 +20,7 @@ pub(crate) const BUDGET_SERVERS: [(&str, Option<&str>); 10] = [
 ];
 
 /// `--tail-budget`: how much CPU a server may add per request to the transport floor's and keep
-/// issue 7's p99 target (at the fixed rate of half the transport floor's maximum, p99 ≤ 1.2 × the
+/// the p99 target (at the fixed rate of half the transport floor's maximum, p99 ≤ 1.2 × the
 /// transport floor's). Each server of [`BUDGET_SERVERS`] is measured at full speed at 25
 /// keep-alive connections (its maximum and its CPU per request), then at that fixed rate (steady
 /// state, as in the main run). The ratio of the two transport floors is the noise of the ratio

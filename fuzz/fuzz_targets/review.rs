@@ -1,6 +1,6 @@
 //! AdmissionReview bytes through the `serve` door (`review::handle`), on both endpoints: never a
 //! panic; an answer is a valid AdmissionReview; its patch applies to the object as received; and
-//! the webhook run again on its own output changes nothing more (SPEC §4).
+//! the webhook run again on its own output changes nothing more (behaviour.md §4).
 #![no_main]
 
 #[path = "common.rs"]

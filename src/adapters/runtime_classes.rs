@@ -1,4 +1,4 @@
-//! RuntimeClass awareness (SPEC §7, §3 rule 3b): in a cluster, `serve` keeps the cluster's
+//! RuntimeClass awareness (behaviour.md §7, §3 rule 3b): in a cluster, `serve` keeps the cluster's
 //! RuntimeClasses in memory (a list, then a watch, through kube's watcher): each name with what
 //! the rules read of it ([`RuntimeClassInfo`]: its handler). It hands them to the engine, which
 //! warns when the class it injects does not exist, and counts a pod whose class runs a Wasm

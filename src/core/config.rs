@@ -1,4 +1,4 @@
-//! The configuration file (SPEC §8): one YAML document, every key optional, unknown keys refused.
+//! The configuration file (behaviour.md §8): one YAML document, every key optional, unknown keys refused.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,19 +29,19 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// The whole configuration, with SPEC §8's defaults.
+/// The whole configuration, with behaviour.md §8's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Config {
-    /// RuntimeClass injected when the pod does not name one (SPEC §4.1).
+    /// RuntimeClass injected when the pod does not name one (behaviour.md §4.1).
     pub runtime_class_name: String,
-    /// Namespaces never touched; the webhook's own namespace is added at start (SPEC §6).
+    /// Namespaces never touched; the webhook's own namespace is added at start (behaviour.md §6).
     pub excluded_namespaces: Vec<String>,
-    /// When false, workload templates are not mutated; Pods still are (SPEC §6).
+    /// When false, workload templates are not mutated; Pods still are (behaviour.md §6).
     pub mutate_templates: bool,
-    /// Pod annotations added where absent (SPEC §4.4).
+    /// Pod annotations added where absent (behaviour.md §4.4).
     pub pod_annotations: BTreeMap<String, String>,
-    /// Default requests and limits when no profile is chosen (SPEC §4.2). A block that names only
+    /// Default requests and limits when no profile is chosen (behaviour.md §4.2). A block that names only
     /// `requests` or only `limits` keeps the built-in default for the other.
     #[serde(deserialize_with = "de_resources")]
     pub resources: ResourceDefaults,
@@ -108,18 +108,18 @@ pub struct OtelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DetectionConfig {
-    /// RuntimeClass names that run Wasm (SPEC §3 rule 3b); `runtimeClassName` always counts too.
+    /// RuntimeClass names that run Wasm (behaviour.md §3 rule 3b); `runtimeClassName` always counts too.
     pub runtime_classes: Vec<String>,
     /// CRI handlers that run Wasm: a watched RuntimeClass with one of them counts (rule 3b).
     pub runtime_handlers: Vec<String>,
-    /// Classes kept without a warning on pods detected by the variant annotation (SPEC §4.1).
+    /// Classes kept without a warning on pods detected by the variant annotation (behaviour.md §4.1).
     pub variant_runtime_classes: Vec<String>,
-    /// Globs over the full image reference (SPEC §3 rule 5).
+    /// Globs over the full image reference (behaviour.md §3 rule 5).
     pub image_patterns: Vec<String>,
     pub registry: RegistryConfig,
 }
 
-/// Registry inspection (SPEC §3 rule 6).
+/// Registry inspection (behaviour.md §3 rule 6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RegistryConfig {
@@ -185,7 +185,7 @@ impl Default for RegistryConfig {
     }
 }
 
-/// The Wasm RuntimeClass names of the ecosystem (SPEC §8; the README says where each comes from).
+/// The Wasm RuntimeClass names of the ecosystem (behaviour.md §8; the README says where each comes from).
 pub const DEFAULT_RUNTIME_CLASSES: [&str; 10] = [
     "wasm",
     "wasmedge",
@@ -199,7 +199,7 @@ pub const DEFAULT_RUNTIME_CLASSES: [&str; 10] = [
     "lunatic",
 ];
 
-/// The containerd Wasm shims' handler names (SPEC §8).
+/// The containerd Wasm shims' handler names (behaviour.md §8).
 pub const DEFAULT_RUNTIME_HANDLERS: [&str; 9] = [
     "wasm", "wasmedge", "wasmtime", "wasmer", "wamr", "spin", "slight", "wws", "lunatic",
 ];
@@ -308,7 +308,7 @@ impl Config {
         serde_yaml_ng::to_string(&Config::default()).unwrap_or_default()
     }
 
-    /// Adds the webhook's own namespace to the excluded ones (SPEC §6).
+    /// Adds the webhook's own namespace to the excluded ones (behaviour.md §6).
     pub fn with_own_namespace(mut self, namespace: Option<&str>) -> Self {
         if let Some(ns) = namespace.filter(|ns| !ns.is_empty())
             && !self.excluded_namespaces.iter().any(|n| n == ns)

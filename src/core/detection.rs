@@ -1,4 +1,4 @@
-//! When a pod spec counts as Wasm (SPEC §3).
+//! When a pod spec counts as Wasm (behaviour.md §3).
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,7 +21,7 @@ pub enum ImageClass {
     },
 }
 
-/// The seam for image-based detection beyond the configured patterns (SPEC §3 rule 6): the
+/// The seam for image-based detection beyond the configured patterns (behaviour.md §3 rule 6): the
 /// `serve` and `check` doors look images up beforehand, with their own I/O and time budget, and
 /// hand the engine this read-only view of the results.
 pub trait ImageClassifier: Send + Sync {
@@ -37,10 +37,10 @@ pub struct RuntimeClassInfo {
     pub handler: String,
 }
 
-/// The cluster's RuntimeClasses by name, when `serve` watches them (SPEC §7, §3 rule 3b).
+/// The cluster's RuntimeClasses by name, when `serve` watches them (behaviour.md §7, §3 rule 3b).
 pub type ClusterRuntimeClasses = HashMap<String, RuntimeClassInfo>;
 
-/// Which RuntimeClasses run Wasm (SPEC §3 rule 3b): the configured names (with the configured
+/// Which RuntimeClasses run Wasm (behaviour.md §3 rule 3b): the configured names (with the configured
 /// `runtimeClassName`), and, where the cluster's classes are known, every class whose handler is
 /// one of the configured Wasm handlers.
 #[derive(Debug, Clone, Default)]
@@ -116,7 +116,7 @@ pub enum Detection {
         /// spec's own Wasm class (rule 3b).
         runtime_class: Option<String>,
     },
-    /// Image rules found some containers Wasm and some not: left unchanged (SPEC §3).
+    /// Image rules found some containers Wasm and some not: left unchanged (behaviour.md §3).
     Mixed {
         wasm: Vec<String>,
         other: Vec<String>,

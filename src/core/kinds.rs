@@ -1,4 +1,4 @@
-//! The seven kinds the webhook acts on and where each keeps its pod spec (SPEC §2).
+//! The seven kinds the webhook acts on and where each keeps its pod spec (behaviour.md §2).
 
 /// A kind that carries a pod spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,7 +79,7 @@ impl WorkloadKind {
         self != Self::Pod
     }
 
-    /// Whether UPDATE may change the pod spec (SPEC §2: templates are mutable, Pods and Jobs not).
+    /// Whether UPDATE may change the pod spec (behaviour.md §2: templates are mutable, Pods and Jobs not).
     pub fn pod_spec_mutable_on_update(self) -> bool {
         !matches!(self, Self::Pod | Self::Job)
     }

@@ -10,7 +10,7 @@
 //! or the program, objects as sorted lists of borrowed keys. Building `serde_json::Value`s and
 //! `json_patch` operations instead (a `String` per key, a `BTreeMap` per object, a checked
 //! `PointerBuf` per path), serializing them and dropping them was two thirds of a review's engine
-//! time (benches/load.rs `--callgrind`, README "Performance"). [`Patch::operations`] gives the
+//! time (benches/load/ `--callgrind`, docs/performance.md). [`Patch::operations`] gives the
 //! typed `json_patch` operations to the doors and tests that apply the patch.
 //!
 //! Paths come in as borrowed, unescaped tokens; each pointer is written once, escaped

@@ -4,7 +4,7 @@
 //! The request is read into a struct of our own rather than kube's `AdmissionReview<DynamicObject>`:
 //! that builds a `serde_json::Value` of the whole object, several times the cost of reading only
 //! the fields the rules need into the engine's lean model in the same pass (see [`decode`] and
-//! `benches/load.rs`). The patch keeps every field the model does not read, since it only adds
+//! `benches/load/`). The patch keeps every field the model does not read, since it only adds
 //! and replaces what the rules change.
 //! The response carries kube's `Status`; see [`encode`] for why the envelope is our own.
 
@@ -231,7 +231,7 @@ impl<'a, O> ReviewIn<'a, O> {
 }
 
 /// Asks the engine about a decoded review and encodes the answer.
-// Kept out of line (one call per review) so that `--callgrind` in benches/load.rs can still
+// Kept out of line (one call per review) so that `--callgrind` in benches/load/ can still
 // count the engine and response apart from the rest under the release profile's LTO.
 #[inline(never)]
 pub fn answer(
@@ -339,7 +339,7 @@ pub fn encode(uid: &str, decision: &Decision) -> Result<Vec<u8>, serde_json::Err
         // much as building the patch. The compact envelope always ends with `}}` (response,
         // review); the two fields go just before. base64-simd rather than the `base64` crate's
         // scalar encoder: a third of the instructions of the answer's encoding went there
-        // (benches/load.rs `--callgrind`).
+        // (benches/load/ `--callgrind`).
         let envelope_end = out.len().saturating_sub(2);
         debug_assert_eq!(&out[envelope_end..], b"}}");
         out.truncate(envelope_end);

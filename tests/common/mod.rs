@@ -297,7 +297,7 @@ pub fn privileged_twin(object: &Value, container: usize) -> Value {
     twin
 }
 
-/// Whether the answer is a denial as SPEC §5 words it: 403 Forbidden.
+/// Whether the answer is a denial as behaviour.md §5 words it: 403 Forbidden.
 pub fn is_forbidden(out: &Admitted) -> bool {
     let status = &out.response["response"]["status"];
     !out.allowed() && status["code"] == 403 && status["reason"] == "Forbidden"

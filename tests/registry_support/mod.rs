@@ -331,7 +331,7 @@ impl Pusher {
     }
 }
 
-/// The images of SPEC §3 rule 6, one per signal, and ordinary ones. Returns (image, is_wasm).
+/// The images of behaviour.md §3 rule 6, one per signal, and ordinary ones. Returns (image, is_wasm).
 pub async fn push_signal_images(registry: &LocalRegistry) -> Vec<(String, bool)> {
     let p = registry.pusher();
     // A CNCF Wasm OCI artifact: Wasm config media type, `application/wasm` layer.

@@ -1,4 +1,4 @@
-//! Registry inspection (SPEC §3 rule 6): the lookups that the `serve` and `check` doors make
+//! Registry inspection (behaviour.md §3 rule 6): the lookups that the `serve` and `check` doors make
 //! before they ask the engine, and the read-only [`RegistryFacts`] they hand it.
 //!
 //! - [`signals`]: the pure decision over a manifest, an index and an image config.

@@ -1,4 +1,4 @@
-//! The pure part of SPEC §3 rule 6: what a manifest, an index or an image config says about
+//! The pure part of behaviour.md §3 rule 6: what a manifest, an index or an image config says about
 //! whether an image is Wasm. No I/O here, so every signal is unit-tested without a registry.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ pub const VARIANT_ANNOTATION: &str = crate::core::detection::ANN_WASM_VARIANT;
 
 /// The config media type of a CNCF Wasm OCI artifact (TAG Runtime's Wasm OCI Artifact layout).
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
-/// The config media type that `wasm-to-oci` and oci-client's Wasm helpers write. Not in SPEC's
+/// The config media type that `wasm-to-oci` and oci-client's Wasm helpers write. Not in behaviour.md's
 /// list; accepted because it names nothing but Wasm.
 pub const WASM_CONFIG_MEDIA_TYPE_V1: &str = "application/vnd.wasm.config.v1+json";
 

@@ -35,7 +35,7 @@ pub struct CheckArgs {
     /// Files or folders of YAML/JSON manifests; `-` reads standard input.
     #[arg(required = true)]
     pub paths: Vec<String>,
-    /// Configuration file (SPEC §8).
+    /// Configuration file (behaviour.md §8).
     #[arg(long)]
     pub config: Option<PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
@@ -43,7 +43,7 @@ pub struct CheckArgs {
     /// Namespace for objects that name none.
     #[arg(long, default_value = "default")]
     pub namespace: String,
-    /// Inspect images in their registries (SPEC §3 rule 6), with the `detection.registry`
+    /// Inspect images in their registries (behaviour.md §3 rule 6), with the `detection.registry`
     /// settings of --config, whatever its `enabled` says. Off by default so CI runs stay offline.
     #[arg(long)]
     pub registry: bool,
@@ -75,7 +75,7 @@ impl Checked {
     }
 }
 
-/// Exit codes of SPEC §7.
+/// Exit codes of behaviour.md §7.
 pub fn exit_code(results: &[Checked]) -> u8 {
     if results.iter().any(|r| r.result.is_err()) {
         2

@@ -1,4 +1,4 @@
-//! `check`'s four report formats (SPEC §7).
+//! `check`'s four report formats (behaviour.md §7).
 
 use std::io::{self, Write};
 
@@ -76,7 +76,7 @@ fn text(out: &mut dyn Write, results: &[Checked]) -> io::Result<()> {
     )
 }
 
-/// One element of the array of SPEC §7, in its field order. A document that could not be read
+/// One element of the array of behaviour.md §7, in its field order. A document that could not be read
 /// has `allowed: null`, its error as `message`, and `object: null`.
 #[derive(Serialize)]
 struct Entry<'r> {

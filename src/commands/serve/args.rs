@@ -33,7 +33,7 @@ pub struct ServeArgs {
         default_value = "/etc/wasm-admission/tls/tls.key"
     )]
     pub tls_private_key_file: PathBuf,
-    /// Configuration file (SPEC §8); re-read when it changes.
+    /// Configuration file (behaviour.md §8); re-read when it changes.
     #[arg(long, env = "WASM_ADMISSION_CONFIG")]
     pub config: Option<PathBuf>,
     /// Serve /metrics on this plain-HTTP address too.

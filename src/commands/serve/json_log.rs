@@ -4,7 +4,7 @@
 //! `{"timestamp":"…","level":"INFO","message":"…",<fields>,"target":"…"}`. That formatter sends
 //! every field through serde (a serializer over an `io::Write` adaptor over the `fmt::Write`
 //! buffer); for the twelve fields of the per-review line that came to about 25,000 instructions,
-//! a tenth of `serve`'s CPU per review outside the engine (benches/load.rs; README, Performance).
+//! a tenth of `serve`'s CPU per review outside the engine (benches/load/; docs/performance.md).
 //! Here each field is a few `write_str` calls.
 
 use std::fmt::{self, Write};

@@ -1,4 +1,4 @@
-//! `wasm-admission serve`: the HTTPS door onto the engine (SPEC §7).
+//! `wasm-admission serve`: the HTTPS door onto the engine (behaviour.md §7).
 //!
 //! - [`routes`]: `POST /mutate`, `POST /validate`, `GET /healthz`, `GET /readyz`, `GET /metrics`;
 //!   the review routes only call [`crate::core::review::handle`].
@@ -139,9 +139,9 @@ pub struct AppState {
     pub(crate) ready: AtomicBool,
     /// A shutdown has begun: `/readyz` answers 503.
     pub(crate) draining: AtomicBool,
-    /// Registry inspection (SPEC §3 rule 6), built for the configuration in force.
+    /// Registry inspection (behaviour.md §3 rule 6), built for the configuration in force.
     pub(crate) registry: crate::adapters::registry::InspectorSlot,
-    /// The cluster's RuntimeClass names, once listed (SPEC §7).
+    /// The cluster's RuntimeClass names, once listed (behaviour.md §7).
     pub(crate) runtime_classes: Arc<crate::adapters::runtime_classes::KnownRuntimeClasses>,
 }
 

@@ -239,7 +239,7 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
     let engine = state.engine.load_full();
     let handled = match review::decode(&bytes) {
         Ok(decoded) => {
-            // Lookups first (SPEC §3 rule 6, §7), within the review's budget; then the engine,
+            // Lookups first (behaviour.md §3 rule 6, §7), within the review's budget; then the engine,
             // which is pure and answers in well under a millisecond: called inline. A panic (a
             // bug) becomes a 500 for this request instead of a dropped connection.
             let runtime_classes = state.runtime_classes.current();
@@ -308,7 +308,7 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
             "answered after the apiserver's time budget ran out");
     }
     // Strings as `&str`, not `%` (Display): the JSON log line then writes them without going
-    // through `fmt` (README, Performance).
+    // through `fmt` (docs/performance.md).
     info!(
         endpoint = endpoint.as_str(),
         uid = s.uid.as_str(),

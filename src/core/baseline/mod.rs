@@ -1,4 +1,4 @@
-//! The Pod Security Standards "baseline" checks for Wasm pod specs (SPEC §5), versioned as Pod
+//! The Pod Security Standards "baseline" checks for Wasm pod specs (behaviour.md §5), versioned as Pod
 //! Security Admission versions them (`security.baselineVersion`, [`BaselineVersion`]).
 //!
 //! Each violation is reported as the container (if any) and the field with its value, e.g.
@@ -28,7 +28,7 @@ pub struct SecurityConfig {
     pub baseline_version: BaselineVersion,
 }
 
-/// Which Pod Security Standards level Wasm pods must meet (SPEC §5).
+/// Which Pod Security Standards level Wasm pods must meet (behaviour.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SecurityPolicy {
@@ -162,7 +162,7 @@ impl<'a> ContainerRef<'a> {
     }
 }
 
-/// Every violation in `spec`, in a stable order: containers in order (as SPEC §5's example
+/// Every violation in `spec`, in a stable order: containers in order (as behaviour.md §5's example
 /// message lists them), then pod-level fields.
 pub fn violations(
     spec: &Spec<'_>,

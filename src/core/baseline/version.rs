@@ -1,4 +1,4 @@
-//! `security.baselineVersion` (SPEC §8): which Pod Security Standards version the baseline checks
+//! `security.baselineVersion` (behaviour.md §8): which Pod Security Standards version the baseline checks
 //! follow, written as Pod Security Admission's `pod-security.kubernetes.io/enforce-version` label
 //! is: `latest` or `v1.N`.
 

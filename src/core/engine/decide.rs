@@ -1,4 +1,4 @@
-//! The order of SPEC §2–§6: which requests are looked at, detection, denials, then mutations.
+//! The order of behaviour.md §2–§6: which requests are looked at, detection, denials, then mutations.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -21,7 +21,7 @@ pub const ANN_OTEL_ENDPOINT: &str = "wasm-admission.io/otel-endpoint";
 pub const ANN_INJECTED: &str = "wasm-admission.io/injected";
 pub const LABEL_SKIP: &str = "wasm-admission.io/skip";
 
-/// The subresource `kubectl debug` writes (SPEC §5).
+/// The subresource `kubectl debug` writes (behaviour.md §5).
 const EPHEMERAL_CONTAINERS: &str = "ephemeralcontainers";
 
 /// A request the engine looks at further: its kind and parsed object (parsed here, or by the
@@ -32,7 +32,7 @@ struct InScope<'a> {
     object: Cow<'a, Object<'a>>,
 }
 
-/// SPEC §2 and §6: which requests are looked at beyond "allowed, unchanged" (`None`). The skip
+/// behaviour.md §2 and §6: which requests are looked at beyond "allowed, unchanged" (`None`). The skip
 /// label is the caller's to check, on the [`PodView`] over the object.
 fn in_scope<'a>(
     engine: &Engine,
@@ -82,7 +82,7 @@ fn in_scope<'a>(
     }))
 }
 
-/// The images [`decide`] would ask the registry about (SPEC §3 rule 6), so that a door can look
+/// The images [`decide`] would ask the registry about (behaviour.md §3 rule 6), so that a door can look
 /// them up first: none when the request is out of scope or rules 1–4 decide, else the
 /// `containers` images that no image pattern matches. A request the engine refuses has none.
 pub(super) fn registry_images(
@@ -149,7 +149,7 @@ pub(super) fn decide(
             )
         }
     };
-    // Denials (SPEC §5), on both endpoints and whatever `mutateTemplates` says. The words of a
+    // Denials (behaviour.md §5), on both endpoints and whatever `mutateTemplates` says. The words of a
     // denial are only put together for one.
     if ephemeral {
         let subject = subject(&view, request);
@@ -196,11 +196,11 @@ pub(super) fn decide(
         return Ok(only_warnings(decision, endpoint));
     }
 
-    // Mutations (SPEC §4).
+    // Mutations (behaviour.md §4).
     let mut patch = PatchBuilder::new(&*object);
     let mut changes = BTreeSet::new();
     let warnings = &mut decision.warnings;
-    // SPEC §4.1: a class the pod already names is kept quietly when it is known to run Wasm.
+    // behaviour.md §4.1: a class the pod already names is kept quietly when it is known to run Wasm.
     let runs_wasm = |class: &str| {
         signals.wasm_classes.runs_wasm(class, facts.runtime_classes)
             || (rule == Rule::VariantAnnotation
@@ -285,7 +285,7 @@ fn decide_ephemeral(
     )
 }
 
-/// `wasm-admission.io/injected`: the union of what this and earlier runs changed, in SPEC order.
+/// `wasm-admission.io/injected`: the union of what this and earlier runs changed, in the documented order (behaviour.md §4.5).
 fn record_changes(
     view: &PodView<'_, '_>,
     changes: &BTreeSet<Change>,

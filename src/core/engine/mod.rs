@@ -68,10 +68,10 @@ pub enum ObjectInput<'a> {
 /// What the doors found out beforehand, by I/O the engine itself never does.
 #[derive(Default, Clone, Copy)]
 pub struct Facts<'a> {
-    /// Registry inspection results (SPEC §3 rule 6), when enabled.
+    /// Registry inspection results (behaviour.md §3 rule 6), when enabled.
     pub registry: Option<&'a dyn ImageClassifier>,
     /// The RuntimeClasses that exist in the cluster, with their handlers, when `serve` watches
-    /// them (SPEC §7, §3 rule 3b).
+    /// them (behaviour.md §7, §3 rule 3b).
     pub runtime_classes: Option<&'a ClusterRuntimeClasses>,
 }
 
@@ -97,7 +97,7 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Decision {
     pub allowed: bool,
-    /// The denial message (SPEC §5), when not allowed.
+    /// The denial message (behaviour.md §5), when not allowed.
     pub message: Option<String>,
     /// RFC 6902 operations against the object exactly as received; empty when nothing changes.
     pub patch: crate::core::patch::Patch,
@@ -180,7 +180,7 @@ impl Engine {
     }
 
     /// The images that [`Engine::decide`] would hand to `Facts::registry` for this request
-    /// (SPEC §3 rule 6), each once: a door looks these up before deciding, with the cluster's
+    /// (behaviour.md §3 rule 6), each once: a door looks these up before deciding, with the cluster's
     /// RuntimeClasses it will hand as `Facts::runtime_classes`. Pure, like `decide`.
     pub fn registry_images(
         &self,
@@ -190,7 +190,7 @@ impl Engine {
         decide::registry_images(self, request, runtime_classes)
     }
 
-    /// What detection reads besides the pod (SPEC §3).
+    /// What detection reads besides the pod (behaviour.md §3).
     fn signals<'a>(&'a self, facts: &Facts<'a>) -> Signals<'a> {
         Signals {
             patterns: &self.patterns,

@@ -81,7 +81,7 @@ impl<'m, 'a> PodView<'m, 'a> {
     }
 
     /// A `wasm-admission.io/` annotation, read from the object and, for workloads, its pod
-    /// template; the template's value wins (SPEC §3).
+    /// template; the template's value wins (behaviour.md §3).
     pub fn annotation(&self, key: &str) -> Option<&'m str> {
         self.pod_annotations()
             .get(key)

@@ -1,4 +1,4 @@
-//! SPEC §4.4: pod annotations from `podAnnotations`, each only where absent.
+//! behaviour.md §4.4: pod annotations from `podAnnotations`, each only where absent.
 
 use std::collections::BTreeMap;
 

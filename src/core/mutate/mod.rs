@@ -1,4 +1,4 @@
-//! The mutations of SPEC §4, one module each. Each adds only what is missing and reports whether
+//! The mutations of behaviour.md §4, one module each. Each adds only what is missing and reports whether
 //! it changed anything; `engine` records the changes in `wasm-admission.io/injected`.
 
 pub mod annotations;

@@ -1,4 +1,4 @@
-//! SPEC §4.3: OpenTelemetry environment for every container (never init containers).
+//! behaviour.md §4.3: OpenTelemetry environment for every container (never init containers).
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -31,7 +31,7 @@ pub fn already_injected(view: &PodView<'_, '_>) -> bool {
         .any(|c| c.env().iter().any(|e| e.name == NODE_NAME))
 }
 
-/// Appends the variables each container lacks, in SPEC order.
+/// Appends the variables each container lacks, in the documented order (behaviour.md §4.5).
 pub fn apply<'v>(
     view: &PodView<'_, '_>,
     namespace: &str,

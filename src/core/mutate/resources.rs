@@ -1,4 +1,4 @@
-//! SPEC §4.2: default requests and limits for every container and init container.
+//! behaviour.md §4.2: default requests and limits for every container and init container.
 
 use smallvec::SmallVec;
 

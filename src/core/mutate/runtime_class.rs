@@ -1,4 +1,4 @@
-//! SPEC §4.1: `runtimeClassName`.
+//! behaviour.md §4.1: `runtimeClassName`.
 
 use crate::core::detection::ClusterRuntimeClasses;
 use crate::core::model::PodView;
