@@ -2,7 +2,7 @@
 //!
 //! - [`routes`]: `POST /mutate`, `POST /validate`, `GET /healthz`, `GET /readyz`, `GET /metrics`;
 //!   the review routes only call [`crate::core::review::handle`].
-//! - [`tls`]: TLS 1.2/1.3 with HTTP/2 and HTTP/1.1 by ALPN; the serving pair is handed out per
+//! - [`crate::adapters::tls`]: TLS 1.2/1.3 with HTTP/2 and HTTP/1.1 by ALPN; the serving pair is handed out per
 //!   handshake from an `ArcSwap`, so it can be replaced without a restart.
 //! - `reload`: polls the certificate, client CA and configuration files and swaps in new versions
 //!   that check out; a bad version is refused and the last good one stays.
