@@ -1,5 +1,5 @@
 //! JSON text written by hand: the patch ([`crate::core::patch`]) and the log lines
-//! (`server::json_log`). Strings are escaped exactly as serde_json escapes them — `"`, `\` and
+//! (`commands::serve::json_log`). Strings are escaped exactly as serde_json escapes them — `"`, `\` and
 //! the control characters, short forms where JSON has them, else `\u00XX` — so what these write
 //! is byte for byte what serde_json would write (unit tests in both users compare them).
 //!
