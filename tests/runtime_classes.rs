@@ -1,7 +1,7 @@
 //! behaviour.md §7 RuntimeClass awareness, against a local stand-in for kube-apiserver: kube's client
 //! lists `GET /apis/node.k8s.io/v1/runtimeclasses` (a `RuntimeClassList` with a
 //! `resourceVersion`), then watches it (`?watch=true`, newline-delimited watch events), exactly
-//! as it would against a real apiserver. No real cluster is involved (see the README).
+//! as it would against a real apiserver. No real cluster is involved (docs/hardening.md says what is not tested).
 
 mod common;
 mod server_support;

@@ -185,7 +185,7 @@ impl Default for RegistryConfig {
     }
 }
 
-/// The Wasm RuntimeClass names of the ecosystem (behaviour.md §8; the README says where each comes from).
+/// The Wasm RuntimeClass names of the ecosystem (behaviour.md §8; behaviour.md §3 says where each comes from).
 pub const DEFAULT_RUNTIME_CLASSES: [&str; 10] = [
     "wasm",
     "wasmedge",
