@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use serde_json::{Value, json};
-use wasm_admission::config::Config;
-use wasm_admission::engine::{Endpoint, Engine, Facts};
-use wasm_admission::review;
+use wasm_admission::core::config::Config;
+use wasm_admission::core::engine::{Endpoint, Engine, Facts};
+use wasm_admission::core::review;
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -19,8 +19,9 @@ fn fixture(name: &str) -> Value {
 
 fn review_body(object: &Value) -> Vec<u8> {
     let kind = object["kind"].as_str().unwrap_or_default();
-    let (group, version) =
-        wasm_admission::kinds::split_api_version(object["apiVersion"].as_str().unwrap_or("v1"));
+    let (group, version) = wasm_admission::core::kinds::split_api_version(
+        object["apiVersion"].as_str().unwrap_or("v1"),
+    );
     serde_json::to_vec(&json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -43,7 +44,7 @@ fn review_body(object: &Value) -> Vec<u8> {
     .expect("serialize")
 }
 
-/// The realistic cases of issue 7.
+/// The realistic review cases.
 pub fn cases() -> Vec<(&'static str, Vec<u8>)> {
     let small_pod = fixture("pod-wasm");
     let mut deployment3 = fixture("deployment-wasmedge");

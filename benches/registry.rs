@@ -1,4 +1,4 @@
-//! What registry inspection (SPEC §3 rule 6) adds to a review, measured in one process against
+//! What registry inspection (behaviour.md §3 rule 6) adds to a review, measured in one process against
 //! a local `docker-registry`:
 //!
 //! - baseline: a Wasm Deployment detected by annotation (no lookup), through the review door;
@@ -18,11 +18,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasm_admission::config::{Config, RegistryConfig};
-use wasm_admission::detection::ImageClassifier;
-use wasm_admission::engine::{Endpoint, Engine, Facts};
-use wasm_admission::registry::Inspector;
-use wasm_admission::review;
+use wasm_admission::adapters::registry::Inspector;
+use wasm_admission::core::config::{Config, RegistryConfig};
+use wasm_admission::core::detection::ImageClassifier;
+use wasm_admission::core::engine::{Endpoint, Engine, Facts};
+use wasm_admission::core::review;
 
 use registry_support::*;
 

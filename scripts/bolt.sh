@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# BOLT (LLVM's post-link optimiser) of `serve` and of the load benchmark's floors (README,
-# Performance). It lays out the machine code of an already linked binary by a profile of its
+# BOLT (LLVM's post-link optimiser) of `serve` and of the load benchmark's floors (docs/performance.md).
+# It lays out the machine code of an already linked binary by a profile of its
 # execution: hot paths together and straight, cold code apart. Four steps, under target/bolt:
 #
 #   1. build `wasm-admission` and the load benchmark with their relocations kept

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Profile-guided build of the shipped binary alone, as `scripts/image.sh --pgo` builds the
-# container image's (docs/image.md; README, Performance). scripts/pgo.sh does the same for the load benchmark's four
+# container image's (docs/image.md; docs/performance.md). scripts/pgo.sh does the same for the load benchmark's four
 # servers and trains on the benchmarks themselves; this one needs only curl:
 #
 #   1. build `wasm-admission` instrumented (-Cprofile-generate) for TRIPLE;

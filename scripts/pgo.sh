@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Profile-guided optimisation (PGO) of `serve` and of the load benchmark's floors
-# (README, Performance). Three steps, each in its own target folder under target/pgo:
+# (docs/performance.md). Three steps, each in its own target folder under target/pgo:
 #
 #   1. build `wasm-admission` and the two benchmarks instrumented (-Cprofile-generate);
 #   2. train: `cargo bench --bench load -- --quick` (serve and the three floors, each on its own

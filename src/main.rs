@@ -1,21 +1,22 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use wasm_admission::cli::{Cli, Command};
+use wasm_admission::commands::{self, Cli, Command};
 
-/// mimalloc (see `wasm_admission::alloc` for why, and why not through its own crate's wrapper).
+/// mimalloc: a review makes dozens of small, short-lived allocations, often freed on another
+/// worker thread than the one that made them. With glibc's allocator that was about a third of
+/// `serve`'s instructions per review, and musl's allocator (the static container image) made a
+/// review about four times slower than glibc's (docs/performance.md). Built with `no_thp`
+/// (Cargo.toml).
 #[global_allocator]
-static GLOBAL: wasm_admission::alloc::Allocator = wasm_admission::alloc::Allocator;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => wasm_admission::server::run(args),
-        Command::Check(args) => wasm_admission::check::run(args),
-        Command::Certs(args) => wasm_admission::certs::run(args),
-        Command::Config => {
-            print!("{}", wasm_admission::config::Config::default_yaml());
-            ExitCode::SUCCESS
-        }
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Check(args) => commands::check::run(args),
+        Command::Certs(args) => commands::certs::run(args),
+        Command::Config => commands::config::run(),
     }
 }

@@ -1,4 +1,4 @@
-//! `wasm-admission certs` (SPEC §7, §9): a CA and an ECDSA P-256 serving certificate for the
+//! `wasm-admission certs` (behaviour.md §7, §9): a CA and an ECDSA P-256 serving certificate for the
 //! webhook Service's DNS names, and the base64 caBundle.
 
 mod server_support;
@@ -198,7 +198,7 @@ async fn certs_output_is_served_to_a_client_that_trusts_only_the_ca_bundle() {
     .expect("PEM");
 
     let args = serve_args(&dir.path().join("tls.crt"), &dir.path().join("tls.key"));
-    let server = wasm_admission::server::start(args, fast_tuning())
+    let server = wasm_admission::commands::serve::start(args, fast_tuning())
         .await
         .expect("serve starts with the certs output");
     // Default --service and --namespace: wasm-admission.wasm-admission.svc.

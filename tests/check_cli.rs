@@ -1,4 +1,4 @@
-//! `wasm-admission check` (SPEC §7): golden output in every format, exit codes, and parity with
+//! `wasm-admission check` (behaviour.md §7): golden output in every format, exit codes, and parity with
 //! the `serve` door.
 
 mod common;
@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::*;
 use serde_json::{Value, json};
-use wasm_admission::engine::Endpoint;
+use wasm_admission::core::engine::Endpoint;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -95,7 +95,7 @@ fn check_golden_json() {
         assert_eq!(keys, expected);
         assert!(entry["patch"].is_array());
     }
-    // The fields come in SPEC's order (first entry, as printed).
+    // The fields come in the documented order (behaviour.md §7) (first entry, as printed).
     let text = stdout(&out);
     let positions: Vec<usize> = fields
         .iter()
@@ -238,7 +238,7 @@ fn original_object(entry: &Value) -> Option<Value> {
     let source = entry["source"].as_str()?;
     let text = std::fs::read_to_string(root().join(source)).ok()?;
     let mut docs = Vec::new();
-    wasm_admission::check::parse_source(source, &text, &mut docs);
+    wasm_admission::commands::check::parse_source(source, &text, &mut docs);
     let index = entry["index"].as_u64()? as usize;
     docs.into_iter().nth(index)?.content.ok()
 }

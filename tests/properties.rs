@@ -1,4 +1,4 @@
-//! Property tests over generated Wasm pod specs (SPEC §4): the patch always applies, the engine
+//! Property tests over generated Wasm pod specs (behaviour.md §4): the patch always applies, the engine
 //! on its own output gives an empty patch, nothing that was there is removed or changed, and no
 //! container ends with a request above its limit.
 
@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use wasm_admission::quantity::Quantity;
+use wasm_admission::core::quantity::Quantity;
 
 const CPU: [&str; 7] = ["10m", "100m", "0.1", "250m", "0.5", "1", "2"];
 const MEMORY: [&str; 7] = ["16Mi", "64Mi", "64M", "128Mi", "0.125Gi", "256Mi", "1Gi"];
@@ -119,7 +119,7 @@ fn annotations() -> impl Strategy<Value = Option<Value>> {
         })
 }
 
-/// The pod's own `runtimeClassName`: none, a class that runs Wasm (SPEC §3 rule 3b, the whole pod
+/// The pod's own `runtimeClassName`: none, a class that runs Wasm (behaviour.md §3 rule 3b, the whole pod
 /// is Wasm), or one that does not (then the image pattern decides).
 fn runtime_class() -> impl Strategy<Value = Option<&'static str>> {
     proptest::option::of(prop_oneof![
@@ -283,7 +283,7 @@ proptest! {
     }
 }
 
-// SPEC §5 and §8 `security.baselineVersion`: between v1.30 and latest, only the checks that moved
+// behaviour.md §5 and §8 `security.baselineVersion`: between v1.30 and latest, only the checks that moved
 // (sysctls, SELinux type, procMount with hostUsers, probe and lifecycle hosts) may change a verdict.
 
 /// Values for a field: `None` leaves it unset.

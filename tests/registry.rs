@@ -1,4 +1,4 @@
-//! SPEC §3 rule 6 against a real registry (Debian's `docker-registry`, CNCF distribution 2.8):
+//! behaviour.md §3 rule 6 against a real registry (Debian's `docker-registry`, CNCF distribution 2.8):
 //! one image per signal pushed with oci-client, each decided end to end through the review door,
 //! the `serve` door and `check --registry`; then failures: a stopped registry, one that never
 //! answers, credentials, oversized answers; and the cache.
@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use wasm_admission::config::{Config, RegistryConfig};
-use wasm_admission::detection::ImageClass;
-use wasm_admission::engine::{Decision, Endpoint, Engine, Facts};
-use wasm_admission::registry::{Inspector, RegistryFacts};
-use wasm_admission::review;
+use wasm_admission::adapters::registry::{Inspector, RegistryFacts};
+use wasm_admission::core::config::{Config, RegistryConfig};
+use wasm_admission::core::detection::ImageClass;
+use wasm_admission::core::engine::{Decision, Endpoint, Engine, Facts};
+use wasm_admission::core::review;
 
 use common::{fixture, review_for};
 use registry_support::*;

@@ -1,7 +1,7 @@
-//! SPEC §7 RuntimeClass awareness, against a local stand-in for kube-apiserver: kube's client
+//! behaviour.md §7 RuntimeClass awareness, against a local stand-in for kube-apiserver: kube's client
 //! lists `GET /apis/node.k8s.io/v1/runtimeclasses` (a `RuntimeClassList` with a
 //! `resourceVersion`), then watches it (`?watch=true`, newline-delimited watch events), exactly
-//! as it would against a real apiserver. No real cluster is involved (see the README).
+//! as it would against a real apiserver. No real cluster is involved (docs/hardening.md says what is not tested).
 
 mod common;
 mod server_support;
@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
-use wasm_admission::runtime_classes::WatchMode;
-use wasm_admission::server::Tuning;
+use wasm_admission::adapters::runtime_classes::WatchMode;
+use wasm_admission::commands::serve::Tuning;
 
 use common::{fixture, privileged_twin, review_for};
 use server_support::{Http, TestServer, eventually, fast_tuning, post_review};

@@ -562,7 +562,7 @@ async fn post_stalled(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bytes_past_the_global_budget_get_429_with_retry_after() {
-    let tuning = wasm_admission::server::Tuning {
+    let tuning = wasm_admission::commands::serve::Tuning {
         max_body_memory: 2 * 1024 * 1024,
         ..fast_tuning()
     };
@@ -621,7 +621,7 @@ async fn request_bytes_past_the_global_budget_get_429_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reviews_past_the_in_flight_cap_get_429_with_retry_after() {
-    let tuning = wasm_admission::server::Tuning {
+    let tuning = wasm_admission::commands::serve::Tuning {
         max_reviews_in_flight: 2,
         ..fast_tuning()
     };

@@ -1,5 +1,5 @@
 //! No input crashes the webhook: every malformed request gets its HTTP status and a JSON
-//! `{"error": "..."}` body (SPEC §7: 400 for a body that is not an AdmissionReview, 413 for an
+//! `{"error": "..."}` body (behaviour.md §7: 400 for a body that is not an AdmissionReview, 413 for an
 //! oversized one), and the server keeps answering afterwards.
 
 mod server_support;

@@ -1,4 +1,4 @@
-//! The configuration file is re-read when it changes (SPEC §7): a mounted ConfigMap is updated by
+//! The configuration file is re-read when it changes (behaviour.md §7): a mounted ConfigMap is updated by
 //! the same symlink swap as a Secret; an invalid new file is refused with a log line and a metric,
 //! and the last good configuration stays in force.
 
@@ -123,7 +123,7 @@ async fn changed_baseline_version_takes_effect_on_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_namespace_is_never_touched() {
-    // --namespace is the webhook's own namespace (SPEC §6): excluded even without a config file.
+    // --namespace is the webhook's own namespace (behaviour.md §6): excluded even without a config file.
     let t = TestServer::start_with(|args| args.namespace = Some("demo".into())).await;
     let client = t.client(Http::One);
     let answer = post_review(&client, &t.url("/mutate"), DEPLOYMENT_CREATE)

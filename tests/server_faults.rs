@@ -14,7 +14,7 @@ use server_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use wasm_admission::server::{self, Tuning};
+use wasm_admission::commands::serve::{self, Tuning};
 
 /// A TLS connection to `addr` trusting `ca_pem`, offering `alpn`.
 async fn tls_connect(
@@ -95,7 +95,7 @@ async fn start_with_tuning(tuning: Tuning) -> TestServer {
         ("tls.key", pair.key_pem.as_bytes()),
     ]);
     let args = serve_args(&secret.path("tls.crt"), &secret.path("tls.key"));
-    let server = server::start(args, tuning).await.expect("server starts");
+    let server = serve::start(args, tuning).await.expect("server starts");
     TestServer {
         server,
         pki,

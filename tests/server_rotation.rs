@@ -1,4 +1,4 @@
-//! Certificate rotation without a restart (SPEC §7): the files are swapped the way the kubelet
+//! Certificate rotation without a restart (behaviour.md §7): the files are swapped the way the kubelet
 //! swaps a mounted Secret, while clients keep calling.
 
 mod server_support;

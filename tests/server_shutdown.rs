@@ -1,4 +1,4 @@
-//! SIGTERM drains requests in flight, then exits 0 (SPEC §7). The built binary is spawned, as
+//! SIGTERM drains requests in flight, then exits 0 (behaviour.md §7). The built binary is spawned, as
 //! the kubelet would run it.
 
 mod server_support;

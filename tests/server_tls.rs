@@ -1,4 +1,4 @@
-//! `serve` over real TLS on loopback, called the way kube-apiserver calls it (SPEC §7).
+//! `serve` over real TLS on loopback, called the way kube-apiserver calls it (behaviour.md §7).
 
 mod server_support;
 
@@ -395,7 +395,7 @@ async fn startup_errors_name_the_flag_and_the_file_to_fix() {
     let tuning = fast_tuning;
 
     let missing = dir.path().join("absent.crt");
-    let err = wasm_admission::server::start(serve_args(&missing, &key), tuning())
+    let err = wasm_admission::commands::serve::start(serve_args(&missing, &key), tuning())
         .await
         .err()
         .expect("missing certificate")
@@ -405,7 +405,7 @@ async fn startup_errors_name_the_flag_and_the_file_to_fix() {
         "{err}"
     );
 
-    let err = wasm_admission::server::start(serve_args(&cert, &other_key), tuning())
+    let err = wasm_admission::commands::serve::start(serve_args(&cert, &other_key), tuning())
         .await
         .err()
         .expect("mismatched key")
@@ -419,7 +419,7 @@ async fn startup_errors_name_the_flag_and_the_file_to_fix() {
     std::fs::write(&config, "runtimeClass: wasm\n").expect("config");
     let mut args = serve_args(&cert, &key);
     args.config = Some(config);
-    let err = wasm_admission::server::start(args, tuning())
+    let err = wasm_admission::commands::serve::start(args, tuning())
         .await
         .err()
         .expect("invalid config")
@@ -432,7 +432,7 @@ async fn startup_errors_name_the_flag_and_the_file_to_fix() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let mut args = serve_args(&cert, &key);
     args.listen = Some(taken.local_addr().expect("addr"));
-    let err = wasm_admission::server::start(args, tuning())
+    let err = wasm_admission::commands::serve::start(args, tuning())
         .await
         .err()
         .expect("port taken")

@@ -1,11 +1,11 @@
-//! SPEC §2: which objects and operations the webhook acts on.
+//! behaviour.md §2: which objects and operations the webhook acts on.
 
 mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use wasm_admission::engine::{Endpoint, Facts};
-use wasm_admission::review;
+use wasm_admission::core::engine::{Endpoint, Facts};
+use wasm_admission::core::review;
 
 const WASM_KINDS: [&str; 7] = [
     "pod-wasm",
@@ -82,12 +82,20 @@ fn s2_delete_and_connect_are_allowed_without_patch() {
     let object = fixture("pod-wasm-privileged");
     let mut review = review_for(&object, "DELETE", Some(&object), None);
     review["request"]["object"] = Value::Null;
-    let out = admit_review(&engine, &review, wasm_admission::engine::Endpoint::Mutate);
+    let out = admit_review(
+        &engine,
+        &review,
+        wasm_admission::core::engine::Endpoint::Mutate,
+    );
     assert!(out.allowed() && !out.patched());
     let mut review = review_for(&object, "CONNECT", None, Some("exec"));
     review["request"]["object"] =
         json!({"kind": "PodExecOptions", "apiVersion": "v1", "command": ["sh"]});
-    let out = admit_review(&engine, &review, wasm_admission::engine::Endpoint::Mutate);
+    let out = admit_review(
+        &engine,
+        &review,
+        wasm_admission::core::engine::Endpoint::Mutate,
+    );
     assert!(out.allowed() && !out.patched());
 }
 
@@ -114,12 +122,20 @@ fn s2_subresources_other_than_ephemeral_containers_are_allowed_without_patch() {
     let object = fixture("pod-wasm-privileged");
     for sub in ["status", "binding", "eviction"] {
         let review = review_for(&object, "UPDATE", Some(&object), Some(sub));
-        let out = admit_review(&engine, &review, wasm_admission::engine::Endpoint::Mutate);
+        let out = admit_review(
+            &engine,
+            &review,
+            wasm_admission::core::engine::Endpoint::Mutate,
+        );
         assert!(out.allowed() && !out.patched(), "{sub}");
     }
     let deployment = fixture("deployment-wasm");
     let review = review_for(&deployment, "UPDATE", Some(&deployment), Some("scale"));
-    let out = admit_review(&engine, &review, wasm_admission::engine::Endpoint::Mutate);
+    let out = admit_review(
+        &engine,
+        &review,
+        wasm_admission::core::engine::Endpoint::Mutate,
+    );
     assert!(out.allowed() && !out.patched());
 }
 
@@ -131,8 +147,16 @@ fn s2_dry_run_gets_exactly_the_answer_of_a_real_request() {
         let real = review_for(&object, "CREATE", None, None);
         let mut dry = real.clone();
         dry["request"]["dryRun"] = json!(true);
-        let a = admit_review(&engine, &real, wasm_admission::engine::Endpoint::Mutate);
-        let b = admit_review(&engine, &dry, wasm_admission::engine::Endpoint::Mutate);
+        let a = admit_review(
+            &engine,
+            &real,
+            wasm_admission::core::engine::Endpoint::Mutate,
+        );
+        let b = admit_review(
+            &engine,
+            &dry,
+            wasm_admission::core::engine::Endpoint::Mutate,
+        );
         assert_eq!(a.response, b.response, "{name}");
     }
 }

@@ -1,4 +1,4 @@
-//! SPEC §3: when a pod spec counts as Wasm.
+//! behaviour.md §3: when a pod spec counts as Wasm.
 
 mod common;
 
@@ -237,7 +237,7 @@ fn deployment_naming(class: &str) -> Value {
 /// What every correctly written Wasm example gets: Wasm, its class kept, resources and
 /// OpenTelemetry added, no warning; and its privileged twin is denied with 403.
 fn assert_wasm_kept_quietly_and_twin_denied(
-    engine: &wasm_admission::engine::Engine,
+    engine: &wasm_admission::core::engine::Engine,
     object: &Value,
     class: &str,
     rule: &str,

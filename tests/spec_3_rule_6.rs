@@ -1,4 +1,4 @@
-//! SPEC §3 rule 6 on the engine side, with no registry: which images a door must look up
+//! behaviour.md §3 rule 6 on the engine side, with no registry: which images a door must look up
 //! (`Engine::registry_images`), and what the engine does with the answers it is handed.
 
 mod common;
@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use common::*;
 use serde_json::{Value, json};
-use wasm_admission::detection::{ImageClass, ImageClassifier};
-use wasm_admission::engine::{Endpoint, Engine, Facts};
-use wasm_admission::review;
+use wasm_admission::core::detection::{ImageClass, ImageClassifier};
+use wasm_admission::core::engine::{Endpoint, Engine, Facts};
+use wasm_admission::core::review;
 
 /// Registry answers as a door would hand them over.
 struct Answers(HashMap<&'static str, ImageClass>);
@@ -50,7 +50,7 @@ fn decide_with(
     engine: &Engine,
     object: &Value,
     answers: &Answers,
-) -> wasm_admission::engine::Decision {
+) -> wasm_admission::core::engine::Decision {
     let body = serde_json::to_vec(&review_for(object, "CREATE", None, None)).expect("json");
     review::handle(
         engine,

@@ -1,10 +1,10 @@
-//! SPEC §4: the mutations of Wasm pod specs: only what is missing, never dropping a field.
+//! behaviour.md §4: the mutations of Wasm pod specs: only what is missing, never dropping a field.
 
 mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use wasm_admission::engine::Endpoint;
+use wasm_admission::core::engine::Endpoint;
 
 fn container(object: &Value, list: &str, i: usize) -> Value {
     object

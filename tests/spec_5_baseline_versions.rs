@@ -1,4 +1,4 @@
-//! SPEC §5 and §8 `security.baselineVersion`: each baseline check, just inside and just outside its
+//! behaviour.md §5 and §8 `security.baselineVersion`: each baseline check, just inside and just outside its
 //! line, at every version where the line moved (v1.30 to latest = v1.37), as the upstream Pod
 //! Security Admission policy package draws it.
 
@@ -86,7 +86,7 @@ fn s5_v_privileged_every_version() {
 
 #[test]
 fn s5_v_capabilities_baseline_every_version() {
-    let all = wasm_admission::baseline::BASELINE_CAPABILITIES;
+    let all = wasm_admission::core::baseline::BASELINE_CAPABILITIES;
     for v in ENDS {
         assert_allowed(v, container_sc("capabilities", json!({"add": all})));
         assert_denied(
@@ -400,7 +400,7 @@ fn s5_v_probe_and_lifecycle_host_from_v1_34() {
             );
         }
     }
-    // Init containers too, and the whole message keeps SPEC §5's shape.
+    // Init containers too, and the whole message keeps behaviour.md §5's shape.
     let m = verdict("v1.34", |p| {
         set(
             p,

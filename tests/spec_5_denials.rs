@@ -1,10 +1,10 @@
-//! SPEC §5: Wasm pod specs that break the Pod Security Standards baseline are denied.
+//! behaviour.md §5: Wasm pod specs that break the Pod Security Standards baseline are denied.
 
 mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use wasm_admission::engine::Endpoint;
+use wasm_admission::core::engine::Endpoint;
 
 /// Applies `change` to a Wasm Pod and to a Wasm Deployment and returns both messages.
 fn denied_messages(change: impl Fn(&mut Value, &str)) -> Vec<String> {
@@ -121,7 +121,7 @@ fn s5_capabilities_outside_the_baseline_list_are_denied() {
     });
     assert_all_contain(&m, "securityContext.capabilities.add=[SYS_ADMIN,NET_RAW]");
     let mut pod = fixture("pod-wasm");
-    let all = wasm_admission::baseline::BASELINE_CAPABILITIES;
+    let all = wasm_admission::core::baseline::BASELINE_CAPABILITIES;
     set(
         &mut pod,
         "/spec/containers/0/securityContext/capabilities",

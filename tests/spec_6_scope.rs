@@ -1,11 +1,11 @@
-//! SPEC §6: where the webhook acts.
+//! behaviour.md §6: where the webhook acts.
 
 mod common;
 
 use common::*;
 use serde_json::json;
-use wasm_admission::config::Config;
-use wasm_admission::engine::Engine;
+use wasm_admission::core::config::Config;
+use wasm_admission::core::engine::Engine;
 
 #[test]
 fn s6_excluded_namespaces_are_never_touched_denials_included() {

@@ -23,7 +23,7 @@ CHART = ROOT / "deploy" / "helm" / "wasm-admission"
 HELM = os.environ.get("HELM", "helm")
 BIN = os.environ.get("WASM_ADMISSION", str(ROOT / "target" / "debug" / "wasm-admission"))
 
-# The server's defaults (src/cli.rs): used when the chart passes no flag.
+# The server's defaults (src/commands/serve/args.rs): used when the chart passes no flag.
 DEFAULT_LISTEN = "0.0.0.0:8443"
 DEFAULT_CERT = "/etc/wasm-admission/tls/tls.crt"
 DEFAULT_KEY = "/etc/wasm-admission/tls/tls.key"
@@ -542,7 +542,7 @@ def test_the_parser_check_is_not_vacuous(tmp_path):
 
 
 def test_values_config_mirrors_the_server_defaults():
-    """values.yaml's `config:` block is exactly `wasm-admission config` (every SPEC §8 key and default)."""
+    """values.yaml's `config:` block is exactly `wasm-admission config` (every behaviour.md §8 key and default)."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     proc = run_bin("config")
     assert proc.returncode == 0, proc.stderr

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use wasm_admission::config::Config;
-use wasm_admission::engine::{Decision, Engine};
+use wasm_admission::core::config::Config;
+use wasm_admission::core::engine::{Decision, Engine};
 
 const CONFIG: &str = r#"
 runtimeClassName: wasmtime

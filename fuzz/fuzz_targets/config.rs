@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_admission::config::Config;
-use wasm_admission::engine::Engine;
+use wasm_admission::core::config::Config;
+use wasm_admission::core::engine::Engine;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

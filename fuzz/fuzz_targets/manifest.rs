@@ -7,8 +7,8 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use wasm_admission::check;
-use wasm_admission::engine::Facts;
+use wasm_admission::commands::check;
+use wasm_admission::core::engine::Facts;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

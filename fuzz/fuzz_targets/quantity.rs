@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_admission::quantity::Quantity;
+use wasm_admission::core::quantity::Quantity;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

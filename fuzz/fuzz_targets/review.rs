@@ -1,6 +1,6 @@
 //! AdmissionReview bytes through the `serve` door (`review::handle`), on both endpoints: never a
 //! panic; an answer is a valid AdmissionReview; its patch applies to the object as received; and
-//! the webhook run again on its own output changes nothing more (SPEC §4).
+//! the webhook run again on its own output changes nothing more (behaviour.md §4).
 #![no_main]
 
 #[path = "common.rs"]
@@ -8,8 +8,8 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use wasm_admission::engine::{Endpoint, Facts};
-use wasm_admission::review;
+use wasm_admission::core::engine::{Endpoint, Facts};
+use wasm_admission::core::review;
 
 fuzz_target!(|data: &[u8]| {
     let engine = common::engine();

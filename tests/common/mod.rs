@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use wasm_admission::config::Config;
-use wasm_admission::detection::{ClusterRuntimeClasses, RuntimeClassInfo};
-use wasm_admission::engine::{Decision, Endpoint, Engine, Facts};
-use wasm_admission::kinds::split_api_version;
-use wasm_admission::review;
+use wasm_admission::core::config::Config;
+use wasm_admission::core::detection::{ClusterRuntimeClasses, RuntimeClassInfo};
+use wasm_admission::core::engine::{Decision, Endpoint, Engine, Facts};
+use wasm_admission::core::kinds::split_api_version;
+use wasm_admission::core::review;
 
 pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -261,7 +261,7 @@ pub fn example(path: &str) -> Vec<Value> {
         .join(path);
     let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
     let mut docs = Vec::new();
-    wasm_admission::check::parse_source(path, &text, &mut docs);
+    wasm_admission::commands::check::parse_source(path, &text, &mut docs);
     docs.into_iter()
         .map(|d| d.content.unwrap_or_else(|e| panic!("{path}: {e}")))
         .collect()
@@ -297,7 +297,7 @@ pub fn privileged_twin(object: &Value, container: usize) -> Value {
     twin
 }
 
-/// Whether the answer is a denial as SPEC §5 words it: 403 Forbidden.
+/// Whether the answer is a denial as behaviour.md §5 words it: 403 Forbidden.
 pub fn is_forbidden(out: &Admitted) -> bool {
     let status = &out.response["response"]["status"];
     !out.allowed() && status["code"] == 403 && status["reason"] == "Forbidden"

@@ -1,6 +1,6 @@
 //! What a person applying objects sees: the three doors (serve through the apiserver, check, and
 //! the server-side dry run) agree on every example, and warnings, denials and scope reach kubectl
-//! as SPEC §5 and §6 describe them.
+//! as behaviour.md §5 and §6 describe them.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
 //! Pods made by the controller manager (generateName, ownerReferences) pass the webhook too
-//! (SPEC §2, §4.3, §6 `mutateTemplates`).
+//! (behaviour.md §2, §4.3, §6 `mutateTemplates`).
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! v1, GA in the pinned release) changes the Pod after the webhook did. With the chart's
 //! `reinvocationPolicy: IfNeeded` the webhook looks again and completes the new container; a
 //! change that makes the Pod privileged after the webhook's last look is refused by `/validate`,
-//! which is why the ValidatingWebhookConfiguration exists (SPEC §7).
+//! which is why the ValidatingWebhookConfiguration exists (behaviour.md §7).
 
 use std::time::Duration;
 
@@ -132,7 +132,7 @@ pub fn a_sidecar_added_after_the_webhook_gets_resources_on_reinvocation(world: &
         "{sidecar}"
     );
     // The OpenTelemetry variables are not added on the second look: the Pod already carries an
-    // injection (the app container's, from the first look), and SPEC §4.3 then skips them.
+    // injection (the app container's, from the first look), and behaviour.md §4.3 then skips them.
     assert!(sidecar.get("env").is_none(), "{sidecar}");
 }
 

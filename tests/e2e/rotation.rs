@@ -1,4 +1,4 @@
-//! Certificate rotation while the apiserver keeps creating objects (SPEC §7: certificate files
+//! Certificate rotation while the apiserver keeps creating objects (behaviour.md §7: certificate files
 //! are re-read without a restart and without failing requests in flight). A second CA is added
 //! to both webhook configurations' caBundle first, then `serve`'s pair is swapped twice to
 //! certificates of the new CA and back, as a Secret update does it; no create may fail.

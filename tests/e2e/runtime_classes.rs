@@ -1,4 +1,4 @@
-//! RuntimeClass awareness against the real API (SPEC §7): `serve` watches RuntimeClasses and
+//! RuntimeClass awareness against the real API (behaviour.md §7): `serve` watches RuntimeClasses and
 //! warns when the class it injects does not exist, and learns of a new class without a restart.
 
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub fn missing_runtime_class_warning_appears_and_disappears_without_restart(worl
     });
 }
 
-/// SPEC §3 rule 3b through the cluster: a class with a name of its own whose `handler` runs Wasm
+/// behaviour.md §3 rule 3b through the cluster: a class with a name of its own whose `handler` runs Wasm
 /// (`my-spin` with handler `spin`) makes a pod Wasm once `serve`'s watch has seen it; `check`,
 /// with no cluster, knows only the configured names and leaves the same Deployment alone.
 pub fn a_class_whose_handler_runs_wasm_makes_its_pods_wasm(world: &World) {

@@ -242,7 +242,7 @@ pub fn layer(media_type: &str, data: &[u8]) -> ImageLayer {
 
 impl Pusher {
     pub fn new(host: &str, auth: RegistryAuth) -> Self {
-        wasm_admission::server::install_crypto_provider();
+        wasm_admission::adapters::tls::install_crypto_provider();
         let client = Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(vec![host.to_string()]),
             ..ClientConfig::default()
@@ -331,7 +331,7 @@ impl Pusher {
     }
 }
 
-/// The images of SPEC §3 rule 6, one per signal, and ordinary ones. Returns (image, is_wasm).
+/// The images of behaviour.md §3 rule 6, one per signal, and ordinary ones. Returns (image, is_wasm).
 pub async fn push_signal_images(registry: &LocalRegistry) -> Vec<(String, bool)> {
     let p = registry.pusher();
     // A CNCF Wasm OCI artifact: Wasm config media type, `application/wasm` layer.

@@ -17,8 +17,8 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use serde_json::Value;
-use wasm_admission::cli::ServeArgs;
-use wasm_admission::server::{self, Server, Tuning};
+use wasm_admission::commands::serve::ServeArgs;
+use wasm_admission::commands::serve::{self, Server, Tuning};
 
 /// The Service the apiserver calls, as in the deploy manifests.
 pub const SERVICE_HOST: &str = "wasm-admission.wasm-admission.svc";
@@ -156,7 +156,7 @@ pub fn serve_args(cert: &Path, key: &Path) -> ServeArgs {
         client_ca_file: None,
         namespace: Some("wasm-admission".into()),
         // Never a real cluster from a test machine's kubeconfig.
-        watch_runtime_classes: wasm_admission::runtime_classes::WatchMode::Off,
+        watch_runtime_classes: wasm_admission::adapters::runtime_classes::WatchMode::Off,
         max_connections: None,
         shutdown_delay: Duration::ZERO,
     }
@@ -196,7 +196,7 @@ impl TestServer {
         ]);
         let mut args = serve_args(&secret.path("tls.crt"), &secret.path("tls.key"));
         adjust(&mut args);
-        let server = server::start(args, tuning).await.expect("server starts");
+        let server = serve::start(args, tuning).await.expect("server starts");
         Self {
             server,
             pki,
@@ -467,9 +467,9 @@ impl Spawned {
     }
 
     /// Log lines received so far (and not yet taken), after waiting long enough for the lines
-    /// already logged to be written out (they are written in batches, see `server::log_sink`).
+    /// already logged to be written out (they are written in batches, see `commands::serve::log_sink`).
     pub fn take_logs(&self) -> Vec<String> {
-        std::thread::sleep(wasm_admission::server::log_sink::FLUSH_INTERVAL * 5);
+        std::thread::sleep(wasm_admission::commands::serve::log_sink::FLUSH_INTERVAL * 5);
         self.logs.try_iter().collect()
     }
 

@@ -1,0 +1,12 @@
+//! The adapters: the code that does I/O and hands facts to the core. They import the core, never
+//! a command.
+//!
+//! - `registry`: image inspection in OCI registries, for detection rule 6 (behaviour.md §3)
+//! - `runtime_classes`: the cluster's RuntimeClasses, watched (behaviour.md §3 rule 3b, §7)
+//! - `tls`: the crypto provider, the serving certificate and its reloading, certificate material
+//! - `config_file`: reading the configuration file (behaviour.md §8)
+
+pub mod config_file;
+pub mod registry;
+pub mod runtime_classes;
+pub mod tls;

@@ -1,0 +1,164 @@
+//! RuntimeClass awareness (behaviour.md §7, §3 rule 3b): in a cluster, `serve` keeps the cluster's
+//! RuntimeClasses in memory (a list, then a watch, through kube's watcher): each name with what
+//! the rules read of it ([`RuntimeClassInfo`]: its handler). It hands them to the engine, which
+//! warns when the class it injects does not exist, and counts a pod whose class runs a Wasm
+//! handler as Wasm.
+//!
+//! Until the first list has completed the names are unknown (`None`), so no review gets a false
+//! warning while the watch starts. After that, a broken watch keeps the last names it had while
+//! kube's watcher retries with backoff. Needs read-only RBAC: `get`, `list` and `watch` on
+//! `runtimeclasses.node.k8s.io`.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use futures_util::StreamExt;
+use k8s_openapi::api::node::v1::RuntimeClass;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::core::detection::{ClusterRuntimeClasses, RuntimeClassInfo};
+
+/// Whether `serve` watches RuntimeClasses (`--watch-runtime-classes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum WatchMode {
+    /// Watch when cluster access can be found (in-cluster service account or a kubeconfig);
+    /// otherwise do nothing and log only at debug level.
+    #[default]
+    Auto,
+    /// Watch; `serve` does not start without cluster access.
+    On,
+    /// Never watch.
+    Off,
+}
+
+/// The RuntimeClasses known so far; shared by the watch and the review routes.
+#[derive(Default)]
+pub struct KnownRuntimeClasses {
+    known: ArcSwapOption<ClusterRuntimeClasses>,
+}
+
+impl KnownRuntimeClasses {
+    /// The classes, once the first list has completed.
+    pub fn current(&self) -> Option<Arc<ClusterRuntimeClasses>> {
+        self.known.load_full()
+    }
+
+    fn replace(&self, names: ClusterRuntimeClasses) {
+        self.known.store(Some(Arc::new(names)));
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ClusterRuntimeClasses)) {
+        let mut names = self
+            .current()
+            .map(|n| n.as_ref().clone())
+            .unwrap_or_default();
+        change(&mut names);
+        self.replace(names);
+    }
+}
+
+/// Why a watch could not start (with `--watch-runtime-classes on`).
+#[derive(Debug, thiserror::Error)]
+#[error("no cluster access for watching RuntimeClasses (--watch-runtime-classes on): {0}")]
+pub struct NoClusterAccess(String);
+
+/// The Kubernetes client to watch with: from `config` when given (tests), else inferred
+/// (in-cluster service account, then `$KUBECONFIG` / `~/.kube/config`). `None` in `auto` mode
+/// without cluster access, logged at debug level only.
+pub async fn client_for(
+    mode: WatchMode,
+    config: Option<kube::Config>,
+) -> Result<Option<Client>, NoClusterAccess> {
+    if mode == WatchMode::Off {
+        debug!("RuntimeClasses are not watched (--watch-runtime-classes off)");
+        return Ok(None);
+    }
+    crate::adapters::tls::install_crypto_provider();
+    let client = match config {
+        Some(config) => Client::try_from(config).map_err(|e| e.to_string()),
+        None => Client::try_default().await.map_err(|e| e.to_string()),
+    };
+    match (client, mode) {
+        (Ok(client), _) => Ok(Some(client)),
+        (Err(e), WatchMode::On) => Err(NoClusterAccess(e)),
+        (Err(e), _) => {
+            debug!(reason = %e, "no cluster access; RuntimeClasses are not watched");
+            Ok(None)
+        }
+    }
+}
+
+/// What the rules read of a RuntimeClass, keyed by its name (`None` without one).
+fn entry(rc: RuntimeClass) -> Option<(String, RuntimeClassInfo)> {
+    let name = rc.metadata.name?;
+    Some((
+        name,
+        RuntimeClassInfo {
+            handler: rc.handler,
+        },
+    ))
+}
+
+/// Lists and then watches RuntimeClasses until the task is aborted, keeping `names` current.
+pub fn spawn_watch(client: Client, names: Arc<KnownRuntimeClasses>) -> JoinHandle<()> {
+    let api: Api<RuntimeClass> = Api::all(client);
+    tokio::spawn(async move {
+        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        futures_util::pin_mut!(stream);
+        let mut listing = ClusterRuntimeClasses::new();
+        let mut failing = false;
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    // One line when the watch starts failing, not one per retry.
+                    if !failing {
+                        warn!(error = %e, "watching RuntimeClasses failed; retrying with backoff (the last known names stay in use)");
+                        failing = true;
+                    } else {
+                        debug!(error = %e, "watching RuntimeClasses failed again");
+                    }
+                    continue;
+                }
+            };
+            if failing {
+                info!("watching RuntimeClasses again");
+                failing = false;
+            }
+            match event {
+                Event::Init => listing.clear(),
+                Event::InitApply(rc) => {
+                    if let Some((name, info)) = entry(rc) {
+                        listing.insert(name, info);
+                    }
+                }
+                Event::InitDone => {
+                    let mut sorted: Vec<&String> = listing.keys().collect();
+                    sorted.sort();
+                    info!(runtime_classes = ?sorted, "RuntimeClasses listed");
+                    names.replace(std::mem::take(&mut listing));
+                }
+                Event::Apply(rc) => {
+                    if let Some((name, info)) = entry(rc) {
+                        debug!(%name, handler = %info.handler, "RuntimeClass added or changed");
+                        names.update(|n| {
+                            n.insert(name, info);
+                        });
+                    }
+                }
+                Event::Delete(rc) => {
+                    if let Some(name) = rc.metadata.name {
+                        debug!(%name, "RuntimeClass deleted");
+                        names.update(|n| {
+                            n.remove(&name);
+                        });
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,33 @@
+//! The doors: the four subcommands a user runs, each a thin layer that reads its arguments, asks
+//! the adapters for facts and the core for decisions, and answers. The command line is behaviour.md
+//! §7 and §9; each door's arguments live with the door.
+
+pub mod certs;
+pub mod check;
+pub mod config;
+pub mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wasm-admission",
+    version,
+    about = "Kubernetes admission webhook for WebAssembly workloads"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTPS admission webhook.
+    Serve(serve::ServeArgs),
+    /// Dry-run the webhook over manifest files, for CI pipelines.
+    Check(check::CheckArgs),
+    /// Write a CA and a serving certificate for the webhook Service.
+    Certs(certs::CertsArgs),
+    /// Print the configuration file with every default.
+    Config,
+}

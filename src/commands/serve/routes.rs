@@ -1,0 +1,501 @@
+//! The HTTP routes. The review routes make no decision of their own: they check the envelope
+//! (method, Content-Type, size), hand the body to [`review::handle`], and count and log the answer.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use tracing::{error, info, warn};
+
+use super::AppState;
+use super::budget::{Budget, MAX_BUDGET};
+use super::load::{self, Ticket};
+use super::metrics::{self, Counted};
+use crate::adapters::registry::{self, RegistryFacts};
+use crate::core::detection::{ClusterRuntimeClasses, ImageClassifier};
+use crate::core::engine::{Endpoint, Engine, Facts};
+use crate::core::review::{self, ReviewError};
+
+/// The largest AdmissionReview body accepted. The apiserver limits an object to 3 MiB and an
+/// UPDATE review carries both `object` and `oldObject`, so 8 MiB answers every review a real
+/// apiserver can send; anything larger is refused with 413 before it is read in full.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// How much of an oversized body is read (and dropped) so the client sees the 413; a body
+/// declared larger is refused at once.
+pub const DRAIN_LIMIT_BYTES: usize = 32 * 1024 * 1024;
+
+/// The webhook's routes: `POST /mutate`, `POST /validate`, `GET /healthz`, `GET /readyz`,
+/// `GET /metrics`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// The plain-HTTP metrics listener's routes (`--metrics-listen`): `GET /metrics` only.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// An error answer: `{"error": "..."}` with a JSON Content-Type.
+pub fn json_error(status: StatusCode, message: impl AsRef<str>) -> Response {
+    let body = serde_json::json!({ "error": message.as_ref() }).to_string();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "no such path; the webhook serves POST /mutate, POST /validate, GET /healthz, GET /readyz and GET /metrics",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this path",
+    )
+}
+
+async fn healthz() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+        "ok\n",
+    )
+        .into_response()
+}
+
+/// 200 once certificates and configuration are loaded, 503 while draining after SIGTERM (so the
+/// Service stops sending new calls here).
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(Ordering::Acquire) {
+        json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else if state.ready.load(Ordering::Acquire) {
+        (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+            "ok\n",
+        )
+            .into_response()
+    } else {
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "certificates and configuration not loaded yet",
+        )
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match state.metrics.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        ),
+    }
+}
+
+// The whole request, not the `HeaderMap` and `RawQuery` extractors: those copy the headers and
+// the query out of the request, and the review only reads them.
+async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    answer_review(&state, Endpoint::Mutate, request).await
+}
+
+async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    answer_review(&state, Endpoint::Validate, request).await
+}
+
+/// A review that ends before the engine could answer it: its HTTP status and message.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether a Content-Type header says JSON (`application/json`, parameters such as
+/// `charset=utf-8` allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Reads the body, at most [`MAX_BODY_BYTES`] of it, held against the global body budget
+/// (`ticket`, see [`super::load`]; 429 when it is spent). A larger body is still read to its end (and
+/// thrown away, up to [`DRAIN_LIMIT_BYTES`]) before the 413 goes out: an HTTP/1.1 client that is
+/// still sending when the server answers and closes sees a broken pipe instead of the 413.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    budget: &Budget,
+    ticket: &mut Ticket,
+) -> Result<Vec<u8>, Refusal> {
+    if !is_json(headers) {
+        return Err(Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json (an admission.k8s.io/v1 AdmissionReview)",
+        ));
+    }
+    let too_large = || {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT_BYTES as u64) {
+        return Err(too_large());
+    }
+    // A body still arriving after the budget (at least a few seconds) is not worth waiting for.
+    let wait = budget
+        .remaining()
+        .max(std::time::Duration::from_secs(5))
+        .min(MAX_BUDGET);
+    let capacity = declared.map_or(64 * 1024, |n| n.min(MAX_BODY_BYTES as u64) as usize);
+    if !ticket.reserve(capacity) {
+        return Err(busy());
+    }
+    match tokio::time::timeout(wait, collect_limited(body, capacity, ticket)).await {
+        Ok(Ok(Collected::Body(bytes))) => Ok(bytes),
+        Ok(Ok(Collected::TooLarge)) => Err(too_large()),
+        Ok(Ok(Collected::Busy)) => Err(busy()),
+        Ok(Err(e)) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        )),
+        Err(_) => Err(Refusal::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        )),
+    }
+}
+
+/// The answer to a review refused for the global budget.
+fn busy() -> Refusal {
+    Refusal::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many reviews or request bytes in flight; retry shortly",
+    )
+}
+
+/// What reading a body ended with.
+enum Collected {
+    Body(Vec<u8>),
+    /// Larger than [`MAX_BODY_BYTES`] (read on, and dropped, up to [`DRAIN_LIMIT_BYTES`]).
+    TooLarge,
+    /// The global body budget cannot hold it.
+    Busy,
+}
+
+/// The body's bytes, each growth of the buffer reserved in `ticket` first (`capacity` already
+/// is).
+async fn collect_limited(
+    mut body: Body,
+    capacity: usize,
+    ticket: &mut Ticket,
+) -> Result<Collected, axum::Error> {
+    let mut bytes = Vec::with_capacity(capacity);
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > DRAIN_LIMIT_BYTES {
+            return Ok(Collected::TooLarge);
+        }
+        if seen > MAX_BODY_BYTES {
+            bytes = Vec::new();
+        } else {
+            if seen > bytes.capacity() {
+                let target = seen.max(bytes.capacity() * 2).min(MAX_BODY_BYTES);
+                if !ticket.reserve(target) {
+                    return Ok(Collected::Busy);
+                }
+                bytes.reserve_exact(target - bytes.len());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(if seen <= MAX_BODY_BYTES {
+        Collected::Body(bytes)
+    } else {
+        Collected::TooLarge
+    })
+}
+
+async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let start = Instant::now();
+    let _in_flight = state.metrics.in_flight();
+    let budget = Budget::from_query(start, parts.uri.query());
+    // Held until the answer is built: the body, and what is decoded from it, stay in memory.
+    let Some(mut ticket) = state.load.admit() else {
+        return refuse(state, endpoint, &budget, busy());
+    };
+    let bytes = match read_body(headers, body, &budget, &mut ticket).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refuse(state, endpoint, &budget, refusal),
+    };
+    let engine = state.engine.load_full();
+    let handled = match review::decode(&bytes) {
+        Ok(decoded) => {
+            // Lookups first (behaviour.md §3 rule 6, §7), within the review's budget; then the engine,
+            // which is pure and answers in well under a millisecond: called inline. A panic (a
+            // bug) becomes a 500 for this request instead of a dropped connection.
+            let runtime_classes = state.runtime_classes.current();
+            let registry = lookups(
+                state,
+                &engine,
+                &decoded,
+                runtime_classes.as_deref(),
+                &budget,
+            )
+            .await;
+            let facts = Facts {
+                registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
+                runtime_classes: runtime_classes.as_deref(),
+            };
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                review::answer(&engine, &decoded, endpoint, &facts)
+            }))
+        }
+        Err(e) => Ok(Err(e)),
+    };
+    drop(engine);
+    let reply = match handled {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) => {
+            let status = match e {
+                ReviewError::Malformed(_)
+                | ReviewError::WrongType { .. }
+                | ReviewError::MissingRequest
+                | ReviewError::MissingUid
+                | ReviewError::Engine(_) => StatusCode::BAD_REQUEST,
+                ReviewError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            return refuse(
+                state,
+                endpoint,
+                &budget,
+                Refusal::new(status, e.to_string()),
+            );
+        }
+        Err(_) => {
+            return refuse(
+                state,
+                endpoint,
+                &budget,
+                Refusal::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error while deciding; see the webhook's log",
+                ),
+            );
+        }
+    };
+    let elapsed = start.elapsed();
+    let s = &reply.summary;
+    let operation = operation_str(&s.operation);
+    state.metrics.review(
+        endpoint,
+        &s.kind,
+        operation,
+        Counted::Decided(s.outcome),
+        elapsed.as_secs_f64(),
+    );
+    if budget.is_spent() {
+        state.metrics.over_budget(endpoint);
+        warn!(uid = %s.uid, budget_ms = budget.total.as_millis() as u64,
+            "answered after the apiserver's time budget ran out");
+    }
+    // Strings as `&str`, not `%` (Display): the JSON log line then writes them without going
+    // through `fmt` (docs/performance.md).
+    info!(
+        endpoint = endpoint.as_str(),
+        uid = s.uid.as_str(),
+        kind = s.kind.as_str(),
+        namespace = s.namespace.as_str(),
+        name = s.name.as_str(),
+        operation,
+        outcome = s.outcome.as_str(),
+        allowed = reply.decision.allowed,
+        patch_ops = reply.decision.patch.len(),
+        duration_us = elapsed.as_micros() as u64,
+        budget_ms = budget.total.as_millis() as u64,
+        "admission review"
+    );
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        reply.body,
+    )
+        .into_response()
+}
+
+/// Registry lookups for the images the engine will ask about, when `detection.registry` is
+/// enabled: all at once, within what the apiserver's budget leaves (see
+/// [`registry::review_budget`]). `None` when there is nothing to look up.
+async fn lookups(
+    state: &AppState,
+    engine: &Engine,
+    decoded: &review::Decoded<'_>,
+    runtime_classes: Option<&ClusterRuntimeClasses>,
+    budget: &Budget,
+) -> Option<RegistryFacts> {
+    let inspector = state
+        .registry
+        .for_settings(&engine.config().detection.registry)?;
+    let images = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        engine.registry_images(&decoded.request(), runtime_classes)
+    }))
+    .unwrap_or_default();
+    if images.is_empty() {
+        return None;
+    }
+    let (images, skipped) = cap_images(images);
+    let wait = registry::review_budget(
+        budget.remaining(),
+        budget.total,
+        inspector.settings().timeout,
+    );
+    let mut facts = inspector
+        .inspect(images.iter().map(String::as_str), wait)
+        .await;
+    for image in skipped {
+        facts.classes.insert(
+            image,
+            crate::core::detection::ImageClass::Unknown {
+                reason: format!(
+                    "not inspected: more than {MAX_IMAGES_PER_REVIEW} images in one review"
+                ),
+            },
+        );
+    }
+    Some(facts)
+}
+
+/// The most images one review inspects in registries (issue 23, finding 5: one pod with 60
+/// images on a registry sending 4 MiB answers slowly held 250 MB). The rest are "unknown".
+pub const MAX_IMAGES_PER_REVIEW: usize = 32;
+
+/// The images to inspect (the first [`MAX_IMAGES_PER_REVIEW`], in order) and those left out.
+fn cap_images(mut images: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let skipped = images.split_off(images.len().min(MAX_IMAGES_PER_REVIEW));
+    (images, skipped)
+}
+
+/// Counts, logs and answers a review that could not be decided.
+fn refuse(state: &AppState, endpoint: Endpoint, budget: &Budget, refusal: Refusal) -> Response {
+    let elapsed = budget.start.elapsed();
+    state
+        .metrics
+        .review(endpoint, "", "", Counted::Error, elapsed.as_secs_f64());
+    if refusal.status.is_server_error() {
+        error!(endpoint = endpoint.as_str(), status = refusal.status.as_u16(),
+            error = %refusal.message, duration_us = elapsed.as_micros() as u64,
+            "admission review failed");
+    } else {
+        warn!(endpoint = endpoint.as_str(), status = refusal.status.as_u16(),
+            error = %refusal.message, duration_us = elapsed.as_micros() as u64,
+            "admission review refused");
+    }
+    let mut response = json_error(refusal.status, refusal.message);
+    if refusal.status == StatusCode::TOO_MANY_REQUESTS {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(load::RETRY_AFTER_SECONDS),
+        );
+    }
+    response
+}
+
+fn operation_str(operation: &kube_core::admission::Operation) -> &'static str {
+    use kube_core::admission::Operation;
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+            h
+        };
+        assert!(is_json(&with("application/json")));
+        assert!(is_json(&with("application/json; charset=utf-8")));
+        assert!(is_json(&with("Application/JSON")));
+        assert!(!is_json(&with("text/plain")));
+        assert!(!is_json(&with("application/jsonx")));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn images_past_the_cap_per_review_are_left_out_in_order() {
+        let images: Vec<String> = (0..40).map(|i| format!("r.example/i{i}:1")).collect();
+        let (inspected, skipped) = cap_images(images);
+        assert_eq!(inspected.len(), MAX_IMAGES_PER_REVIEW);
+        assert_eq!(inspected[0], "r.example/i0:1");
+        assert_eq!(skipped.len(), 40 - MAX_IMAGES_PER_REVIEW);
+        assert_eq!(skipped[0], format!("r.example/i{MAX_IMAGES_PER_REVIEW}:1"));
+        let (inspected, skipped) = cap_images(vec!["a".into()]);
+        assert_eq!((inspected.len(), skipped.len()), (1, 0));
+    }
+}

@@ -1,0 +1,202 @@
+//! The decision engine: one pure, synchronous function from a request to a decision.
+//!
+//! `serve` (through [`crate::core::review`]) and `check` (through [`crate::commands::check`]) both call
+//! [`Engine::decide`]; neither makes a decision of its own, so they cannot disagree.
+
+mod decide;
+
+use std::collections::BTreeMap;
+
+use kube_core::admission::Operation;
+use serde_json::value::RawValue;
+
+use crate::core::config::{Config, ConfigError};
+use crate::core::detection::{
+    ClusterRuntimeClasses, ImageClassifier, ImagePatterns, Signals, WasmRuntimeClasses,
+};
+use crate::core::model;
+
+/// Which webhook endpoint asks: `/mutate` answers with mutations and denials, `/validate` with
+/// denials only (it runs after every mutating webhook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Mutate,
+    Validate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutate => "mutate",
+            Self::Validate => "validate",
+        }
+    }
+}
+
+/// An API group, version and kind, borrowed from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiKind<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+}
+
+/// What the engine reads of one admission request; built by each door.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub kind: ApiKind<'a>,
+    pub sub_resource: Option<&'a str>,
+    pub operation: Operation,
+    /// The request's namespace (authoritative: the object's own may be empty on CREATE).
+    pub namespace: &'a str,
+    /// The request's name (empty for objects created with `generateName`).
+    pub name: &'a str,
+    /// The object as received; the engine reads it through [`model`].
+    pub object: Option<ObjectInput<'a>>,
+    pub old_object: Option<&'a RawValue>,
+}
+
+/// The object of a request: raw JSON, which the engine parses into its [`model`] only when the
+/// request is in scope, or already parsed into that model by a door that read it in the same
+/// pass as the rest of the request (`serve`: one scan of the body instead of two).
+#[derive(Debug, Clone, Copy)]
+pub enum ObjectInput<'a> {
+    Raw(&'a RawValue),
+    Parsed(&'a model::Object<'a>),
+}
+
+/// What the doors found out beforehand, by I/O the engine itself never does.
+#[derive(Default, Clone, Copy)]
+pub struct Facts<'a> {
+    /// Registry inspection results (behaviour.md §3 rule 6), when enabled.
+    pub registry: Option<&'a dyn ImageClassifier>,
+    /// The RuntimeClasses that exist in the cluster, with their handlers, when `serve` watches
+    /// them (behaviour.md §7, §3 rule 3b).
+    pub runtime_classes: Option<&'a ClusterRuntimeClasses>,
+}
+
+/// How a review ended, for logs, metrics and `check`'s report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Mutated,
+    Unchanged,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutated => "mutated",
+            Self::Unchanged => "unchanged",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// The engine's answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The denial message (behaviour.md §5), when not allowed.
+    pub message: Option<String>,
+    /// RFC 6902 operations against the object exactly as received; empty when nothing changes.
+    pub patch: crate::core::patch::Patch,
+    /// Each at most 120 characters, starting with `wasm-admission: `.
+    pub warnings: Vec<String>,
+    /// Keys without `/` (the apiserver prefixes the webhook's name).
+    pub audit_annotations: BTreeMap<String, String>,
+}
+
+impl Decision {
+    pub fn outcome(&self) -> Outcome {
+        if !self.allowed {
+            Outcome::Denied
+        } else if self.patch.is_empty() {
+            Outcome::Unchanged
+        } else {
+            Outcome::Mutated
+        }
+    }
+
+    pub(crate) fn allow() -> Self {
+        Self {
+            allowed: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// A request the engine cannot decide on: the door answers it as a client error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("request for {operation:?} of {kind} carries no object")]
+    MissingObject { operation: Operation, kind: String },
+    #[error("object is a {found}, but the request is for a {expected}")]
+    KindMismatch { expected: String, found: String },
+    #[error("{kind} object is not valid: {message}")]
+    InvalidObject { kind: String, message: String },
+}
+
+/// The configured engine. Cheap to share: hold it in an `Arc` and swap it on reload.
+pub struct Engine {
+    config: Config,
+    patterns: ImagePatterns,
+    wasm_classes: WasmRuntimeClasses,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let patterns = ImagePatterns::new(&config.detection.image_patterns).map_err(|message| {
+            ConfigError::Invalid {
+                path: "<configuration>".into(),
+                message,
+            }
+        })?;
+        let detection = &config.detection;
+        let wasm_classes = WasmRuntimeClasses::new(
+            &detection.runtime_classes,
+            &config.runtime_class_name,
+            &detection.runtime_handlers,
+        );
+        Ok(Self {
+            config,
+            patterns,
+            wasm_classes,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Decides on one request. Pure: no I/O, no clock, no randomness.
+    pub fn decide(
+        &self,
+        request: &Request<'_>,
+        endpoint: Endpoint,
+        facts: &Facts<'_>,
+    ) -> Result<Decision, EngineError> {
+        decide::decide(self, request, endpoint, facts)
+    }
+
+    /// The images that [`Engine::decide`] would hand to `Facts::registry` for this request
+    /// (behaviour.md §3 rule 6), each once: a door looks these up before deciding, with the cluster's
+    /// RuntimeClasses it will hand as `Facts::runtime_classes`. Pure, like `decide`.
+    pub fn registry_images(
+        &self,
+        request: &Request<'_>,
+        runtime_classes: Option<&ClusterRuntimeClasses>,
+    ) -> Vec<String> {
+        decide::registry_images(self, request, runtime_classes)
+    }
+
+    /// What detection reads besides the pod (behaviour.md §3).
+    fn signals<'a>(&'a self, facts: &Facts<'a>) -> Signals<'a> {
+        Signals {
+            patterns: &self.patterns,
+            wasm_classes: &self.wasm_classes,
+            cluster_classes: facts.runtime_classes,
+            registry: facts.registry,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The pure core: every behaviour rule, with no I/O. It reads a request and the facts the
+//! adapters found, and returns a decision; it imports nothing from `adapters` or `commands`.
+//!
+//! Where each rule lives (sections of docs/behaviour.md):
+//! - `kinds`: the seven kinds and where each keeps its pod spec (§2)
+//! - `detection`: when a pod spec counts as Wasm, rules 1 to 6 (§3)
+//! - `mutate`: one module per mutation (§4)
+//! - `baseline`: the Pod Security Standards baseline checks, by version (§5)
+//! - `engine`: the decision order that ties them together: scope, detection, mutations, denials
+//!   (§2, §5, §6)
+//! - `config`: the configuration's keys, defaults and validation (§8)
+//! - `review`: the AdmissionReview request and answer (§9)
+//! - `model`: the lean model of an object, and the pod view the rules read it through
+//! - `patch`: JSON Patch building against the object as received
+//! - `quantity`: resource quantities compared by value
+//! - `warning`: a warning's text as kubectl shows it; `json_text`: JSON string escaping
+
+pub mod baseline;
+pub mod config;
+pub mod detection;
+pub mod engine;
+pub mod json_text;
+pub mod kinds;
+pub mod model;
+pub mod mutate;
+pub mod patch;
+pub mod quantity;
+pub mod review;
+pub mod warning;
