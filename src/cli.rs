@@ -117,20 +117,48 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct CertsArgs {
+    /// `certs bundle`: print a caBundle of existing CA certificates instead.
+    #[command(subcommand)]
+    pub command: Option<CertsCommand>,
     /// Name of the webhook's Service.
     #[arg(long, default_value = "wasm-admission")]
     pub service: String,
     /// Namespace of the webhook's Service.
     #[arg(long, default_value = "wasm-admission")]
     pub namespace: String,
-    /// Where to write ca.crt, tls.crt and tls.key.
+    /// Where to write ca.crt, ca.key (only with a new CA), tls.crt and tls.key.
     #[arg(long, default_value = ".")]
     pub out_dir: PathBuf,
-    /// Validity of the certificates, in days.
+    /// Validity of the certificates, in days (a serving certificate never outlives its CA).
     #[arg(long, default_value_t = 365)]
     pub days: u32,
-    /// Overwrite existing files.
+    /// Replace an existing tls.crt and tls.key. A CA (ca.crt, ca.key) is never replaced: a new CA
+    /// goes into a new --out-dir, because the old ca.crt stays in the caBundle until a rollover
+    /// ends.
     #[arg(long)]
     pub force: bool,
+    /// Sign with this existing CA certificate (PEM) instead of making a new CA; needs --ca-key.
+    /// The caBundle then stays the same, so a renewal is only a Secret update.
+    #[arg(long, requires = "ca_key", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// The private key of --ca-cert (PKCS#8 PEM, "PRIVATE KEY", as `certs` writes ca.key).
+    #[arg(long, requires = "ca_cert", value_name = "FILE")]
+    pub ca_key: Option<PathBuf>,
+    /// Also cover this DNS name or IP address (repeatable), e.g. the host of the chart's
+    /// webhook.url for a webhook outside the cluster.
+    #[arg(long, value_name = "NAME")]
+    pub extra_name: Vec<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CertsCommand {
+    /// Print the base64 caBundle holding these CA certificates (PEM files), in this order: with
+    /// the new CA and the old one during a CA rollover.
+    Bundle {
+        /// PEM files of CA certificates (each may hold several).
+        #[arg(required = true, value_name = "CA_FILE")]
+        files: Vec<PathBuf>,
+    },
 }
