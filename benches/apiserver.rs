@@ -44,12 +44,29 @@ fn options() -> Options {
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
         let value = &pair[1];
-        let bad = || panic!("{} needs a positive number, got {value:?}", pair[0]);
+        // Diverges, so each use below can stand for a number of its own type.
+        let bad = || -> ! { panic!("{} needs a positive number, got {value:?}", pair[0]) };
         match pair[0].as_str() {
-            "--rate" => o.rate = value.parse().ok().filter(|r| *r > 0).unwrap_or_else(bad),
-            "--seconds" => o.seconds = value.parse().ok().filter(|r| *r > 0).unwrap_or_else(bad),
+            "--rate" => {
+                o.rate = value
+                    .parse()
+                    .ok()
+                    .filter(|r| *r > 0)
+                    .unwrap_or_else(|| bad())
+            }
+            "--seconds" => {
+                o.seconds = value
+                    .parse()
+                    .ok()
+                    .filter(|r| *r > 0)
+                    .unwrap_or_else(|| bad())
+            }
             "--concurrency" => {
-                o.concurrency = value.parse().ok().filter(|r| *r > 0).unwrap_or_else(bad)
+                o.concurrency = value
+                    .parse()
+                    .ok()
+                    .filter(|r| *r > 0)
+                    .unwrap_or_else(|| bad())
             }
             _ => {}
         }
