@@ -145,10 +145,10 @@ pub fn quick_start_verification_commands_show_the_webhook_working(world: &World)
             "-f",
             path(&root().join("examples/wasm/pod.yaml")),
             "-o",
-            "jsonpath={.spec.runtimeClassName} {.spec.containers[0].resources.limits.memory} {.metadata.annotations.wasm-admission\\.io/injected}",
+            r#"jsonpath={.spec.runtimeClassName} {.spec.containers[0].resources.limits.memory} {.metadata.annotations.wasm-admission\.io/injected}{"\n"}"#,
         ])
         .expect_ok("apply --dry-run=server -o jsonpath");
-    assert_eq!(out, "wasm 128Mi runtime-class,resources,otel");
+    assert_eq!(out, "wasm 128Mi runtime-class,resources,otel\n");
     assert!(
         cluster
             .kubectl(&["-n", "shop", "get", "pod", "cart"])
@@ -383,17 +383,7 @@ pub fn renewal_and_ca_rollover_with_the_certs_command_fail_no_create(world: &Wor
         wasm_admission(&args)
     };
 
-    // Install with `certs` (the chart's "existing Secret" mode), before any create runs.
-    let v1_bundle = certs(&["--out-dir", path(&v1)]);
-    apply_tls_secret(world, &v1);
-    world.helm_install(&[
-        "--set",
-        &format!("certificates.existingSecret={CERTS_SECRET}"),
-        "--set",
-        &format!("certificates.caBundle={v1_bundle}"),
-    ]);
-    kubelet_sync(world, CERTS_SECRET);
-    create_until_admitted(world, &ns, "installed");
+    create_until_admitted(world, &ns, "before");
 
     let done = AtomicBool::new(false);
     let (created, failures) = std::thread::scope(|scope| {
@@ -412,6 +402,54 @@ pub fn renewal_and_ca_rollover_with_the_certs_command_fail_no_create(world: &Wor
             (created, failures)
         });
         std::thread::sleep(Duration::from_secs(2));
+
+        // From the chart's generated certificate to `certs` (the "existing Secret" mode): a CA
+        // whose key is kept, trusted beside the chart's CA while the pods move to the new Secret.
+        let v1_bundle = certs(&["--out-dir", path(&v1)]);
+        apply_tls_secret(world, &v1);
+        let chart_ca = tmp.path().join("chart-ca.crt");
+        let chart_ca_b64 = cluster
+            .kubectl(&[
+                "-n",
+                RELEASE_NS,
+                "get",
+                "secret",
+                &format!("{RELEASE}-tls"),
+                "-o",
+                r"jsonpath={.data.ca\.crt}",
+            ])
+            .expect_ok("the chart's CA");
+        std::fs::write(
+            &chart_ca,
+            base64::engine::general_purpose::STANDARD
+                .decode(chart_ca_b64.trim())
+                .expect("base64"),
+        )
+        .expect("chart-ca.crt");
+        let both = wasm_admission(&["certs", "bundle", path(&v1.join("ca.crt")), path(&chart_ca)]);
+        world
+            .helm(&[
+                "upgrade",
+                RELEASE,
+                &chart(),
+                "-n",
+                RELEASE_NS,
+                "--reuse-values",
+                "--set",
+                &format!("certificates.existingSecret={CERTS_SECRET}"),
+                "--set",
+                &format!("certificates.caBundle={both}"),
+            ])
+            .expect_ok("helm upgrade to the existing Secret");
+        std::thread::sleep(Duration::from_secs(3));
+        kubelet_sync(world, CERTS_SECRET);
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            wasm_admission(&["certs", "bundle", path(&v1.join("ca.crt"))]),
+            v1_bundle,
+            "certs bundle of one CA is what certs printed"
+        );
+        set_ca_bundle(world, &v1_bundle);
 
         // Renewal with the same CA: only the Secret changes.
         let renewed = certs(&[
@@ -448,7 +486,7 @@ pub fn renewal_and_ca_rollover_with_the_certs_command_fail_no_create(world: &Wor
         creator.join().expect("creator thread")
     });
     println!(
-        "    {created} creates during a renewal and a CA rollover, {} failed",
+        "    {created} creates during the move to certs, a renewal and a CA rollover, {} failed",
         failures.len()
     );
     assert!(created >= 10, "only {created} creates");
