@@ -27,7 +27,7 @@ K8S_SCHEMA_VERSIONS=(1.30.0 1.37.0)
 
 echo "== wasm-admission binary (for check and config)"
 cargo build --locked --quiet --bin wasm-admission
-export WASM_ADMISSION="$ROOT/target/debug/wasm-admission"
+export WASM_ADMISSION="${CARGO_TARGET_DIR:-$ROOT/target}/debug/wasm-admission"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
