@@ -124,6 +124,21 @@ impl Drop for Reinstall<'_> {
 
 pub fn quick_start_verification_commands_show_the_webhook_working(world: &World) {
     let cluster = &world.cluster;
+    // `shop` (the namespace the example names) may be left Terminating by an earlier case: the
+    // StatefulSet example's PVC keeps its kubernetes.io/pvc-protection finalizer, and this
+    // control plane runs no controller that removes it. Do that controller's part first.
+    let pvcs = cluster.kubectl(&["-n", "shop", "get", "pvc", "-o", "name"]);
+    for pvc in pvcs.stdout.lines().filter(|l| !l.is_empty()) {
+        cluster.kubectl(&[
+            "-n",
+            "shop",
+            "patch",
+            pvc,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
+    }
     // kubectl create namespace shop; kubectl label namespace shop wasm-admission.io/inject=enabled
     cluster.namespace("shop", true);
     let before = world.webhook().metrics();
@@ -277,6 +292,15 @@ pub fn uninstall_with_the_webhook_down_leaves_no_configuration_and_a_reinstall_w
     );
 }
 
+/// Sets the flag when dropped, also while unwinding.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Reads the Secret from the API and puts its pair where `serve` reads it, as the kubelet does
 /// for a mounted Secret; waits until `serve` serves it.
 fn kubelet_sync(world: &World, secret: &str) {
@@ -401,6 +425,8 @@ pub fn renewal_and_ca_rollover_with_the_certs_command_fail_no_create(world: &Wor
             }
             (created, failures)
         });
+        // A failed step below must stop the creator too, or the scope would wait for it for ever.
+        let _stop = StopOnDrop(&done);
         std::thread::sleep(Duration::from_secs(2));
 
         // From the chart's generated certificate to `certs` (the "existing Secret" mode): a CA
