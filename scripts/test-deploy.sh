@@ -3,7 +3,8 @@
 #   1. helm lint of the chart;
 #   2. helm template in every certificate mode (chart-generated, cert-manager, existing Secret) and
 #      with the RuntimeClasses and metrics on; every rendered document validated strictly against
-#      the Kubernetes 1.30 schemas (cert-manager's Issuer/Certificate have no core schema: they are
+#      the Kubernetes 1.30 schemas (the chart's oldest kubeVersion) and 1.37 (the newest that
+#      kubernetes-validate ships) (cert-manager's Issuer/Certificate have no core schema: they are
 #      set aside here and checked by structure in deploy/tests/);
 #   3. deploy/runtimeclasses/ (files and kustomize output) and examples/**/*.yaml, the same way;
 #   4. deploy/install.yaml is what deploy/render.sh renders now (not stale);
@@ -21,6 +22,8 @@ source scripts/deploy-tools.sh
 ensure_deploy_tools
 VENV_BIN="$(dirname "$TOOLS_PY")"
 K8S_VERSION=1.30.0
+# Validated against each; the first is also the version helm renders for.
+K8S_SCHEMA_VERSIONS=(1.30.0 1.37.0)
 
 echo "== wasm-admission binary (for check and config)"
 cargo build --locked --quiet --bin wasm-admission
@@ -74,26 +77,28 @@ for path in sorted(glob.glob(os.path.join(work, "*.yaml"))):
           + (f", {len(crs)} cert-manager documents (checked by structure in deploy/tests)" if crs else ""))
 PY
 
-echo "== kubernetes-validate --strict (Kubernetes $K8S_VERSION)"
 shopt -s globstar nullglob
 runtimeclass_files=()
 for f in deploy/runtimeclasses/*.yaml; do
     [[ "$(basename "$f")" == kustomization.yaml ]] || runtimeclass_files+=("$f")
 done
 validate_files=("$work"/core/*.yaml "${runtimeclass_files[@]}" examples/**/*.yaml)
-if ! "$VENV_BIN/kubernetes-validate" --strict -k "$K8S_VERSION" "${validate_files[@]}" >"$work/validate.log" 2>&1; then
-    grep -v '^INFO' "$work/validate.log" || cat "$work/validate.log"
-    echo "FAILED: kubernetes-validate" >&2
-    exit 1
-fi
-if grep -v '^INFO' "$work/validate.log" | grep -q .; then
-    # A document with no schema (a typo in apiVersion or kind) is only a warning for the tool.
-    grep -v '^INFO' "$work/validate.log"
-    echo "FAILED: kubernetes-validate warned (unknown kind or apiVersion?)" >&2
-    exit 1
-fi
-validated="$(grep -c '^INFO.* passed for resource' "$work/validate.log")"
-echo "   $validated documents valid in ${#validate_files[@]} files"
+for version in "${K8S_SCHEMA_VERSIONS[@]}"; do
+    echo "== kubernetes-validate --strict (Kubernetes $version)"
+    if ! "$VENV_BIN/kubernetes-validate" --strict -k "$version" "${validate_files[@]}" >"$work/validate.log" 2>&1; then
+        grep -v '^INFO' "$work/validate.log" || cat "$work/validate.log"
+        echo "FAILED: kubernetes-validate (Kubernetes $version)" >&2
+        exit 1
+    fi
+    if grep -v '^INFO' "$work/validate.log" | grep -q .; then
+        # A document with no schema (a typo in apiVersion or kind) is only a warning for the tool.
+        grep -v '^INFO' "$work/validate.log"
+        echo "FAILED: kubernetes-validate warned (unknown kind or apiVersion?)" >&2
+        exit 1
+    fi
+    validated="$(grep -c '^INFO.* passed for resource' "$work/validate.log")"
+    echo "   $validated documents valid in ${#validate_files[@]} files"
+done
 
 echo "== deploy/install.yaml is up to date"
 bash deploy/render.sh "$work/install.rendered.yaml" 2>/dev/null
@@ -123,4 +128,4 @@ echo "   clean"
 echo "== pytest deploy/tests"
 "$TOOLS_PY" -m pytest -q -p no:cacheprovider deploy/tests
 
-echo "test-deploy: helm lint, $validated documents validated, install.yaml fresh, check, hadolint and pytest all passed in $((SECONDS - start))s"
+echo "test-deploy: helm lint, $validated documents validated (Kubernetes ${K8S_SCHEMA_VERSIONS[*]}), install.yaml fresh, check, hadolint and pytest all passed in $((SECONDS - start))s"

@@ -133,10 +133,7 @@ fn certs_refuses_to_overwrite_without_force() {
         "a second run without --force fails"
     );
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(
-        stderr.contains("--force") && stderr.contains("tls.key"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("refusing to replace the CA"), "{stderr}");
     assert_eq!(
         std::fs::read(dir.path().join("tls.key")).expect("key"),
         before,
@@ -152,19 +149,282 @@ fn certs_refuses_to_overwrite_without_force() {
         "mine"
     );
 
+    // --force replaces the serving pair, never the CA: without --ca-cert it would make a new CA
+    // over the one a rollover still needs.
+    let ca_before = std::fs::read(dir.path().join("ca.crt")).expect("ca");
+    let ca_key_before = std::fs::read(dir.path().join("ca.key")).expect("ca.key");
     let forced = certs(dir.path(), &["--force"]);
-    assert!(forced.status.success(), "{forced:?}");
+    assert!(!forced.status.success(), "--force replaced a CA");
+    let stderr = String::from_utf8_lossy(&forced.stderr);
+    assert!(
+        stderr.contains("never overwritten") && stderr.contains("--ca-cert"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("tls.key")).expect("key"),
+        before
+    );
+
+    let ca = dir.path().join("ca.crt");
+    let ca_key = dir.path().join("ca.key");
+    let with_ca = ["--ca-cert", path(&ca), "--ca-key", path(&ca_key)];
+    let unforced = certs(dir.path(), &with_ca);
+    assert!(!unforced.status.success(), "the serving pair needs --force");
+    let stderr = String::from_utf8_lossy(&unforced.stderr);
+    assert!(
+        stderr.contains("--force") && stderr.contains("tls.key"),
+        "{stderr}"
+    );
+    let renewed = certs(
+        dir.path(),
+        &[
+            "--force",
+            "--ca-cert",
+            ca.to_str().expect("utf-8"),
+            "--ca-key",
+            ca_key.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(renewed.status.success(), "{renewed:?}");
     assert_ne!(
         std::fs::read(dir.path().join("tls.key")).expect("key"),
         before,
         "--force writes a new key"
     );
+    assert_eq!(std::fs::read(&ca).expect("ca"), ca_before, "same CA");
+    assert_eq!(std::fs::read(&ca_key).expect("ca.key"), ca_key_before);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.path().join("tls.key"))
         .expect("key")
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn bundle_pem(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(stdout.trim())
+            .expect("base64 caBundle"),
+    )
+    .expect("PEM")
+}
+
+#[test]
+fn certs_writes_the_ca_key_0600_and_renews_with_it_keeping_the_ca_bundle() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let first = dir.path().join("first");
+    let made = certs(&first, &[]);
+    assert!(made.status.success(), "{made:?}");
+    let mode = std::fs::metadata(first.join("ca.key"))
+        .expect("ca.key written")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the CA key is private");
+
+    // Renewal into another folder: the same caBundle, ca.crt copied, no CA key written there.
+    let renewed_dir = dir.path().join("renewed");
+    let renewed = certs(
+        &renewed_dir,
+        &[
+            "--ca-cert",
+            path(&first.join("ca.crt")),
+            "--ca-key",
+            path(&first.join("ca.key")),
+            "--days",
+            "30",
+        ],
+    );
+    assert!(renewed.status.success(), "{renewed:?}");
+    assert_eq!(renewed.stdout, made.stdout, "the caBundle does not change");
+    assert_eq!(
+        std::fs::read(renewed_dir.join("ca.crt")).expect("ca.crt"),
+        std::fs::read(first.join("ca.crt")).expect("ca.crt")
+    );
+    assert!(
+        !renewed_dir.join("ca.key").exists(),
+        "the CA key is not copied"
+    );
+    let ca_der = pem_der(&first.join("ca.crt"));
+    let (_, ca) = parse_x509_certificate(&ca_der).expect("CA");
+    let leaf_der = pem_der(&renewed_dir.join("tls.crt"));
+    let (_, leaf) = parse_x509_certificate(&leaf_der).expect("leaf");
+    leaf.verify_signature(Some(ca.public_key()))
+        .expect("the renewed certificate is signed by the first CA");
+    assert_eq!(
+        leaf.issuer().as_raw(),
+        ca.subject().as_raw(),
+        "issuer bytes"
+    );
+    assert_ne!(
+        pem_der(&first.join("tls.crt")),
+        leaf_der,
+        "a new serving certificate"
+    );
+
+    // A serving certificate never outlives its CA (365 days here).
+    let longer = certs(
+        &dir.path().join("longer"),
+        &[
+            "--ca-cert",
+            path(&first.join("ca.crt")),
+            "--ca-key",
+            path(&first.join("ca.key")),
+            "--days",
+            "3650",
+        ],
+    );
+    assert!(longer.status.success(), "{longer:?}");
+    let long_der = pem_der(&dir.path().join("longer/tls.crt"));
+    let (_, long_leaf) = parse_x509_certificate(&long_der).expect("leaf");
+    assert_eq!(long_leaf.validity().not_after, ca.validity().not_after);
+    assert!(
+        String::from_utf8_lossy(&longer.stderr).contains("does not outlive its CA"),
+        "{longer:?}"
+    );
+}
+
+#[test]
+fn certs_refuses_a_foreign_ca_key_a_non_ca_certificate_and_a_different_ca_in_the_folder() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    assert!(certs(&a, &[]).status.success());
+    assert!(certs(&b, &[]).status.success());
+    let (a_ca, a_key, a_tls, a_tls_key, b_key) = (
+        a.join("ca.crt"),
+        a.join("ca.key"),
+        a.join("tls.crt"),
+        a.join("tls.key"),
+        b.join("ca.key"),
+    );
+    let cases = [
+        (path(&a_ca), path(&b_key), "is not the key of"),
+        (path(&a_tls), path(&a_tls_key), "is not a CA"),
+        (path(&a_ca), path(&a_ca), "PKCS#8"),
+    ];
+    for (ca_cert, ca_key, expected) in cases {
+        let out_dir = dir.path().join("out");
+        let output = certs(&out_dir, &["--ca-cert", ca_cert, "--ca-key", ca_key]);
+        assert!(!output.status.success(), "{ca_cert} {ca_key}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!out_dir.join("tls.key").exists(), "nothing written");
+    }
+    // --ca-cert of CA a into folder b, which holds CA b: refused, b's ca.crt kept.
+    let b_ca = std::fs::read(b.join("ca.crt")).expect("ca");
+    let output = certs(
+        &b,
+        &[
+            "--force",
+            "--ca-cert",
+            path(&a_ca),
+            "--ca-key",
+            path(&a_key),
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("different CA"),
+        "{output:?}"
+    );
+    assert_eq!(std::fs::read(b.join("ca.crt")).expect("ca"), b_ca);
+    // --ca-cert without --ca-key is a usage error.
+    let output = certs(&dir.path().join("c"), &["--ca-cert", path(&a_ca)]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
+#[test]
+fn certs_bundle_prints_the_new_and_old_ca_in_order_and_refuses_a_serving_certificate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let old = dir.path().join("old");
+    let new = dir.path().join("new");
+    assert!(certs(&old, &[]).status.success());
+    assert!(certs(&new, &[]).status.success());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+            .args(["certs", "bundle"])
+            .args(args)
+            .output()
+            .expect("run certs bundle")
+    };
+    let both = run(&[
+        path(&new.join("ca.crt")),
+        path(&old.join("ca.crt")),
+        path(&new.join("ca.crt")),
+    ]);
+    assert!(both.status.success(), "{both:?}");
+    let pem = bundle_pem(&both);
+    let certs_in: Vec<Vec<u8>> = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .map(|p| p.expect("PEM").contents)
+        .collect();
+    assert_eq!(
+        certs_in,
+        [pem_der(&new.join("ca.crt")), pem_der(&old.join("ca.crt"))],
+        "new first, old second, the repeated one once"
+    );
+    let only_new = run(&[path(&new.join("ca.crt"))]);
+    assert_eq!(
+        bundle_pem(&only_new).as_bytes(),
+        std::fs::read(new.join("ca.crt")).expect("ca.crt"),
+        "one CA: the same bundle `certs` printed"
+    );
+    let leaf = run(&[path(&new.join("tls.crt"))]);
+    assert!(!leaf.status.success());
+    assert!(leaf.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&leaf.stderr).contains("is not a CA"),
+        "{leaf:?}"
+    );
+}
+
+#[test]
+fn certs_extra_name_adds_an_ip_address_or_dns_name_and_refuses_others() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = certs(
+        dir.path(),
+        &[
+            "--extra-name",
+            "127.0.0.1",
+            "--extra-name",
+            "webhook.example.com",
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let der = pem_der(&dir.path().join("tls.crt"));
+    let (_, leaf) = parse_x509_certificate(&der).expect("leaf");
+    let names: Vec<String> = leaf
+        .subject_alternative_name()
+        .expect("SAN")
+        .expect("SAN")
+        .value
+        .general_names
+        .iter()
+        .map(|n| match n {
+            GeneralName::DNSName(d) => d.to_string(),
+            GeneralName::IPAddress(ip) => format!("ip:{ip:?}"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        names.contains(&"ip:[127, 0, 0, 1]".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"webhook.example.com".to_string()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"wasm-admission.wasm-admission.svc".to_string()));
+    let other = tempfile::tempdir().expect("dir");
+    let bad = certs(other.path(), &["--extra-name", "not a name"]);
+    assert!(!bad.status.success());
+    assert!(!other.path().join("tls.key").exists());
 }
 
 #[test]

@@ -329,7 +329,7 @@ fn injected_of(object: &Value) -> String {
         .to_string()
 }
 
-// Issue 23, findings 6 to 8: inputs that must end in a clear answer, not a hang or a blow-up.
+// Inputs that must end in a clear answer, not a hang or a blow-up.
 
 const DENIED_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: debug-wasm\n  annotations: {wasm-admission.io/wasm: \"true\"}\nspec:\n  hostNetwork: true\n  containers:\n    - name: app\n      image: ghcr.io/acme/debug-wasm:0.1.0\n";
 
@@ -484,4 +484,43 @@ fn check_no_object_found_is_exit_2() {
     );
     let out = check_stdin(&["-"], "---\n# nothing\n");
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+}
+
+#[test]
+fn check_summary_says_one_object_in_the_singular() {
+    let out = check(&["examples/wasm/pod.yaml"]);
+    let text = stdout(&out);
+    assert!(
+        text.ends_with("\n1 object: 1 mutated, 0 unchanged, 0 denied, 0 errors\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_yaml_of_the_examples_folder_leaves_the_admission_reviews_out_with_a_note() {
+    let out = check(&["-o", "yaml", "examples/"]);
+    assert_eq!(out.status.code(), Some(1), "the denied examples");
+    let yaml = stdout(&out);
+    let docs: Vec<Value> = yaml
+        .split("\n---\n")
+        .map(|d| d.trim_start_matches("---\n"))
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml_ng::from_str(d).expect("YAML document"))
+        .collect();
+    assert!(docs.len() > 10, "{} documents", docs.len());
+    assert!(
+        docs.iter().all(|d| d["kind"] != "AdmissionReview"),
+        "an AdmissionReview would make `kubectl apply -f -` fail"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for review in ["deployment-create.json", "pod-create.json"] {
+        assert!(
+            stderr.contains(&format!("{review}: document 0: an AdmissionReview")),
+            "{stderr}"
+        );
+    }
+    // The other formats still report them (as unchanged objects).
+    let json: Value =
+        serde_json::from_slice(&check(&["-o", "json", "examples/review"]).stdout).expect("json");
+    assert_eq!(json.as_array().expect("array").len(), 3);
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use server_support::*;
 
-/// The parts of the printed `curl --cacert CA -H ... --data @BODY URL`.
+/// The parts of the printed `curl -sS --cacert CA -H ... --data @BODY URL`.
 struct Curl {
     ca: PathBuf,
     body: PathBuf,
@@ -21,6 +21,8 @@ struct Curl {
 fn parse_curl(line: &str) -> Curl {
     let words: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(words.first(), Some(&"curl"), "{line}");
+    // -sS: no progress meter when the answer is piped (to jq, base64 -d), errors still shown.
+    assert_eq!(words.get(1), Some(&"-sS"), "{line}");
     let after = |flag: &str| {
         words
             .iter()

@@ -475,7 +475,25 @@ def test_availability(name):
     pdb = r.one("PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
-    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    rolling = spec["strategy"]["rollingUpdate"]
+    if "requiredDuringSchedulingIgnoredDuringExecution" in anti:
+        # One pod per node: a surge pod would stay Pending on a two-node cluster for ever.
+        assert rolling == {"maxSurge": 0, "maxUnavailable": 1}
+    else:
+        assert rolling == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def template(*args, release="w", namespace="w"):
+    return Rendered(release, namespace, load_docs(helm_template(release, namespace, list(args)).stdout))
+
+
+def test_hard_anti_affinity_rolls_out_on_two_nodes():
+    """maxSurge 0 with hard anti-affinity: the rollout replaces a pod in place instead of waiting
+    for a third node; a single replica keeps the surge (it has the other nodes)."""
+    hard = template("--set", "podAntiAffinity=hard").deployment["spec"]
+    assert hard["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    single = template("--set", "podAntiAffinity=hard", "--set", "replicaCount=1").deployment["spec"]
+    assert single["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
 
 
 def test_hard_anti_affinity_and_priority_class():
@@ -657,3 +675,157 @@ def test_install_yaml():
     assert r.all("Certificate")
     assert r.deployment["spec"]["template"]["spec"]["containers"][0]["image"].startswith("wasm-admission:")
     assert docs[1:] == render("cert-manager").docs
+
+
+# ---------------------------------------------------------------- issue 24: the chart fits the process
+
+# serve's cost per connection still in its TLS handshake (README, "Faults") and its own footprint.
+HANDSHAKE_BYTES = 13 * 1024
+PROCESS_BYTES = 30 * 1024 * 1024
+
+
+def mebibytes(quantity):
+    assert quantity.endswith("Mi"), quantity
+    return int(quantity[:-2]) * 1024 * 1024
+
+
+def test_max_connections_is_passed_and_fits_the_memory_limit():
+    r = render("generated")
+    cap = int(r.flag("max-connections"))
+    assert cap == 4096
+    limit = mebibytes(r.container["resources"]["limits"]["memory"])
+    assert PROCESS_BYTES + cap * HANDSHAKE_BYTES < limit, "the default cap must fit the default limit"
+    # The server's own default (16384) would not fit 128Mi.
+    assert PROCESS_BYTES + 16384 * HANDSHAKE_BYTES > limit
+    other = template("--set", "connections.max=16384", "--set", "resources.limits.memory=256Mi")
+    assert other.flag("max-connections") == "16384"
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_max_connections_below_one_is_refused(value):
+    proc = helm_template("w", "w", ["--set", f"connections.max={value}"], check=False)
+    assert proc.returncode != 0 and "connections.max must be at least 1" in proc.stderr
+
+
+def test_pre_stop_sleep_and_grace_period_cover_the_drain():
+    pod = render("generated").deployment["spec"]["template"]["spec"]
+    sleep = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep == 5
+    # serve drains requests in flight for up to 20 s after SIGTERM.
+    assert pod["terminationGracePeriodSeconds"] >= sleep + 5 + 20
+    off = template("--set", "preStopSleepSeconds=0").deployment["spec"]["template"]["spec"]
+    assert "lifecycle" not in off["containers"][0]
+    proc = helm_template("w", "w", ["--set", "terminationGracePeriodSeconds=10"], check=False)
+    assert proc.returncode != 0 and "must cover preStopSleepSeconds" in proc.stderr
+
+
+def test_extra_volumes_and_mounts_reach_the_pod():
+    r = template(
+        "--set", "extraVolumes[0].name=ca-certs",
+        "--set", "extraVolumes[0].configMap.name=corporate-ca",
+        "--set", "extraVolumeMounts[0].name=ca-certs",
+        "--set", "extraVolumeMounts[0].mountPath=/etc/ssl/corporate",
+        "--set", "extraVolumeMounts[0].readOnly=true",
+    )
+    volumes = {v["name"]: v for v in r.deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["ca-certs"] == {"name": "ca-certs", "configMap": {"name": "corporate-ca"}}
+    mounts = {m["name"]: m for m in r.container["volumeMounts"]}
+    assert mounts["ca-certs"] == {"name": "ca-certs", "mountPath": "/etc/ssl/corporate", "readOnly": True}
+    assert {"tls", "config"} <= mounts.keys(), "the chart's own mounts stay"
+
+
+@pytest.mark.parametrize("config_yaml", [None, "runtimeClassName: spin\ndetection:\n  registry:\n    enabled: true\n"])
+def test_registry_credentials_secret_is_mounted_and_named_by_the_configuration(config_yaml, tmp_path):
+    args = ["--set", "registryCredentials.secretName=regcred"]
+    if config_yaml:
+        given = tmp_path / "given.yaml"
+        given.write_text(config_yaml)
+        args += ["--set-file", f"configYaml={given}"]
+    r = template(*args)
+    (volume,) = [v for v in r.deployment["spec"]["template"]["spec"]["volumes"] if v.get("secret", {}).get("secretName") == "regcred"]
+    (mount,) = [m for m in r.container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    config = yaml.safe_load(rendered_config(r))
+    path = config["detection"]["registry"]["credentialsFile"]
+    assert posixpath.dirname(path) == mount["mountPath"]
+    assert posixpath.basename(path) in [i["path"] for i in volume["secret"]["items"]]
+    assert [i["key"] for i in volume["secret"]["items"]] == [".dockerconfigjson"]
+    if config_yaml:
+        assert config["runtimeClassName"] == "spin" and config["detection"]["registry"]["enabled"] is True
+    # The server accepts the rendered file.
+    path_file = tmp_path / "config.yaml"
+    path_file.write_text(rendered_config(r))
+    proc = run_bin("check", "--config", str(path_file), str(ROOT / "examples" / "wasm" / "pod.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    # Without the value: no such volume, credentialsFile empty.
+    plain = render("generated")
+    assert all("regcred" not in json.dumps(v) for v in plain.deployment["spec"]["template"]["spec"]["volumes"])
+    assert yaml.safe_load(rendered_config(plain))["detection"]["registry"]["credentialsFile"] == ""
+
+
+def test_registry_credentials_and_another_credentials_file_are_refused():
+    proc = helm_template(
+        "w", "w",
+        ["--set", "registryCredentials.secretName=regcred", "--set", "config.detection.registry.credentialsFile=/x"],
+        check=False,
+    )
+    assert proc.returncode != 0 and "leave config.detection.registry.credentialsFile empty" in proc.stderr
+
+
+def test_annotation_and_label_values_are_always_strings():
+    """`--set metrics.serviceAnnotations.prometheus\\.io/scrape=true` gives helm a boolean; the API
+    server refuses a non-string annotation, so every value is rendered quoted."""
+    r = template(
+        "--set", "metrics.enabled=true",
+        "--set", "metrics.serviceAnnotations.prometheus\\.io/scrape=true",
+        "--set", "metrics.serviceAnnotations.prometheus\\.io/port=9090",
+        "--set", "service.annotations.a=1",
+        "--set", "podAnnotations.b=true",
+        "--set", "podLabels.tier=1",
+        "--set", "serviceAccount.annotations.c=false",
+        "--set", "webhook.annotations.d=2",
+    )
+    assert r.one("Service")["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": "9090", "a": "1"}
+    template_meta = r.deployment["spec"]["template"]["metadata"]
+    assert template_meta["annotations"] == {"b": "true"}
+    assert template_meta["labels"]["tier"] == "1"
+    assert r.one("ServiceAccount")["metadata"]["annotations"] == {"c": "false"}
+    for config, _ in r.webhooks().values():
+        assert config["metadata"]["annotations"] == {"d": "2"}
+
+
+def render_notes(tmp_path, *args):
+    """NOTES.txt as `helm install` prints it: `helm template` does not print notes, so a copy of
+    the chart renders it into a ConfigMap with `tpl`."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        "data:\n  notes: {{ tpl (.Files.Get \"notes.txt\") . | toJson }}\n"
+    )
+    proc = subprocess.run(
+        [HELM, "template", "w", str(chart), "--namespace", "w", "--show-only", "templates/zz-notes.yaml", *args],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return load_docs(proc.stdout)[0]["data"]["notes"]
+
+
+def test_notes_name_the_class_the_configuration_really_sets(tmp_path):
+    assert "runtimeClassName: wasm:" in render_notes(tmp_path / "a")
+    given = tmp_path / "given.yaml"
+    given.write_text("runtimeClassName: spin\n")
+    notes = render_notes(tmp_path / "b", "--set-file", f"configYaml={given}")
+    assert "runtimeClassName: spin:" in notes and "runtimeClassName: wasm" not in notes
+    notes = render_notes(tmp_path / "c", "--set", "config.runtimeClassName=wasmtime")
+    assert "runtimeClassName: wasmtime:" in notes
+
+
+def test_chart_readme_names_the_service_as_the_chart_does():
+    readme = (CHART / "README.md").read_text()
+    assert "named like the release" not in readme
+    for release in ("wasm-admission", "edge"):
+        service = template(release=release).one("Service")["metadata"]["name"]
+        assert f"`{service}`" in readme, service

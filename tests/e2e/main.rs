@@ -13,6 +13,7 @@
 
 mod admission;
 mod controllers;
+mod day_two;
 mod failure;
 mod metrics;
 mod pod_security;
@@ -89,6 +90,18 @@ const CASES: &[Case] = &[
     (
         "apiserver_metrics_count_the_webhook_calls_and_denials",
         metrics::apiserver_metrics_count_the_webhook_calls_and_denials,
+    ),
+    (
+        "quick_start_verification_commands_show_the_webhook_working",
+        day_two::quick_start_verification_commands_show_the_webhook_working,
+    ),
+    (
+        "renewal_and_ca_rollover_with_the_certs_command_fail_no_create",
+        day_two::renewal_and_ca_rollover_with_the_certs_command_fail_no_create,
+    ),
+    (
+        "uninstall_with_the_webhook_down_leaves_no_configuration_and_a_reinstall_works",
+        day_two::uninstall_with_the_webhook_down_leaves_no_configuration_and_a_reinstall_works,
     ),
 ];
 

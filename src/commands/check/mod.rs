@@ -129,6 +129,19 @@ pub fn run(args: CheckArgs) -> ExitCode {
         eprintln!("wasm-admission check: cannot write the report: {e}");
         return ExitCode::from(2);
     }
+    if args.output == OutputFormat::Yaml {
+        for r in &results {
+            if r.result
+                .as_ref()
+                .is_ok_and(|ev| report::is_admission_review(&ev.object))
+            {
+                eprintln!(
+                    "{}: document {}: an AdmissionReview (a request to a webhook, not a manifest) is left out of the YAML output",
+                    r.source, r.index
+                );
+            }
+        }
+    }
     if args.output != OutputFormat::Text {
         // Errors also go to standard error, where a CI log shows them beside the report.
         for r in &results {

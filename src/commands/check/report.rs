@@ -71,8 +71,9 @@ fn text(out: &mut dyn Write, results: &[Checked]) -> io::Result<()> {
     }
     writeln!(
         out,
-        "{} objects: {mutated} mutated, {unchanged} unchanged, {denied} denied, {errors} errors",
-        results.len()
+        "{} object{}: {mutated} mutated, {unchanged} unchanged, {denied} denied, {errors} errors",
+        results.len(),
+        if results.len() == 1 { "" } else { "s" }
     )
 }
 
@@ -126,13 +127,23 @@ fn json_entries(results: &[Checked]) -> Vec<Entry<'_>> {
         .collect()
 }
 
-/// The objects as they would be admitted, ready for `kubectl apply -f -`; denied objects and
-/// unreadable documents are left out.
+/// An `admission.k8s.io` AdmissionReview (like the bundled `examples/review/*.json`): a request
+/// to a webhook, not an object the apiserver stores.
+pub fn is_admission_review(object: &Value) -> bool {
+    object["kind"] == "AdmissionReview"
+        && object["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("admission.k8s.io/"))
+}
+
+/// The objects as they would be admitted, ready for `kubectl apply -f -`; denied objects,
+/// unreadable documents and AdmissionReviews (which `kubectl apply` refuses; `run` notes each on
+/// standard error) are left out.
 fn yaml(out: &mut dyn Write, results: &[Checked]) -> io::Result<()> {
     let admitted = results
         .iter()
         .filter_map(|r| r.result.as_ref().ok())
-        .filter(|ev| ev.decision.allowed);
+        .filter(|ev| ev.decision.allowed && !is_admission_review(&ev.object));
     for ev in admitted {
         let text = serde_yaml_ng::to_string(&ev.object).map_err(io::Error::other)?;
         writeln!(out, "---")?;

@@ -91,7 +91,7 @@ impl DevFiles {
         };
         let url = format!("https://{host}:{}/mutate", addr.port());
         let curl = format!(
-            "curl --cacert {} -H 'Content-Type: application/json' --data @{} {url}",
+            "curl -sS --cacert {} -H 'Content-Type: application/json' --data @{} {url}",
             shell_quote(&ca),
             shell_quote(&example),
         );

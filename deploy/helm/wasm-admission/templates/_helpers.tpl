@@ -131,16 +131,52 @@ tlsKey: {{ $cert.Key | b64enc }}
 {{- end }}
 {{- end }}
 
-{{/* The configuration file, as a dict: configYaml when set, else config. */}}
+{{/* Where registryCredentials.secretName is mounted, and the file credentialsFile names. */}}
+{{- define "wasm-admission.registryCredentialsDir" -}}/etc/wasm-admission/registry{{- end }}
+{{- define "wasm-admission.registryCredentialsFile" -}}
+{{- printf "%s/.dockerconfigjson" (include "wasm-admission.registryCredentialsDir" .) }}
+{{- end }}
+
+{{/*
+The configuration file, as YAML text: configYaml when set, else config. With
+registryCredentials.secretName, detection.registry.credentialsFile is set to the mounted Secret's
+file (in either form); a different credentialsFile given at the same time is refused.
+*/}}
 {{- define "wasm-admission.configYaml" -}}
+{{- $text := "" }}
 {{- if .Values.configYaml }}
 {{- $cfg := .Values.configYaml | fromYaml }}
 {{- if hasKey $cfg "Error" }}
 {{- fail (printf "configYaml is not a YAML map: %s" (get $cfg "Error")) }}
 {{- end }}
-{{- .Values.configYaml }}
+{{- $text = .Values.configYaml }}
 {{- else }}
-{{- toYaml .Values.config }}
+{{- $text = toYaml .Values.config }}
+{{- end }}
+{{- with .Values.registryCredentials.secretName }}
+{{- $cfg := $text | fromYaml }}
+{{- $file := include "wasm-admission.registryCredentialsFile" $ }}
+{{- $detection := get $cfg "detection" | default dict }}
+{{- $registry := get $detection "registry" | default dict }}
+{{- $given := get $registry "credentialsFile" | default "" }}
+{{- if and $given (ne $given $file) }}
+{{- fail (printf "registryCredentials.secretName mounts the credentials at %s: leave config.detection.registry.credentialsFile empty (it is %q)" $file $given) }}
+{{- end }}
+{{- $_ := set $registry "credentialsFile" $file }}
+{{- $_ := set $detection "registry" $registry }}
+{{- $_ := set $cfg "detection" $detection }}
+{{- $text = toYaml $cfg }}
+{{- end }}
+{{- $text }}
+{{- end }}
+
+{{/*
+Annotations or labels, every value a quoted string: `--set a.b=true` gives a boolean, which the
+API server refuses in metadata. Call with the map; renders nothing for an empty one.
+*/}}
+{{- define "wasm-admission.stringMap" -}}
+{{- range $k, $v := . }}
+{{ $k | quote }}: {{ toString $v | quote }}
 {{- end }}
 {{- end }}
 
