@@ -441,7 +441,7 @@ fn check_symlink_loop_reads_each_folder_once_and_ends() {
         stderr(&out)
     );
     assert!(
-        stdout(&out).contains("1 objects: 0 mutated, 0 unchanged, 1 denied"),
+        stdout(&out).contains("1 object: 0 mutated, 0 unchanged, 1 denied"),
         "{}",
         stdout(&out)
     );
