@@ -21,6 +21,8 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
+use crate::adapters::tls::certificates::{Issued, service_dns_names};
+
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Clone, Args)]
@@ -126,24 +128,6 @@ pub enum CertsError {
     },
     #[error("cannot make the certificates: {0}")]
     Generate(#[from] rcgen::Error),
-}
-
-/// A CA certificate and a serving certificate and key, all PEM.
-pub struct Issued {
-    pub ca_pem: String,
-    pub cert_pem: String,
-    pub key_pem: String,
-    pub not_after: OffsetDateTime,
-}
-
-/// The DNS names the apiserver may use for `<service>` in `<namespace>`.
-pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
-    vec![
-        service.to_string(),
-        format!("{service}.{namespace}"),
-        format!("{service}.{namespace}.svc"),
-        format!("{service}.{namespace}.svc.cluster.local"),
-    ]
 }
 
 /// A new CA (ECDSA P-256) and its key.
