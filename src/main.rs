@@ -18,5 +18,6 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check::run(args),
         Command::Certs(args) => commands::certs::run(args),
         Command::Config => commands::config::run(),
+        Command::Policies(args) => commands::policies::run(args),
     }
 }

@@ -1,10 +1,11 @@
-//! The doors: the four subcommands a user runs, each a thin layer that reads its arguments, asks
+//! The doors: the subcommands a user runs, each a thin layer that reads its arguments, asks
 //! the adapters for facts and the core for decisions, and answers. The command line is behaviour.md
 //! §7 and §9; each door's arguments live with the door.
 
 pub mod certs;
 pub mod check;
 pub mod config;
+pub mod policies;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -30,4 +31,7 @@ pub enum Command {
     Certs(certs::CertsArgs),
     /// Print the configuration file with every default.
     Config,
+    /// Print native admission policies (MutatingAdmissionPolicy, ValidatingAdmissionPolicy)
+    /// generated from the configuration.
+    Policies(policies::PoliciesArgs),
 }

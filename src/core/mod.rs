@@ -12,6 +12,7 @@
 //! - `review`: the AdmissionReview request and answer (§9)
 //! - `model`: the lean model of an object, and the pod view the rules read it through
 //! - `patch`: JSON Patch building against the object as received
+//! - `policies`: the same rules as native admission policies in CEL (§10)
 //! - `quantity`: resource quantities compared by value
 //! - `warning`: a warning's text as kubectl shows it; `json_text`: JSON string escaping
 
@@ -24,6 +25,7 @@ pub mod kinds;
 pub mod model;
 pub mod mutate;
 pub mod patch;
+pub mod policies;
 pub mod quantity;
 pub mod review;
 pub mod warning;

@@ -10,7 +10,7 @@ use super::{
     selinux_type_is_allowed, sysctl_is_safe,
 };
 
-const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
 /// A value as shown in a message: an empty one as `""`, so that it can be seen.
 fn shown(value: &str) -> &str {

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+pub use checks::APPARMOR_ANNOTATION_PREFIX;
 pub use version::{BaselineVersion, LATEST_MINOR, OLDEST_MINOR};
 
 use crate::core::model::{Container, ContainerPort, Handler, Map, SecurityContext, Spec};

@@ -5,6 +5,8 @@
 
 mod decide;
 
+pub use decide::{ANN_INJECTED, ANN_OTEL, ANN_OTEL_ENDPOINT, ANN_RESOURCE_PROFILE, LABEL_SKIP};
+
 use std::collections::BTreeMap;
 
 use kube_core::admission::Operation;

@@ -1,0 +1,63 @@
+//! `wasm-admission policies`: prints the native admission policies generated from the
+//! configuration (behaviour.md §10). Standard output carries only the YAML; a configuration the
+//! policies cannot express, or one that cannot be read, is exit code 2 with nothing printed there.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use crate::adapters::config_file;
+use crate::core::config::Config;
+use crate::core::policies::{self, FailurePolicy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailurePolicyArg {
+    Fail,
+    Ignore,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PoliciesArgs {
+    /// Configuration file (behaviour.md §8); the defaults without it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The namespace the policies never act in besides `excludedNamespaces`, as the webhook
+    /// excludes its own (the chart's release namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// What the apiserver does when a policy's expression fails.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub failure_policy: FailurePolicyArg,
+}
+
+pub fn run(args: PoliciesArgs) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => match config_file::read(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("wasm-admission policies: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    let config = config.with_own_namespace(args.namespace.as_deref());
+    let failure = match args.failure_policy {
+        FailurePolicyArg::Fail => FailurePolicy::Fail,
+        FailurePolicyArg::Ignore => FailurePolicy::Ignore,
+    };
+    match policies::generate(&config, failure) {
+        Ok(objects) => {
+            for line in policies::webhook_only(&config) {
+                eprintln!("wasm-admission policies: left to the webhook: {line}");
+            }
+            print!("{}", policies::to_yaml(&objects));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wasm-admission policies: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
