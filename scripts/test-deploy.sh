@@ -100,13 +100,16 @@ for version in "${K8S_SCHEMA_VERSIONS[@]}"; do
     echo "   $validated documents valid in ${#validate_files[@]} files"
 done
 
-echo "== deploy/install.yaml is up to date"
-bash deploy/render.sh "$work/install.rendered.yaml" 2>/dev/null
-if ! diff -u deploy/install.yaml "$work/install.rendered.yaml" >"$work/install.diff"; then
-    head -50 "$work/install.diff"
-    echo "FAILED: deploy/install.yaml is stale: run deploy/render.sh and commit the result" >&2
-    exit 1
-fi
+echo "== deploy/install.yaml, deploy/install-policies.yaml and the chart's files/policies.yaml are up to date"
+bash deploy/render.sh "$work/rendered" 2>/dev/null
+for pair in install.yaml:deploy/install.yaml install-policies.yaml:deploy/install-policies.yaml \
+    policies.yaml:$CHART/files/policies.yaml; do
+    if ! diff -u "${pair#*:}" "$work/rendered/${pair%%:*}" >"$work/render.diff"; then
+        head -50 "$work/render.diff"
+        echo "FAILED: ${pair#*:} is stale: run deploy/render.sh and commit the result" >&2
+        exit 1
+    fi
+done
 echo "   fresh"
 
 echo "== check -o json over deploy/install.yaml: the webhook's own objects pass unchanged"

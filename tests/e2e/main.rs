@@ -16,6 +16,7 @@ mod controllers;
 mod day_two;
 mod failure;
 mod metrics;
+mod native_policies;
 mod pod_security;
 mod reinvocation;
 mod rotation;
@@ -74,6 +75,14 @@ const CASES: &[Case] = &[
     (
         "baseline_verdicts_equal_pod_security_admission_at_every_version",
         pod_security::baseline_verdicts_equal_pod_security_admission_at_every_version,
+    ),
+    (
+        "native_policies_store_and_deny_what_the_webhook_does",
+        native_policies::native_policies_store_and_deny_what_the_webhook_does,
+    ),
+    (
+        "generated_pods_get_the_same_outcome_from_check_and_the_native_policies",
+        native_policies::generated_pods_get_the_same_outcome_from_check_and_the_native_policies,
     ),
     (
         "with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass",

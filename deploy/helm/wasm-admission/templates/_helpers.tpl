@@ -262,3 +262,14 @@ default when unset) plus the release namespace, which the server excludes by its
         operator: NotIn
         values: ["true"]
 {{- end }}
+
+{{/*
+"true" when the chart runs the webhook (mode webhook or both), "" in mode policies. Fails on an
+unknown mode.
+*/}}
+{{- define "wasm-admission.runsWebhook" -}}
+{{- if not (has .Values.mode (list "webhook" "policies" "both")) }}
+{{- fail (printf "mode must be webhook, policies or both, got %q" .Values.mode) }}
+{{- end }}
+{{- if ne .Values.mode "policies" }}true{{ end }}
+{{- end }}

@@ -1,0 +1,409 @@
+//! The native admission policies (behaviour.md §10) against the webhook, on the real apiserver:
+//! the chart in mode `policies` (only the generated MutatingAdmissionPolicy and
+//! ValidatingAdmissionPolicy, no webhook configurations) stores and denies exactly what mode
+//! `webhook` does, for every example and fixture and for generated pods.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Cluster, World, eventually, root};
+
+const NS: &str = "parity";
+
+/// Every manifest of examples/ and tests/fixtures/ and the golden inputs, moved into `NS`.
+fn manifests() -> Vec<(String, String)> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in [
+        "examples/wasm",
+        "examples/denied",
+        "examples/opt-out",
+        "examples/containers",
+        "tests/fixtures",
+        "tests/golden/input",
+    ] {
+        for entry in std::fs::read_dir(root().join(dir)).expect("folder") {
+            files.push(entry.expect("entry").path());
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("manifest");
+            let text = text
+                .replace("namespace: shop", &format!("namespace: {NS}"))
+                .replace(
+                    "\"namespace\": \"shop\"",
+                    &format!("\"namespace\": \"{NS}\""),
+                );
+            (path.display().to_string(), text)
+        })
+        .collect()
+}
+
+/// What the apiserver answers to a server-side dry run of a manifest: the objects it would
+/// store (without the fields that differ on every request) or the denial, and the warnings.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    objects: Vec<Value>,
+    error: Option<String>,
+    warnings: Vec<String>,
+}
+
+fn dry_run(cluster: &Cluster, manifest: &str) -> Answer {
+    let run = cluster.kubectl_in(
+        &[
+            "create",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-n",
+            NS,
+            "-f",
+            "-",
+        ],
+        manifest,
+    );
+    let mut objects = Vec::new();
+    let stream = serde_json::Deserializer::from_str(&run.stdout).into_iter::<Value>();
+    for value in stream {
+        let value = value.expect("kubectl -o json");
+        let items = match value["kind"].as_str() {
+            Some("List") => value["items"].as_array().cloned().unwrap_or_default(),
+            _ => vec![value],
+        };
+        for mut item in items {
+            if let Some(meta) = item["metadata"].as_object_mut() {
+                for key in [
+                    "uid",
+                    "creationTimestamp",
+                    "managedFields",
+                    "resourceVersion",
+                ] {
+                    meta.remove(key);
+                }
+                if let Some(prefix) = meta.get("generateName").cloned() {
+                    meta.insert("name".into(), prefix);
+                }
+            }
+            objects.push(without_random_names(item));
+        }
+    }
+    // The denial without the words that name the enforcer (webhook or policy).
+    let error = (!run.ok).then(|| {
+        run.stderr
+            .split("wasm-admission: ")
+            .nth(1)
+            .map(|m| format!("wasm-admission: {}", m.trim()))
+            .unwrap_or_else(|| run.stderr.trim().to_string())
+    });
+    Answer {
+        objects,
+        error,
+        warnings: run.warnings(),
+    }
+}
+
+/// The object with the names the apiserver makes up on each request (a Job's controller uid,
+/// the service account token volume's suffix) replaced by placeholders.
+fn without_random_names(object: Value) -> Value {
+    let text = object.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    // UUIDs: 8-4-4-4-12 hexadecimal digits.
+    while let Some(c) = rest.chars().next() {
+        let candidate = rest.get(..36).unwrap_or("");
+        let is_uuid = candidate.len() == 36
+            && candidate.char_indices().all(|(i, ch)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    ch == '-'
+                } else {
+                    ch.is_ascii_hexdigit()
+                }
+            });
+        if is_uuid {
+            out.push_str("<uid>");
+            rest = &rest[36..];
+        } else if let Some(after) = rest.strip_prefix("kube-api-access-") {
+            out.push_str("kube-api-access-<id>");
+            rest = after.get(5..).unwrap_or("");
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    serde_json::from_str(&out).expect("JSON")
+}
+
+/// Switches the chart to `mode` and waits until a Wasm pod is mutated again (a new policy or
+/// webhook configuration takes a moment to reach the apiserver's admission chain).
+fn switch_mode(world: &World, mode: &str) {
+    world.helm_install(&["--set", &format!("mode={mode}")]);
+    if mode != "policies" {
+        // Mode policies removed the chart's certificate; `serve` gets the new one.
+        world.fetch_release_files();
+    }
+    let probe = format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"probe-{mode}","namespace":"{NS}","annotations":{{"wasm-admission.io/wasm":"true"}}}},"spec":{{"containers":[{{"name":"app","image":"a:1"}}]}}}}"#
+    );
+    let policies_installed = |c: &Cluster| {
+        c.kubectl(&["get", "mutatingadmissionpolicy", "wasm-admission-mutate"])
+            .ok
+    };
+    let privileged = probe.replace(
+        r#""image":"a:1""#,
+        r#""image":"a:1","securityContext":{"privileged":true}"#,
+    );
+    let enforcer = if mode == "webhook" {
+        "admission webhook"
+    } else {
+        "ValidatingAdmissionPolicy"
+    };
+    eventually(
+        Duration::from_secs(30),
+        &format!("mode {mode} in force"),
+        || {
+            let answer = dry_run(&world.cluster, &probe);
+            let mutated = answer
+                .objects
+                .first()
+                .is_some_and(|o| o["spec"]["runtimeClassName"] == "wasm");
+            let denied = world
+                .cluster
+                .kubectl_in(&["create", "--dry-run=server", "-f", "-"], &privileged)
+                .stderr
+                .contains(enforcer);
+            mutated && denied && (policies_installed(&world.cluster) == (mode != "webhook"))
+        },
+    );
+}
+
+/// Puts the chart back in mode webhook however the case ends.
+struct BackToWebhook<'w>(&'w World);
+
+impl Drop for BackToWebhook<'_> {
+    fn drop(&mut self) {
+        switch_mode(self.0, "webhook");
+    }
+}
+
+pub fn native_policies_store_and_deny_what_the_webhook_does(world: &World) {
+    let cluster = &world.cluster;
+    world.apply_runtime_classes();
+    cluster.namespace(NS, true);
+    let manifests = manifests();
+    let by_webhook: Vec<Answer> = manifests.iter().map(|(_, m)| dry_run(cluster, m)).collect();
+    let guard = BackToWebhook(world);
+    switch_mode(world, "policies");
+    let mut objects = 0;
+    let mut denials = 0;
+    let mut warnings_only_from_webhook = 0;
+    let mut differences = Vec::new();
+    for ((file, manifest), webhook) in manifests.iter().zip(&by_webhook) {
+        let policies = dry_run(cluster, manifest);
+        if policies.objects != webhook.objects {
+            differences.push(format!(
+                "{file}: stored objects differ:\n webhook:  {}\n policies: {}",
+                serde_json::to_string(&webhook.objects).unwrap_or_default(),
+                serde_json::to_string(&policies.objects).unwrap_or_default()
+            ));
+        }
+        if policies.error != webhook.error {
+            differences.push(format!(
+                "{file}: denial differs:\n webhook:  {:?}\n policies: {:?}",
+                webhook.error, policies.error
+            ));
+        }
+        objects += webhook.objects.len();
+        denials += usize::from(webhook.error.is_some());
+        warnings_only_from_webhook +=
+            webhook.warnings.len() - policies.warnings.len().min(webhook.warnings.len());
+    }
+    println!(
+        "    {} manifests: {objects} stored objects and {denials} denials compared; \
+         {warnings_only_from_webhook} warnings given by the webhook only",
+        manifests.len()
+    );
+    drop(guard);
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    assert!(objects >= 30 && denials >= 2, "too few compared");
+}
+
+/// A small deterministic generator (the same pods on every run).
+struct Rng(u64);
+
+impl Rng {
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        &items[((self.0 >> 33) as usize) % items.len()]
+    }
+}
+
+/// A pod from the fragments the rules read: detection annotations, a class, resources,
+/// environment, privileges.
+fn generated_pod(rng: &mut Rng, index: usize) -> Value {
+    let annotations: &[&[(&str, &str)]] = &[
+        &[("wasm-admission.io/wasm", "true")],
+        &[("wasm-admission.io/wasm", "false")],
+        &[],
+        &[("wasm-admission.io/runtime-class", "spin")],
+        &[
+            ("wasm-admission.io/wasm", "true"),
+            ("wasm-admission.io/resource-profile", "edge"),
+        ],
+        &[
+            ("wasm-admission.io/wasm", "true"),
+            ("wasm-admission.io/resource-profile", "tiny"),
+        ],
+        &[
+            ("wasm-admission.io/wasm", "true"),
+            ("wasm-admission.io/otel", "false"),
+        ],
+        &[
+            ("module.wasm.image/variant", "compat-smart"),
+            ("wasm-admission.io/otel-endpoint", "http://c:4317"),
+        ],
+        &[
+            ("wasm-admission.io/wasm", "true"),
+            ("wasm-admission.io/injected", "otel"),
+        ],
+    ];
+    let classes: &[Option<&str>] = &[None, None, Some("wasmtime-spin-v2"), Some("wasm")];
+    let resources = [
+        "null",
+        r#"{}"#,
+        r#"{"limits":{"cpu":"100m"}}"#,
+        r#"{"requests":{"cpu":"1"}}"#,
+        r#"{"limits":{"memory":"32Mi"},"requests":{"memory":"16Mi"}}"#,
+    ];
+    let env = [
+        "null",
+        r#"[{"name":"OTEL_SERVICE_NAME","value":"mine"}]"#,
+        r#"[{"name":"A","value":"b"}]"#,
+    ];
+    let security = [
+        "null",
+        "null",
+        r#"{"privileged":true}"#,
+        r#"{"capabilities":{"add":["NET_BIND_SERVICE","SYS_ADMIN"]}}"#,
+        r#"{"seccompProfile":{"type":"Unconfined"}}"#,
+        r#"{"allowPrivilegeEscalation":true}"#,
+    ];
+    let mut containers = Vec::new();
+    for c in 0..*rng.pick(&[1, 1, 2, 3]) {
+        let mut container =
+            serde_json::json!({"name": format!("c{c}"), "image": "ghcr.io/acme/app:1"});
+        for (key, choices) in [
+            ("resources", &resources[..]),
+            ("env", &env[..]),
+            ("securityContext", &security[..]),
+        ] {
+            let value: Value = serde_json::from_str(rng.pick::<&str>(choices)).expect("fragment");
+            if !value.is_null() {
+                container[key] = value;
+            }
+        }
+        if *rng.pick(&[false, false, false, true]) {
+            container["ports"] =
+                serde_json::json!([{"containerPort": 8080 + c, "hostPort": 8080 + c}]);
+        }
+        containers.push(container);
+    }
+    let mut pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": format!("gen-{index}"), "namespace": NS, "annotations": {}},
+        "spec": {"containers": containers},
+    });
+    for (k, v) in *rng.pick(annotations) {
+        pod["metadata"]["annotations"][*k] = Value::from(*v);
+    }
+    if *rng.pick(&[false, true]) {
+        pod["metadata"]["labels"] = serde_json::json!({"app.kubernetes.io/name": "shop-api"});
+    }
+    if let Some(class) = rng.pick(classes) {
+        pod["spec"]["runtimeClassName"] = Value::from(*class);
+    }
+    if *rng.pick(&[false, false, false, true]) {
+        pod["spec"]["hostNetwork"] = Value::from(true);
+    }
+    if *rng.pick(&[false, false, true]) {
+        pod["spec"]["initContainers"] = serde_json::json!([{"name": "init", "image": "busybox", "resources": {"limits": {"memory": "1Gi"}}}]);
+    }
+    pod
+}
+
+pub fn generated_pods_get_the_same_outcome_from_check_and_the_native_policies(world: &World) {
+    const PODS: usize = 300;
+    let cluster = &world.cluster;
+    world.apply_runtime_classes();
+    cluster
+        .kubectl_in(
+            &["apply", "-f", "-"],
+            r#"{"apiVersion":"node.k8s.io/v1","kind":"RuntimeClass","metadata":{"name":"wasmtime-spin-v2"},"handler":"spin"}"#,
+        )
+        .expect_ok("RuntimeClass wasmtime-spin-v2");
+    cluster.namespace(NS, true);
+    let mut rng = Rng(0x5eed);
+    let pods: Vec<Value> = (0..PODS).map(|i| generated_pod(&mut rng, i)).collect();
+    let file = tempfile::NamedTempFile::new().expect("file");
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": pods});
+    std::fs::write(file.path(), list.to_string()).expect("write");
+    let predicted = world.check_json(file.path());
+    let by_webhook: Vec<Answer> = pods
+        .iter()
+        .map(|p| dry_run(cluster, &p.to_string()))
+        .collect();
+    let guard = BackToWebhook(world);
+    switch_mode(world, "policies");
+    let mut differences = Vec::new();
+    let (mut allowed, mut denied) = (0, 0);
+    for ((pod, doc), webhook) in pods.iter().zip(&predicted).zip(&by_webhook) {
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let policies = dry_run(cluster, &pod.to_string());
+        // The stored objects and denials equal the webhook's through the same apiserver (which
+        // defaults fields before admission, as check cannot).
+        if policies.objects != webhook.objects || policies.error != webhook.error {
+            differences.push(format!(
+                "{name}: webhook {:?} {}; policies {:?} {}",
+                webhook.error,
+                serde_json::to_string(&webhook.objects).unwrap_or_default(),
+                policies.error,
+                serde_json::to_string(&policies.objects).unwrap_or_default()
+            ));
+        }
+        // The outcome equals check's: allowed, or denied with the same message.
+        let message = doc["message"].as_str();
+        if doc["allowed"] == false {
+            denied += 1;
+            if policies.error.as_deref() != message {
+                differences.push(format!(
+                    "{name}: check denies {message:?}; policies: {:?}",
+                    policies.error
+                ));
+            }
+        } else {
+            allowed += 1;
+            if policies.error.is_some() {
+                differences.push(format!(
+                    "{name}: check allows; policies: {:?}",
+                    policies.error
+                ));
+            }
+        }
+    }
+    drop(guard);
+    println!(
+        "    {PODS} generated pods: {allowed} allowed and {denied} denied alike by check and the native policies, stored as the webhook stores them"
+    );
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    assert!(
+        allowed > 50 && denied > 50,
+        "the generator should give both outcomes"
+    );
+}
