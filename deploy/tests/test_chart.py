@@ -829,3 +829,74 @@ def test_chart_readme_names_the_service_as_the_chart_does():
     for release in ("wasm-admission", "edge"):
         service = template(release=release).one("Service")["metadata"]["name"]
         assert f"`{service}`" in readme, service
+
+
+# ---------------------------------------------------------------- mode: webhook | policies | both
+
+
+def kinds(docs):
+    return sorted(d["kind"] for d in docs)
+
+
+def test_mode_policies_installs_the_generated_policies_and_no_webhook():
+    docs = load_docs(helm_template("edge", "platform-system", ["--set", "mode=policies"]).stdout)
+    assert kinds(docs) == [
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
+    text = json.dumps(docs)
+    # The release namespace is excluded, as the webhook excludes its own.
+    assert "platform-system" in text and "wasm-admission-release-namespace" not in text
+    assert all(d["spec"].get("failurePolicy", "Fail") == "Fail" for d in docs if "Binding" not in d["kind"])
+
+
+def test_mode_policies_follows_the_failure_policy():
+    docs = load_docs(helm_template("w", "w", ["--set", "mode=policies", "--set", "webhook.failurePolicy=Ignore"]).stdout)
+    assert [d["spec"]["failurePolicy"] for d in docs if "Binding" not in d["kind"]] == ["Ignore", "Ignore"]
+
+
+def test_mode_both_installs_the_webhook_and_the_policies():
+    found = kinds(load_docs(helm_template("w", "w", ["--set", "mode=both"]).stdout))
+    for kind in ("Deployment", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+                 "MutatingAdmissionPolicy", "ValidatingAdmissionPolicy"):
+        assert kind in found, kind
+    assert "MutatingAdmissionPolicy" not in kinds(load_docs(helm_template("w", "w", []).stdout))
+
+
+def test_the_chart_policies_are_what_the_binary_generates_for_the_default_configuration(tmp_path):
+    """files/policies.yaml is generated (deploy/render.sh), never edited: it equals the binary's
+    output for the configuration the chart renders."""
+    cm = render("generated").one("ConfigMap")
+    config = tmp_path / "config.yaml"
+    config.write_text(cm["data"]["config.yaml"])
+    generated = subprocess.run(
+        [BIN, "policies", "--config", str(config), "--namespace", "wasm-admission-release-namespace"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    committed = (CHART / "files" / "policies.yaml").read_text()
+    assert load_docs(committed) == load_docs(generated)
+    assert f"# config-sha256: {cm['metadata']['annotations']['wasm-admission.io/config-sha256']}" in committed
+
+
+def test_mode_policies_with_another_configuration_asks_for_generated_policies(tmp_path):
+    proc = helm_template("w", "w", ["--set", "mode=policies", "--set", "config.runtimeClassName=spin"], check=False)
+    assert proc.returncode != 0
+    assert "wasm-admission policies --config" in proc.stderr and "policies.manifest" in proc.stderr
+    config = tmp_path / "config.yaml"
+    config.write_text("runtimeClassName: spin\n")
+    generated = tmp_path / "policies.yaml"
+    generated.write_text(subprocess.run(
+        [BIN, "policies", "--config", str(config), "--namespace", "w"], capture_output=True, text=True, check=True
+    ).stdout)
+    docs = load_docs(helm_template("w", "w", [
+        "--set", "mode=policies", "--set", "config.runtimeClassName=spin",
+        "--set-file", f"policies.manifest={generated}",
+    ]).stdout)
+    assert "'spin'" in json.dumps(docs)
+
+
+def test_unknown_mode_is_refused():
+    proc = helm_template("w", "w", ["--set", "mode=native"], check=False)
+    assert proc.returncode != 0 and "mode must be webhook, policies or both" in proc.stderr
