@@ -85,6 +85,10 @@ const CASES: &[Case] = &[
         native_policies::generated_pods_get_the_same_outcome_from_check_and_the_native_policies,
     ),
     (
+        "generated_baseline_denies_as_the_webhook_at_every_version",
+        native_policies::generated_baseline_denies_as_the_webhook_at_every_version,
+    ),
+    (
         "with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass",
         failure::with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass,
     ),

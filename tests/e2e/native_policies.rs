@@ -407,3 +407,138 @@ pub fn generated_pods_get_the_same_outcome_from_check_and_the_native_policies(wo
         "the generator should give both outcomes"
     );
 }
+
+/// Deletes the per-version policies however the case ends.
+struct DeleteVersioned<'w>(&'w Cluster, Vec<String>);
+
+impl Drop for DeleteVersioned<'_> {
+    fn drop(&mut self) {
+        for name in &self.1 {
+            self.0.kubectl(&[
+                "delete",
+                "validatingadmissionpolicybinding,validatingadmissionpolicy",
+                name,
+                "--ignore-not-found",
+            ]);
+        }
+    }
+}
+
+/// The ValidatingAdmissionPolicy generated for `security.baselineVersion: v1.<minor>`, renamed
+/// and bound to the namespaces labelled for that version only, so that every version's policy
+/// can be in force at once beside the chart's.
+fn versioned_policy(config: &std::path::Path, minor: u32) -> (String, Vec<Value>) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+        .args(["policies", "--config"])
+        .arg(config)
+        .output()
+        .expect("wasm-admission policies");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let name = format!("wasm-admission-validate-v1-{minor}");
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let mut value: Value = serde::Deserialize::deserialize(doc).expect("YAML");
+        match value["kind"].as_str() {
+            Some("ValidatingAdmissionPolicy") => {
+                value["spec"]["matchConstraints"]["namespaceSelector"] = serde_json::json!(
+                    {"matchLabels": {"wasm-admission.io/baseline-test": format!("v1-{minor}")}}
+                );
+            }
+            Some("ValidatingAdmissionPolicyBinding") => {
+                value["spec"]["policyName"] = Value::from(name.clone());
+            }
+            _ => continue,
+        }
+        value["metadata"]["name"] = Value::from(name.clone());
+        docs.push(value);
+    }
+    (name, docs)
+}
+
+pub fn generated_baseline_denies_as_the_webhook_at_every_version(world: &World) {
+    use crate::pod_security::{PODS, pod};
+    let cluster = &world.cluster;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut guard = DeleteVersioned(cluster, Vec::new());
+    let mut namespaces = Vec::new();
+    for minor in 30..=wasm_admission::core::baseline::LATEST_MINOR {
+        let config = dir.path().join(format!("v1.{minor}.yaml"));
+        std::fs::write(
+            &config,
+            format!("security:\n  baselineVersion: v1.{minor}\n"),
+        )
+        .expect("config");
+        let (name, docs) = versioned_policy(&config, minor);
+        for doc in docs {
+            cluster
+                .kubectl_in(&["apply", "-f", "-"], &doc.to_string())
+                .expect_ok("apply the versioned policy");
+        }
+        guard.1.push(name.clone());
+        // Not opted in: the webhook and the chart's policies stay out of it.
+        let ns = cluster.namespace(&format!("vap-v1-{minor}"), false);
+        cluster
+            .kubectl(&[
+                "label",
+                "namespace",
+                &ns,
+                &format!("wasm-admission.io/baseline-test=v1-{minor}"),
+            ])
+            .expect_ok("label namespace");
+        namespaces.push((minor, ns, config, name));
+    }
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for (minor, ns, config, name) in &namespaces {
+        let privileged = pod("probe", ns, PODS[1].1);
+        eventually(Duration::from_secs(30), &format!("{name} in force"), || {
+            cluster
+                .kubectl_in(&["create", "--dry-run=server", "-f", "-"], &privileged)
+                .stderr
+                .contains(name.as_str())
+        });
+        let docs: Vec<String> = PODS.iter().map(|(n, spec)| pod(n, ns, spec)).collect();
+        let manifests = dir.path().join(format!("v1.{minor}-pods.json"));
+        std::fs::write(
+            &manifests,
+            format!(
+                r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
+                docs.join(",")
+            ),
+        )
+        .expect("pods");
+        let checked = world.check_json_with(config, &manifests);
+        for ((pod_name, _), doc) in PODS.iter().zip(&docs) {
+            let run = cluster.kubectl_in(&["create", "--dry-run=server", "-f", "-"], doc);
+            let ours = checked
+                .iter()
+                .find(|d| d["name"] == *pod_name)
+                .expect("check reported the pod");
+            compared += 1;
+            let expected = ours["message"].as_str();
+            let policy = (!run.ok).then(|| {
+                run.stderr
+                    .split("wasm-admission: ")
+                    .nth(1)
+                    .map(|m| format!("wasm-admission: {}", m.trim()))
+                    .unwrap_or_else(|| run.stderr.trim().to_string())
+            });
+            if policy.as_deref() != expected {
+                mismatches.push(format!(
+                    "v1.{minor} {pod_name}: check {expected:?}, policy {policy:?}"
+                ));
+            }
+        }
+    }
+    drop(guard);
+    println!(
+        "    {compared} verdicts and messages of the generated baseline compared with check (v1.30 to v1.{})",
+        wasm_admission::core::baseline::LATEST_MINOR
+    );
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+}

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::support::World;
 
 /// (name, pod spec JSON): each one just inside or just outside a baseline line.
-const PODS: &[(&str, &str)] = &[
+pub const PODS: &[(&str, &str)] = &[
     ("plain", r#"{"containers":[{"name":"app","image":"a:1"}]}"#),
     (
         "privileged",
@@ -77,7 +77,7 @@ const PODS: &[(&str, &str)] = &[
     ),
 ];
 
-fn pod(name: &str, ns: &str, spec: &str) -> String {
+pub fn pod(name: &str, ns: &str, spec: &str) -> String {
     format!(
         r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"{ns}","annotations":{{"wasm-admission.io/wasm":"true"}}}},"spec":{spec}}}"#
     )
