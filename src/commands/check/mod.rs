@@ -122,6 +122,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     let facts = Facts {
         registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
         runtime_classes: None,
+        nodes: None,
     };
     let results = check_documents(&engine, &facts, documents, &args.namespace);
     let mut stdout = std::io::stdout().lock();
