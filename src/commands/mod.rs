@@ -1,7 +1,8 @@
-//! The doors: the four subcommands a user runs, each a thin layer that reads its arguments, asks
+//! The doors: the subcommands a user runs, each a thin layer that reads its arguments, asks
 //! the adapters for facts and the core for decisions, and answers. The command line is behaviour.md
 //! §7 and §9; each door's arguments live with the door.
 
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod config;
@@ -26,6 +27,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Dry-run the webhook over manifest files, for CI pipelines.
     Check(check::CheckArgs),
+    /// Report what the webhook would change or deny in the objects a cluster already has.
+    Audit(audit::AuditArgs),
     /// Write a CA and a serving certificate for the webhook Service.
     Certs(certs::CertsArgs),
     /// Print the configuration file with every default.

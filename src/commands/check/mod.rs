@@ -22,6 +22,7 @@ use crate::core::engine::{
 use crate::core::kinds::split_api_version;
 
 pub use input::{Document, parse_source, read_all};
+pub use report::{ReportWriter, Tally};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
