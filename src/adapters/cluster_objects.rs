@@ -53,7 +53,10 @@ pub enum ClusterError {
 impl ClusterError {
     /// Whether another request to the same server is pointless (it is down or unreachable).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Unreachable { .. } | Self::NoAccess(_))
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::Timeout { .. } | Self::NoAccess(_)
+        )
     }
 }
 
