@@ -170,3 +170,84 @@ fn the_configured_default_class_is_checked_when_injected() {
     );
     assert_eq!(no_node_warnings(&out), vec![NO_NODE_SPIN]);
 }
+
+/// Resident memory of this process, in bytes (Linux).
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// The figure of docs/operations.md: 5,000 nodes with 15 labels each, as the Node watch keeps
+/// them, and the time of one check that finds no node. Run alone (it measures the whole
+/// process): `cargo test --test spec_11_node_warning -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run alone"]
+fn labels_of_5000_nodes_fit_in_about_ten_megabytes() {
+    let before = rss();
+    let nodes: ClusterNodes = (0..5000)
+        .map(|i| {
+            let name = format!("ip-10-0-{}-{}.eu-west-1.compute.internal", i / 250, i % 250);
+            let labels = vec![
+                ("beta.kubernetes.io/arch".to_string(), "amd64".to_string()),
+                ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
+                (
+                    "beta.kubernetes.io/instance-type".to_string(),
+                    "m6i.2xlarge".to_string(),
+                ),
+                ("kubernetes.io/arch".to_string(), "amd64".to_string()),
+                ("kubernetes.io/os".to_string(), "linux".to_string()),
+                ("kubernetes.io/hostname".to_string(), name.clone()),
+                (
+                    "node.kubernetes.io/instance-type".to_string(),
+                    "m6i.2xlarge".to_string(),
+                ),
+                (
+                    "topology.kubernetes.io/region".to_string(),
+                    "eu-west-1".to_string(),
+                ),
+                (
+                    "topology.kubernetes.io/zone".to_string(),
+                    format!("eu-west-1{}", ["a", "b", "c"][i % 3]),
+                ),
+                (
+                    "failure-domain.beta.kubernetes.io/region".to_string(),
+                    "eu-west-1".to_string(),
+                ),
+                (
+                    "failure-domain.beta.kubernetes.io/zone".to_string(),
+                    "eu-west-1a".to_string(),
+                ),
+                (
+                    "eks.amazonaws.com/nodegroup".to_string(),
+                    format!("workers-{}", i % 10),
+                ),
+                (
+                    "eks.amazonaws.com/capacityType".to_string(),
+                    "ON_DEMAND".to_string(),
+                ),
+                (
+                    "k8s.io/cloud-provider-aws".to_string(),
+                    "0123456789abcdef0123456789abcdef".to_string(),
+                ),
+                ("kwasm.sh/kwasm-provisioned".to_string(), "true".to_string()),
+            ];
+            (name, NodeLabels::new(labels))
+        })
+        .collect();
+    let after = rss();
+    let selector = BTreeMap::from([(SPIN_LABEL.to_string(), "true".to_string())]);
+    let start = std::time::Instant::now();
+    let found = wasm_admission::core::schedulability::any_node_matches(&selector, &nodes);
+    let elapsed = start.elapsed();
+    assert!(!found);
+    let mib = (after.saturating_sub(before)) as f64 / (1024.0 * 1024.0);
+    println!(
+        "5000 nodes x 15 labels: {mib:.1} MiB resident; a check that finds no node: {elapsed:?}"
+    );
+    assert!(mib < 16.0, "{mib:.1} MiB");
+}

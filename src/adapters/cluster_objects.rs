@@ -32,11 +32,13 @@ pub enum ClusterError {
     #[error(
         "the API server {server} did not answer within {timeout:?} ({message}); is it running and reachable?"
     )]
-    Unreachable {
+    Timeout {
         server: String,
         timeout: Duration,
         message: String,
     },
+    #[error("cannot connect to the API server {server}: {message}")]
+    Unreachable { server: String, message: String },
     #[error(
         "the list of {resource} expired while it was being read (410 Gone: {message}); run audit again"
     )]
@@ -141,11 +143,23 @@ fn classify(
             scope,
             message: format!("{} ({})", status.message, status.code),
         },
-        e @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => ClusterError::Unreachable {
-            server: server.to_string(),
-            timeout: timeouts.connect.max(timeouts.read),
-            message: error_chain(&e),
-        },
+        e @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => {
+            let message = error_chain(&e);
+            let lower = message.to_lowercase();
+            if lower.contains("timed out") || lower.contains("elapsed") || lower.contains("timeout")
+            {
+                ClusterError::Timeout {
+                    server: server.to_string(),
+                    timeout: timeouts.connect.max(timeouts.read),
+                    message,
+                }
+            } else {
+                ClusterError::Unreachable {
+                    server: server.to_string(),
+                    message,
+                }
+            }
+        }
         e => ClusterError::Api {
             verb,
             resource,

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::admission::injected;
 use crate::support::{World, eventually, root};
 
-const SPIN_LABEL: &str = "wasm-admission.io/runtime-spin-e2e";
+const SPIN_LABEL: &str = "example.com/spin";
 
 /// Workloads created in a namespace that is not opted in: the webhook never sees them.
 fn manifests(ns: &str) -> Vec<(&'static str, &'static str, String)> {
@@ -309,7 +309,14 @@ pub fn no_node_matches_warning_appears_and_disappears_without_restart(world: &Wo
         assert!(out.ok, "{}", out.stderr);
         out.warnings().contains(&expected)
     };
-    eventually(Duration::from_secs(20), "the no-node warning", warns);
+    if !crate::support::within(Duration::from_secs(20), warns) {
+        let out = cluster.kubectl_in(&["create", "--dry-run=server", "-f", "-"], &deployment);
+        let logs = world.webhook().take_logs();
+        panic!(
+            "no no-node warning; kubectl said {:?}; serve logged {logs:#?}",
+            out.warnings()
+        );
+    }
 
     let node = format!(
         r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"e2e-spin-node","labels":{{"{SPIN_LABEL}":"true","kubernetes.io/os":"linux"}}}}}}"#
