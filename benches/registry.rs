@@ -71,6 +71,7 @@ async fn one_review(engine: &Engine, inspector: Option<&Inspector>, body: &[u8])
     let facts = Facts {
         registry: facts.as_ref().map(|f| f as &dyn ImageClassifier),
         runtime_classes: None,
+        nodes: None,
     };
     let reply = review::answer(engine, &decoded, Endpoint::Mutate, &facts).expect("answered");
     assert!(

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => commands::serve::run(args),
         Command::Check(args) => commands::check::run(args),
+        Command::Audit(args) => commands::audit::run(args),
         Command::Certs(args) => commands::certs::run(args),
         Command::Config => commands::config::run(),
         Command::Policies(args) => commands::policies::run(args),

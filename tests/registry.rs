@@ -75,6 +75,7 @@ async fn decide(
         &Facts {
             registry: Some(&facts),
             runtime_classes: None,
+            nodes: None,
         },
     )
     .expect("answered");

@@ -59,6 +59,7 @@ fn decide_with(
         &Facts {
             registry: Some(answers),
             runtime_classes: None,
+            nodes: None,
         },
     )
     .expect("answered")

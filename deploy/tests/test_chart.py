@@ -512,12 +512,13 @@ def test_single_replica_has_no_pdb():
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_rbac_is_read_only_runtimeclasses(name):
+def test_rbac_is_read_only_runtimeclasses_and_nodes(name):
     r = render(name)
     assert not r.all("Role") and not r.all("RoleBinding")
     role = r.one("ClusterRole")
     assert role["rules"] == [
-        {"apiGroups": ["node.k8s.io"], "resources": ["runtimeclasses"], "verbs": ["get", "list", "watch"]}
+        {"apiGroups": ["node.k8s.io"], "resources": ["runtimeclasses"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
     ]
     assert "aggregationRule" not in role
     binding = r.one("ClusterRoleBinding")
@@ -900,3 +901,65 @@ def test_mode_policies_with_another_configuration_asks_for_generated_policies(tm
 def test_unknown_mode_is_refused():
     proc = helm_template("w", "w", ["--set", "mode=native"], check=False)
     assert proc.returncode != 0 and "mode must be webhook, policies or both" in proc.stderr
+
+
+# The scheduled audit and node awareness (behaviour.md §11).
+
+SEVEN_KINDS = {
+    ("", "pods"),
+    ("apps", "deployments"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("apps", "replicasets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+}
+
+
+def audit_render(*args):
+    return Rendered(
+        "wasm-admission",
+        "wasm-admission",
+        load_docs(helm_template("wasm-admission", "wasm-admission", ["--set", "audit.enabled=true", *args]).stdout),
+    )
+
+
+def grants(role):
+    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def test_the_audit_is_off_by_default():
+    r = render("generated")
+    assert r.all("CronJob") == []
+    assert r.all("CustomResourceDefinition") == []
+
+
+def test_the_audit_cronjob_applies_policy_reports_with_exactly_that_rbac():
+    r = audit_render("--set", "audit.namespace=shop", "--set", "audit.schedule=5 4 * * *")
+    cron = r.one("CronJob")
+    assert cron["spec"]["schedule"] == "5 4 * * *"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[0] == "audit"
+    assert args[args.index("--output") + 1] == "policyreport"
+    assert "--apply" in args
+    assert args[args.index("--namespace") + 1] == "shop"
+    (role,) = [c for c in r.all("ClusterRole") if c["metadata"]["name"].endswith("-audit")]
+    expected = {(g, res, "list") for g, res in SEVEN_KINDS}
+    expected |= {("wgpolicyk8s.io", res, v) for res in ("policyreports", "clusterpolicyreports") for v in ("create", "update", "patch")}
+    assert grants(role) == expected
+    (binding,) = [b for b in r.all("ClusterRoleBinding") if b["metadata"]["name"].endswith("-audit")]
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+
+
+def test_policy_report_crds_ship_with_the_audit_unless_turned_off():
+    names = lambda r: sorted(c["metadata"]["name"] for c in r.all("CustomResourceDefinition"))
+    both = ["clusterpolicyreports.wgpolicyk8s.io", "policyreports.wgpolicyk8s.io"]
+    # `helm template` has no cluster: `auto`'s lookup finds none, so they are installed.
+    assert names(audit_render()) == both
+    assert names(audit_render("--set", "policyReports.installCRDs=true")) == both
+    assert names(audit_render("--set", "policyReports.installCRDs=false")) == []
+    for crd in audit_render().all("CustomResourceDefinition"):
+        (version,) = crd["spec"]["versions"]
+        assert crd["spec"]["group"] == "wgpolicyk8s.io" and version["name"] == "v1alpha2"

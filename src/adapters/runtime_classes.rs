@@ -1,6 +1,6 @@
 //! RuntimeClass awareness (behaviour.md §7, §3 rule 3b): in a cluster, `serve` keeps the cluster's
 //! RuntimeClasses in memory (a list, then a watch, through kube's watcher): each name with what
-//! the rules read of it ([`RuntimeClassInfo`]: its handler). It hands them to the engine, which
+//! the rules read of it ([`RuntimeClassInfo`]: its handler and `scheduling.nodeSelector`). It hands them to the engine, which
 //! warns when the class it injects does not exist, and counts a pod whose class runs a Wasm
 //! handler as Wasm.
 //!
@@ -95,10 +95,15 @@ pub async fn client_for(
 /// What the rules read of a RuntimeClass, keyed by its name (`None` without one).
 fn entry(rc: RuntimeClass) -> Option<(String, RuntimeClassInfo)> {
     let name = rc.metadata.name?;
+    let node_selector = rc
+        .scheduling
+        .and_then(|s| s.node_selector)
+        .unwrap_or_default();
     Some((
         name,
         RuntimeClassInfo {
             handler: rc.handler,
+            node_selector,
         },
     ))
 }

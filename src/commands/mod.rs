@@ -2,6 +2,7 @@
 //! the adapters for facts and the core for decisions, and answers. The command line is behaviour.md
 //! §7 and §9; each door's arguments live with the door.
 
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod config;
@@ -27,6 +28,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Dry-run the webhook over manifest files, for CI pipelines.
     Check(check::CheckArgs),
+    /// Report what the webhook would change or deny in the objects a cluster already has.
+    Audit(audit::AuditArgs),
     /// Write a CA and a serving certificate for the webhook Service.
     Certs(certs::CertsArgs),
     /// Print the configuration file with every default.

@@ -29,12 +29,14 @@ pub trait ImageClassifier: Send + Sync {
 }
 
 /// What the cluster says of one RuntimeClass, as `serve`'s watch keeps it: plain data, so the
-/// engine stays free of Kubernetes client types. (A later field can hold its
-/// `scheduling.nodeSelector`.)
+/// engine stays free of Kubernetes client types.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeClassInfo {
     /// The CRI handler the class runs (`spin`, `wasmedge`, `runc`, ...).
     pub handler: String,
+    /// Its `scheduling.nodeSelector` (empty when it has none): the labels a node needs to run
+    /// the class's pods (behaviour.md §11).
+    pub node_selector: std::collections::BTreeMap<String, String>,
 }
 
 /// The cluster's RuntimeClasses by name, when `serve` watches them (behaviour.md §7, §3 rule 3b).
@@ -374,12 +376,14 @@ mod tests {
                 "my-spin".to_string(),
                 RuntimeClassInfo {
                     handler: "spin".into(),
+                    ..Default::default()
                 },
             ),
             (
                 "gvisor".to_string(),
                 RuntimeClassInfo {
                     handler: "runsc".into(),
+                    ..Default::default()
                 },
             ),
         ]);

@@ -10,6 +10,7 @@
 //!   (§2, §5, §6)
 //! - `config`: the configuration's keys, defaults and validation (§8)
 //! - `review`: the AdmissionReview request and answer (§9)
+//! - `schedulability`: whether any node satisfies a RuntimeClass's `nodeSelector` (§11)
 //! - `model`: the lean model of an object, and the pod view the rules read it through
 //! - `patch`: JSON Patch building against the object as received
 //! - `policies`: the same rules as native admission policies in CEL (§10)
@@ -28,4 +29,5 @@ pub mod patch;
 pub mod policies;
 pub mod quantity;
 pub mod review;
+pub mod schedulability;
 pub mod warning;

@@ -230,6 +230,7 @@ pub fn admit_in_cluster(
     let facts = Facts {
         registry: None,
         runtime_classes: Some(classes),
+        nodes: None,
     };
     admit_review_with(
         engine,
@@ -248,6 +249,7 @@ pub fn cluster_classes(pairs: &[(&str, &str)]) -> ClusterRuntimeClasses {
                 name.to_string(),
                 RuntimeClassInfo {
                     handler: handler.to_string(),
+                    ..Default::default()
                 },
             )
         })

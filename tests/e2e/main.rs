@@ -12,6 +12,7 @@
 //! NAME` runs the cases whose name contains NAME.
 
 mod admission;
+mod audit;
 mod controllers;
 mod day_two;
 mod failure;
@@ -71,6 +72,22 @@ const CASES: &[Case] = &[
     (
         "a_class_whose_handler_runs_wasm_makes_its_pods_wasm",
         runtime_classes::a_class_whose_handler_runs_wasm_makes_its_pods_wasm,
+    ),
+    (
+        "no_node_matches_warning_appears_and_disappears_without_restart",
+        audit::no_node_matches_warning_appears_and_disappears_without_restart,
+    ),
+    (
+        "audit_finds_existing_objects_with_the_verdict_check_gives",
+        audit::audit_finds_existing_objects_with_the_verdict_check_gives,
+    ),
+    (
+        "policy_reports_are_applied_and_read_back_with_kubectl",
+        audit::policy_reports_are_applied_and_read_back_with_kubectl,
+    ),
+    (
+        "audit_without_permission_or_apiserver_says_what_to_fix",
+        audit::audit_without_permission_or_apiserver_says_what_to_fix,
     ),
     (
         "baseline_verdicts_equal_pod_security_admission_at_every_version",

@@ -480,6 +480,20 @@ impl World {
         self.check_json_with(&config, file)
     }
 
+    /// `wasm-admission audit ARGS` with the configuration `serve` has, against the cluster of
+    /// `kubeconfig`.
+    pub fn audit_with(&self, kubeconfig: &Path, args: &[&str]) -> Run {
+        let config = self.webhook().config_path();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
+        command
+            .env("KUBECONFIG", kubeconfig)
+            .arg("audit")
+            .arg("--config")
+            .arg(config)
+            .args(args);
+        run(command, None)
+    }
+
     /// `wasm-admission check -o json --config CONFIG FILE`.
     pub fn check_json_with(&self, config: &Path, file: &Path) -> Vec<Value> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));

@@ -22,6 +22,7 @@ use crate::core::engine::{
 use crate::core::kinds::split_api_version;
 
 pub use input::{Document, parse_source, read_all};
+pub use report::{ReportWriter, Tally};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -122,6 +123,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     let facts = Facts {
         registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
         runtime_classes: None,
+        nodes: None,
     };
     let results = check_documents(&engine, &facts, documents, &args.namespace);
     let mut stdout = std::io::stdout().lock();

@@ -11,6 +11,8 @@
 //! | `wasm_admission_connections_open` | | connections open right now (both listeners) |
 //! | `wasm_admission_connections_refused_total` | | connections closed at once because the connection cap was reached |
 //! | `wasm_admission_build_info` | version | always 1 |
+//! | `wasm_admission_nodes_watched` | | nodes whose labels the Node watch holds (behaviour.md §11) |
+//! | `wasm_admission_node_watch_state` | | the Node watch: 0 off, 1 listing, 2 watching, 3 failing (retrying; a missing permission among others) |
 
 use std::sync::atomic::AtomicI64;
 
@@ -92,6 +94,8 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     connections_open: Gauge,
     connections_refused: Counter,
+    nodes_watched: Gauge,
+    node_watch_state: Gauge,
 }
 
 fn duration_histogram() -> Histogram {
@@ -164,6 +168,18 @@ impl Metrics {
             "Connections closed at once because the connection cap was reached",
             connections_refused.clone(),
         );
+        let nodes_watched = Gauge::default();
+        registry.register(
+            "nodes_watched",
+            "Nodes whose labels the Node watch holds",
+            nodes_watched.clone(),
+        );
+        let node_watch_state = Gauge::default();
+        registry.register(
+            "node_watch_state",
+            "The Node watch: 0 off, 1 listing, 2 watching, 3 failing and retrying",
+            node_watch_state.clone(),
+        );
         // Every series exists from the start, so rate() and alerts see a zero before the first event.
         for what in [
             ReloadWhat::Certificate,
@@ -187,7 +203,14 @@ impl Metrics {
             reloads,
             connections_open,
             connections_refused,
+            nodes_watched,
+            node_watch_state,
         }
+    }
+
+    /// The gauges the Node watch counts into: nodes watched, and its state.
+    pub fn node_gauges(&self) -> (Gauge, Gauge) {
+        (self.nodes_watched.clone(), self.node_watch_state.clone())
     }
 
     /// Counts one answered review. `kind` and `operation` come from the request; kinds this webhook

@@ -156,6 +156,8 @@ pub struct AppState {
     pub(crate) registry: crate::adapters::registry::InspectorSlot,
     /// The cluster's RuntimeClass names, once listed (behaviour.md §7).
     pub(crate) runtime_classes: Arc<crate::adapters::runtime_classes::KnownRuntimeClasses>,
+    /// The nodes' labels, once listed (behaviour.md §11).
+    pub(crate) nodes: Arc<crate::adapters::nodes::KnownNodes>,
     /// Reviews in flight and body bytes held, over all connections.
     pub(crate) load: load::Load,
 }
@@ -170,6 +172,7 @@ pub struct Server {
     tasks: Vec<(&'static str, JoinHandle<std::io::Result<()>>)>,
     watcher: JoinHandle<()>,
     runtime_class_watch: Option<JoinHandle<()>>,
+    node_watch: Option<JoinHandle<()>>,
 }
 
 /// Stops a [`Server`] from another task (a signal handler, a test).
@@ -253,7 +256,10 @@ impl Server {
             }
         }
         self.watcher.abort();
-        if let Some(watch) = &self.runtime_class_watch {
+        for watch in [&self.runtime_class_watch, &self.node_watch]
+            .into_iter()
+            .flatten()
+        {
             watch.abort();
         }
         if let Some(dev) = &self.dev {
@@ -377,6 +383,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
 
     let metrics = Metrics::new();
     metrics.certificate_expiry(pair.not_after);
+    let (nodes_watched, node_watch_state) = metrics.node_gauges();
     let state = Arc::new(AppState {
         engine: ArcSwap::from_pointee(engine),
         metrics,
@@ -387,6 +394,10 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         draining: AtomicBool::new(false),
         registry: crate::adapters::registry::InspectorSlot::default(),
         runtime_classes: Arc::default(),
+        nodes: Arc::new(crate::adapters::nodes::KnownNodes::with_gauges(
+            nodes_watched,
+            node_watch_state,
+        )),
         load: load::Load::new(tuning.max_reviews_in_flight, tuning.max_body_memory),
     });
     // Built now rather than on the first review: the HTTP client reads the system's CA
@@ -475,6 +486,10 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     };
 
     let watcher = tokio::spawn(reload::watch(state.clone(), sources, tuning.poll_interval));
+    // The Node watch runs beside the RuntimeClass watch, with the same client (behaviour.md §11).
+    let node_watch = kube_client
+        .as_ref()
+        .map(|client| crate::adapters::nodes::spawn_watch(client.clone(), state.nodes.clone()));
     let runtime_class_watch = kube_client.map(|client| {
         crate::adapters::runtime_classes::spawn_watch(client, state.runtime_classes.clone())
     });
@@ -499,6 +514,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         tasks,
         watcher,
         runtime_class_watch,
+        node_watch,
     })
 }
 

@@ -298,9 +298,12 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
                 &budget,
             )
             .await;
+            // Held only while deciding (no await below): the Node watch waits for it.
+            let nodes = state.nodes.read();
             let facts = Facts {
                 registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
                 runtime_classes: runtime_classes.as_deref(),
+                nodes: nodes.as_ref(),
             };
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 review::answer(&engine, &decoded, endpoint, &facts)

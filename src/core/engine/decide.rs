@@ -13,6 +13,7 @@ use crate::core::kinds::WorkloadKind;
 use crate::core::model::{self, Object, PodView};
 use crate::core::mutate::{self, Change};
 use crate::core::patch::{Node, Patch, PatchBuilder};
+use crate::core::schedulability;
 use crate::core::warning::warning;
 
 pub const ANN_RESOURCE_PROFILE: &str = "wasm-admission.io/resource-profile";
@@ -100,6 +101,7 @@ pub(super) fn registry_images(
     let facts = Facts {
         registry: None,
         runtime_classes,
+        nodes: None,
     };
     detection::registry_images(&view, &engine.signals(&facts))
 }
@@ -219,6 +221,17 @@ pub(super) fn decide(
         warnings,
     ) {
         changes.insert(Change::RuntimeClass);
+    }
+    // behaviour.md §11: the class the pod will run with, injected or its own.
+    let class = match view.spec.runtime_class_name.as_deref() {
+        None | Some("") => runtime_class.as_str(),
+        Some(own) => own,
+    };
+    if let (Some(classes), Some(nodes)) = (facts.runtime_classes, facts.nodes)
+        && let Some(info) = classes.get(class)
+        && let Some(w) = schedulability::unschedulable_warning(class, &info.node_selector, nodes)
+    {
+        warnings.push(w);
     }
     if mutate::resources::apply(&view, profile, &mut patch, warnings) {
         changes.insert(Change::Resources);

@@ -17,6 +17,7 @@ use crate::core::detection::{
     ClusterRuntimeClasses, ImageClassifier, ImagePatterns, Signals, WasmRuntimeClasses,
 };
 use crate::core::model;
+use crate::core::schedulability::ClusterNodes;
 
 /// Which webhook endpoint asks: `/mutate` answers with mutations and denials, `/validate` with
 /// denials only (it runs after every mutating webhook).
@@ -75,6 +76,9 @@ pub struct Facts<'a> {
     /// The RuntimeClasses that exist in the cluster, with their handlers, when `serve` watches
     /// them (behaviour.md §7, §3 rule 3b).
     pub runtime_classes: Option<&'a ClusterRuntimeClasses>,
+    /// The labels of the cluster's nodes, when `serve` watches them (behaviour.md §11): with
+    /// `runtime_classes`, a warning when no node can run the pod's class.
+    pub nodes: Option<&'a ClusterNodes>,
 }
 
 /// How a review ended, for logs, metrics and `check`'s report.

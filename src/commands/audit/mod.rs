@@ -1,0 +1,270 @@
+//! `wasm-admission audit` (behaviour.md §11): the cluster door onto the engine. Every object of the
+//! seven kinds that exists now is decided exactly as `check` decides a manifest (a CREATE of it,
+//! with the same facts: the configuration, and registry inspection when it is enabled; no
+//! cluster RuntimeClasses or nodes, so the answer equals `check`'s on the same manifest), and
+//! reported with `check`'s report code, or as PolicyReports.
+//!
+//! The cluster is read one page at a time (`--page-size`, default 500); each page is decided,
+//! reported and dropped before the next is fetched.
+
+mod policy_report;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use super::check::{self, Document, OutputFormat, ReportWriter, Tally};
+use crate::adapters::cluster_objects::{self, Pages, Timeouts};
+use crate::adapters::registry::{Inspector, RegistryFacts};
+use crate::core::config::Config;
+use crate::core::detection::ImageClassifier;
+use crate::core::engine::{Engine, Facts};
+use crate::core::kinds::WorkloadKind;
+
+use policy_report::PolicyReports;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    Text,
+    Json,
+    Junit,
+    /// `wgpolicyk8s.io/v1alpha2` PolicyReport per namespace and a ClusterPolicyReport, as YAML.
+    Policyreport,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Configuration file (behaviour.md §8), as `serve` and `check` read it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Audit this namespace only; all namespaces otherwise.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: AuditFormat,
+    /// With `-o policyreport`: server-side apply the reports to the cluster instead of printing
+    /// them (the exit code then says only whether they were written).
+    #[arg(long)]
+    pub apply: bool,
+    /// Objects per list request (`limit`); one page is held in memory at a time.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub page_size: u32,
+    /// Seconds each request to the API server may take (connecting: at most 10 of them).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+}
+
+/// The source name of every audited object in the reports (`check` names the file).
+const SOURCE: &str = "cluster";
+
+pub fn run(args: AuditArgs) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => crate::adapters::config_file::read(path),
+        None => Ok(Config::default()),
+    };
+    let engine = match config.and_then(Engine::new) {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("wasm-admission audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.apply && args.output != AuditFormat::Policyreport {
+        eprintln!(
+            "wasm-admission audit: --apply writes PolicyReports; use it with -o policyreport"
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wasm-admission audit: cannot create the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    ExitCode::from(runtime.block_on(audit(&engine, &args)))
+}
+
+/// Where the decided objects go: `check`'s report writer, or the PolicyReports being built.
+enum Sink<'w> {
+    Report(ReportWriter<'w>),
+    PolicyReports(PolicyReports),
+}
+
+async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
+    let timeout = Duration::from_secs(args.timeout);
+    let timeouts = Timeouts {
+        connect: timeout.min(Duration::from_secs(10)),
+        read: timeout,
+    };
+    let (client, server) = match cluster_objects::client(timeouts).await {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("wasm-admission audit: {e}");
+            return 2;
+        }
+    };
+    let settings = engine.config().detection.registry.clone();
+    let inspector = settings.enabled.then(|| Inspector::new(&settings));
+
+    let mut stdout = std::io::stdout().lock();
+    let mut sink = match args.output {
+        AuditFormat::Policyreport => {
+            Sink::PolicyReports(PolicyReports::new(args.namespace.is_none()))
+        }
+        other => {
+            let format = match other {
+                AuditFormat::Json => OutputFormat::Json,
+                AuditFormat::Junit => OutputFormat::Junit,
+                _ => OutputFormat::Text,
+            };
+            match ReportWriter::new(&mut stdout, format, "wasm-admission audit") {
+                Ok(w) => Sink::Report(w),
+                Err(e) => {
+                    eprintln!("wasm-admission audit: cannot write the report: {e}");
+                    return 2;
+                }
+            }
+        }
+    };
+
+    let mut failed = false;
+    let mut index = 0usize;
+    'kinds: for kind in WorkloadKind::ALL {
+        let mut pages = Pages::new(
+            &client,
+            &server,
+            timeouts,
+            kind,
+            args.namespace.as_deref(),
+            args.page_size,
+        );
+        while let Some(page) = pages.next().await {
+            let objects = match page {
+                Ok(objects) => objects,
+                Err(e) => {
+                    eprintln!("wasm-admission audit: {e}");
+                    failed = true;
+                    if e.is_unreachable() {
+                        break 'kinds;
+                    }
+                    continue 'kinds;
+                }
+            };
+            let registry = match &inspector {
+                Some(inspector) => Some(inspect(engine, inspector, &objects).await),
+                None => None,
+            };
+            let facts = Facts {
+                registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
+                ..Facts::default()
+            };
+            let refs: Vec<policy_report::ObjectRef> =
+                objects.iter().map(policy_report::ObjectRef::of).collect();
+            let documents = objects
+                .into_iter()
+                .map(|object| {
+                    let doc = Document {
+                        source: SOURCE.to_string(),
+                        index,
+                        content: Ok(object),
+                    };
+                    index += 1;
+                    doc
+                })
+                .collect();
+            let checked = check::check_documents(engine, &facts, documents, "default");
+            for (r, object_ref) in checked.iter().zip(refs) {
+                let written = match &mut sink {
+                    Sink::Report(w) => w.entry(r),
+                    Sink::PolicyReports(reports) => {
+                        reports.add(r, object_ref);
+                        Ok(())
+                    }
+                };
+                if let Err(e) = written {
+                    eprintln!("wasm-admission audit: cannot write the report: {e}");
+                    return 2;
+                }
+            }
+        }
+    }
+
+    let code = match sink {
+        Sink::Report(w) => {
+            let tally = w.tally();
+            if let Err(e) = w.finish() {
+                eprintln!("wasm-admission audit: cannot write the report: {e}");
+                return 2;
+            }
+            tally.exit_code()
+        }
+        Sink::PolicyReports(reports) => {
+            let tally: Tally = reports.tally();
+            let documents = reports.into_documents();
+            if args.apply {
+                let mut code = 0;
+                for report in &documents {
+                    let what = policy_report::describe(report);
+                    match cluster_objects::apply_report(&client, &server, timeouts, report).await {
+                        Ok(()) => eprintln!("wasm-admission audit: applied {what}"),
+                        Err(e) => {
+                            eprintln!("wasm-admission audit: cannot apply {what}: {e}");
+                            code = 2;
+                            if e.is_unreachable() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if failed { 2 } else { code }
+            } else {
+                if let Err(e) = write_yaml(&mut stdout, &documents) {
+                    eprintln!("wasm-admission audit: cannot write the report: {e}");
+                    return 2;
+                }
+                tally.exit_code()
+            }
+        }
+    };
+    if failed { 2 } else { code }
+}
+
+/// Registry inspection (behaviour.md §3 rule 6) for the images of one page, with the configured
+/// settings; the inspector caches what it has seen across pages.
+async fn inspect(engine: &Engine, inspector: &Inspector, objects: &[Value]) -> RegistryFacts {
+    let mut images = Vec::new();
+    for object in objects {
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default");
+        if let Ok(raw) = serde_json::value::to_raw_value(object) {
+            images.extend(
+                engine.registry_images(&check::create_request(object, &raw, namespace), None),
+            );
+        }
+    }
+    if images.is_empty() {
+        return RegistryFacts::default();
+    }
+    let timeout = inspector.settings().timeout;
+    inspector
+        .inspect(images.iter().map(String::as_str), timeout)
+        .await
+}
+
+fn write_yaml(out: &mut dyn Write, documents: &[Value]) -> std::io::Result<()> {
+    for document in documents {
+        let text = serde_yaml_ng::to_string(document).map_err(std::io::Error::other)?;
+        writeln!(out, "---")?;
+        out.write_all(text.as_bytes())?;
+    }
+    Ok(())
+}
