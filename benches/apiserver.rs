@@ -1,7 +1,7 @@
 //! Latency as kube-apiserver sees it: Pods created through the real apiserver of
 //! `scripts/cluster.sh` (the end-to-end suite's control plane, chart and local `serve`, here the
-//! release build), in a namespace the webhook does not act on and in one that opted in, in the
-//! same run.
+//! release build), in a namespace nothing acts on, in one the webhook acts on, and in one the
+//! generated native policies (`wasm-admission policies`) act on instead, in the same run.
 //!
 //!   cargo bench --bench apiserver -- [--rate 100] [--seconds 10] [--concurrency 16]
 //!
@@ -9,8 +9,10 @@
 //! scheduled time, whether or not the earlier ones have finished), then as many as
 //! `--concurrency` creators manage (closed loop), which is the most this machine holds with
 //! etcd, the apiserver, the controller manager, `serve` and this client on its cores. It prints
-//! the client-side p50/p99 of a create, the apiserver's own histogram of the calls to `/mutate`
-//! (`apiserver_admission_webhook_admission_duration_seconds`), and the webhook's share of each.
+//! the client-side p50/p99 of a create, the apiserver's own time in admission per create
+//! (`apiserver_admission_step_admission_duration_seconds`, mutating and validating steps), its
+//! histogram of the calls to `/mutate` (`apiserver_admission_webhook_admission_duration_seconds`),
+//! and the ratios of each to the namespace nothing acts on.
 //! The target: at least 99% of the apiserver's calls to `serve` in its first bucket (≤ 5 ms) at
 //! 100 creates/s.
 
@@ -27,6 +29,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use support::{World, metric_sum};
 
 const HISTOGRAM: &str = "apiserver_admission_webhook_admission_duration_seconds";
+const STEP: &str = "apiserver_admission_step_admission_duration_seconds";
+/// The label of the namespace the benchmark's copy of the native policies acts on.
+const POLICIES_LABEL: &str = "wasm-admission.io/bench-policies";
 const MUTATE: (&str, &str) = ("name", "mutate.wasm-admission.io");
 
 struct Options {
@@ -89,6 +94,9 @@ struct Phase {
     calls: (f64, f64, f64),
     /// `serve`'s own view of its /mutate answers during the phase: (count, sum s).
     served: (f64, f64),
+    /// The apiserver's time in its admission steps (mutating and validating) for Pod creates
+    /// during the phase, in seconds.
+    admission: f64,
 }
 
 impl Phase {
@@ -119,6 +127,12 @@ fn served(world: &World) -> (f64, f64) {
     )
 }
 
+/// The apiserver's time in admission for creates so far, in seconds.
+fn admission_seconds(world: &World) -> f64 {
+    let text = world.cluster.apiserver_metrics();
+    metric_sum(&text, &format!("{STEP}_sum"), &[("operation", "CREATE")])
+}
+
 fn webhook_calls(world: &World) -> (f64, f64, f64) {
     let text = world.cluster.apiserver_metrics();
     (
@@ -145,6 +159,7 @@ async fn phase(
     use std::sync::atomic::Ordering;
     let before = webhook_calls(world);
     let served_before = served(world);
+    let admission_before = admission_seconds(world);
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -193,7 +208,9 @@ async fn phase(
     latencies.sort();
     let after = webhook_calls(world);
     let served_after = served(world);
+    let admission = admission_seconds(world) - admission_before;
     Phase {
+        admission,
         served: (
             served_after.0 - served_before.0,
             served_after.1 - served_before.1,
@@ -210,34 +227,61 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-fn print_pair(title: &str, off: &Phase, on: &Phase) {
+fn mean(p: &Phase) -> Duration {
+    Duration::from_secs_f64(
+        p.latencies.iter().map(Duration::as_secs_f64).sum::<f64>()
+            / p.latencies.len().max(1) as f64,
+    )
+}
+
+fn print_rows(title: &str, off: &Phase, on: &Phase, policies: &Phase) {
     println!("\n{title}");
     println!(
-        "  {:<28} {:>10} {:>10} {:>10} {:>9} {:>9}",
-        "namespace", "creates/s", "p50", "p99", "failures", "calls"
+        "  {:<30} {:>10} {:>10} {:>10} {:>12} {:>9} {:>9}",
+        "namespace", "creates/s", "p50", "p99", "admission", "failures", "calls"
     );
-    for (name, p) in [
-        ("not opted in (no webhook)", off),
-        ("opted in (webhook)", on),
-    ] {
+    let rows = [
+        ("nothing acts (baseline)", off),
+        ("the webhook", on),
+        ("the native policies", policies),
+    ];
+    for (name, p) in rows {
         println!(
-            "  {:<28} {:>10.1} {:>10} {:>10} {:>9} {:>9}",
+            "  {:<30} {:>10.1} {:>10} {:>10} {:>12} {:>9} {:>9}",
             name,
             p.rate(),
             ms(p.quantile(0.5)),
             ms(p.quantile(0.99)),
+            ms(Duration::from_secs_f64(
+                p.admission / p.creates.max(1) as f64
+            )),
             p.failures,
             p.calls.0
         );
     }
+    println!("  (admission: the apiserver's mean time per create in its admission steps)");
+    let per_create = |p: &Phase| p.admission / p.creates.max(1) as f64;
+    for (name, p) in &rows[1..] {
+        println!(
+            "  {name} / baseline: p50 {:.2}x, p99 {:.2}x, admission per create {:.2}x, mean create {:.2}x",
+            p.quantile(0.5).as_secs_f64() / off.quantile(0.5).as_secs_f64().max(1e-9),
+            p.quantile(0.99).as_secs_f64() / off.quantile(0.99).as_secs_f64().max(1e-9),
+            per_create(p) / per_create(off).max(1e-9),
+            mean(p).as_secs_f64() / mean(off).as_secs_f64().max(1e-9),
+        );
+    }
+    println!(
+        "  native policies / webhook: p99 {:.2}x, admission per create {:.2}x",
+        policies.quantile(0.99).as_secs_f64() / on.quantile(0.99).as_secs_f64().max(1e-9),
+        per_create(policies) / per_create(on).max(1e-9),
+    );
     let (calls, first, sum) = on.calls;
     let mean_call = if calls > 0.0 { sum / calls } else { 0.0 };
-    let per_create = mean_call * calls / on.creates.max(1) as f64;
     println!(
         "  apiserver -> serve: {calls} calls, {:.2}% in the first bucket (<= 5 ms), mean {:.2} ms per call, {:.2} ms per create",
         100.0 * first / calls.max(1.0),
         mean_call * 1e3,
-        per_create * 1e3
+        mean_call * 1e3 * calls / on.creates.max(1) as f64
     );
     let (answers, answer_sum) = on.served;
     println!(
@@ -245,19 +289,42 @@ fn print_pair(title: &str, off: &Phase, on: &Phase) {
         1e3 * answer_sum / answers.max(1.0),
         mean_call * 1e3
     );
-    println!(
-        "  with the webhook / without: p50 {:.2}x, p99 {:.2}x; the webhook calls are {:.1}% of the mean create ({} with the webhook)",
-        on.quantile(0.5).as_secs_f64() / off.quantile(0.5).as_secs_f64().max(1e-9),
-        on.quantile(0.99).as_secs_f64() / off.quantile(0.99).as_secs_f64().max(1e-9),
-        100.0 * per_create
-            / (on.latencies.iter().map(Duration::as_secs_f64).sum::<f64>()
-                / on.latencies.len().max(1) as f64)
-                .max(1e-9),
-        ms(Duration::from_secs_f64(
-            on.latencies.iter().map(Duration::as_secs_f64).sum::<f64>()
-                / on.latencies.len().max(1) as f64
-        )),
+}
+
+/// The generated policies, renamed and bound to namespaces with [`POLICIES_LABEL`] only, so
+/// they act beside the chart's webhook without overlapping it.
+fn apply_bench_policies(world: &World) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+        .arg("policies")
+        .output()
+        .expect("wasm-admission policies");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let mut value: serde_json::Value = serde::Deserialize::deserialize(doc).expect("YAML");
+        let name = format!(
+            "bench-{}",
+            value["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        value["metadata"]["name"] = serde_json::Value::from(name.clone());
+        if value["kind"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("Binding"))
+        {
+            value["spec"]["policyName"] = serde_json::Value::from(name);
+        } else {
+            value["spec"]["matchConstraints"]["namespaceSelector"] =
+                serde_json::json!({"matchLabels": {POLICIES_LABEL: "enabled"}});
+        }
+        world
+            .cluster
+            .kubectl_in(&["apply", "-f", "-"], &value.to_string())
+            .expect_ok("apply the benchmark's policies");
+    }
 }
 
 fn main() {
@@ -275,6 +342,18 @@ fn main() {
     let world = World::start();
     let off = world.cluster.namespace("bench-off", false);
     let on = world.cluster.namespace("bench-on", true);
+    let pol = world.cluster.namespace("bench-policies", false);
+    world
+        .cluster
+        .kubectl(&[
+            "label",
+            "namespace",
+            &pol,
+            &format!("{POLICIES_LABEL}=enabled"),
+        ])
+        .expect_ok("label the policies' namespace");
+    world.apply_runtime_classes();
+    apply_bench_policies(&world);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let kubeconfig = Kubeconfig::read_from(&world.cluster.kubeconfig).expect("kubeconfig");
@@ -285,25 +364,52 @@ fn main() {
         let client = kube::Client::try_from(config).expect("client");
         let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let api_off: Api<Pod> = Api::namespaced(client.clone(), &off);
-        let api_on: Api<Pod> = Api::namespaced(client, &on);
-        // A short warm-up of both paths (connections, the webhook's TLS session, caches).
+        let api_on: Api<Pod> = Api::namespaced(client.clone(), &on);
+        let api_pol: Api<Pod> = Api::namespaced(client, &pol);
+        // A short warm-up of the three paths (connections, the webhook's TLS session, the
+        // policies' compiled expressions, caches); it also waits until the policies act.
         phase(&world, api_off.clone(), &next, Some(50), 1, 1).await;
         phase(&world, api_on.clone(), &next, Some(50), 1, 1).await;
+        let started = Instant::now();
+        while !mutated_by_policies(&api_pol, &next).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the benchmark's policies never acted"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        phase(&world, api_pol.clone(), &next, Some(50), 1, 1).await;
 
         let fixed_off = phase(&world, api_off.clone(), &next, Some(o.rate), 1, o.seconds).await;
         let fixed_on = phase(&world, api_on.clone(), &next, Some(o.rate), 1, o.seconds).await;
-        print_pair(
+        let fixed_pol = phase(&world, api_pol.clone(), &next, Some(o.rate), 1, o.seconds).await;
+        print_rows(
             &format!("fixed rate, {} creates/s", o.rate),
             &fixed_off,
             &fixed_on,
+            &fixed_pol,
         );
 
         let max_off = phase(&world, api_off, &next, None, o.concurrency, o.seconds).await;
         let max_on = phase(&world, api_on, &next, None, o.concurrency, o.seconds).await;
-        print_pair(
+        let max_pol = phase(&world, api_pol, &next, None, o.concurrency, o.seconds).await;
+        print_rows(
             &format!("most the machine holds, {} creators", o.concurrency),
             &max_off,
             &max_on,
+            &max_pol,
         );
     });
+}
+
+/// Whether a Pod created in the policies' namespace came back with the injected class.
+async fn mutated_by_policies(api: &Api<Pod>, next: &Arc<std::sync::atomic::AtomicU64>) -> bool {
+    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match api.create(&PostParams::default(), &pod(n)).await {
+        Ok(created) => created
+            .spec
+            .and_then(|s| s.runtime_class_name)
+            .is_some_and(|c| c == "wasm"),
+        Err(_) => false,
+    }
 }
