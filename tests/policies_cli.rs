@@ -104,6 +104,16 @@ fn s10_registry_inspection_is_refused_with_exit_2_and_no_output() {
     assert!(out.stdout.is_empty(), "nothing on standard output");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("detection.registry.enabled"), "{err}");
+    // For mode both the webhook keeps it, and says so.
+    let out = policies(&[
+        "--config",
+        file.path().to_str().expect("path"),
+        "--webhook-does-io",
+    ]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("left to the webhook: detection.registry")
+    );
 }
 
 #[test]

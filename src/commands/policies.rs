@@ -29,6 +29,10 @@ pub struct PoliciesArgs {
     /// What the apiserver does when a policy's expression fails.
     #[arg(long, value_enum, default_value = "fail")]
     pub failure_policy: FailurePolicyArg,
+    /// The webhook runs beside the policies (the chart's mode both) and keeps what needs I/O:
+    /// a configuration with registry inspection is accepted, and rule 6 stays with the webhook.
+    #[arg(long)]
+    pub webhook_does_io: bool,
 }
 
 pub fn run(args: PoliciesArgs) -> ExitCode {
@@ -47,7 +51,7 @@ pub fn run(args: PoliciesArgs) -> ExitCode {
         FailurePolicyArg::Fail => FailurePolicy::Fail,
         FailurePolicyArg::Ignore => FailurePolicy::Ignore,
     };
-    match policies::generate(&config, failure) {
+    match policies::generate(&config, failure, args.webhook_does_io) {
         Ok(objects) => {
             for line in policies::webhook_only(&config) {
                 eprintln!("wasm-admission policies: left to the webhook: {line}");

@@ -106,6 +106,10 @@ const CASES: &[Case] = &[
         native_policies::generated_baseline_denies_as_the_webhook_at_every_version,
     ),
     (
+        "mode_both_keeps_enforcing_with_the_webhook_down_and_warns_with_it_up",
+        native_policies::mode_both_keeps_enforcing_with_the_webhook_down_and_warns_with_it_up,
+    ),
+    (
         "with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass",
         failure::with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass,
     ),

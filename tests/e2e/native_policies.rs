@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Cluster, World, eventually, root};
+use crate::support::{Cluster, Run, World, eventually, root};
 
 const NS: &str = "parity";
 
@@ -52,6 +52,18 @@ struct Answer {
     warnings: Vec<String>,
 }
 
+/// A refusal without the words that name the enforcer (webhook or policy): the message from
+/// `wasm-admission: ` on, else kubectl's whole error.
+fn denial(run: &Run) -> Option<String> {
+    (!run.ok).then(|| {
+        run.stderr
+            .split("wasm-admission: ")
+            .nth(1)
+            .map(|m| format!("wasm-admission: {}", m.trim()))
+            .unwrap_or_else(|| run.stderr.trim().to_string())
+    })
+}
+
 fn dry_run(cluster: &Cluster, manifest: &str) -> Answer {
     let run = cluster.kubectl_in(
         &[
@@ -91,17 +103,9 @@ fn dry_run(cluster: &Cluster, manifest: &str) -> Answer {
             objects.push(without_random_names(item));
         }
     }
-    // The denial without the words that name the enforcer (webhook or policy).
-    let error = (!run.ok).then(|| {
-        run.stderr
-            .split("wasm-admission: ")
-            .nth(1)
-            .map(|m| format!("wasm-admission: {}", m.trim()))
-            .unwrap_or_else(|| run.stderr.trim().to_string())
-    });
     Answer {
         objects,
-        error,
+        error: denial(&run),
         warnings: run.warnings(),
     }
 }
@@ -137,10 +141,17 @@ fn without_random_names(object: Value) -> Value {
     serde_json::from_str(&out).expect("JSON")
 }
 
-/// Switches the chart to `mode` and waits until a Wasm pod is mutated again (a new policy or
+/// Switches the chart to `mode` (with `extra` settings) and waits until a Wasm pod is mutated again (a new policy or
 /// webhook configuration takes a moment to reach the apiserver's admission chain).
 fn switch_mode(world: &World, mode: &str) {
-    world.helm_install(&["--set", &format!("mode={mode}")]);
+    switch_mode_with(world, mode, &[]);
+}
+
+fn switch_mode_with(world: &World, mode: &str, extra: &[&str]) {
+    let mut args = vec!["--set".to_string(), format!("mode={mode}")];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    world.helm_install(&args);
     if mode != "policies" {
         // Mode policies removed the chart's certificate; `serve` gets the new one.
         world.fetch_release_files();
@@ -156,10 +167,11 @@ fn switch_mode(world: &World, mode: &str) {
         r#""image":"a:1""#,
         r#""image":"a:1","securityContext":{"privileged":true}"#,
     );
-    let enforcer = if mode == "webhook" {
-        "admission webhook"
-    } else {
+    // The mutating webhook denies before the validating policy runs.
+    let enforcer = if mode == "policies" {
         "ValidatingAdmissionPolicy"
+    } else {
+        "admission webhook"
     };
     eventually(
         Duration::from_secs(30),
@@ -180,13 +192,77 @@ fn switch_mode(world: &World, mode: &str) {
     );
 }
 
-/// Puts the chart back in mode webhook however the case ends.
+/// Puts `serve` and the chart back in mode webhook however the case ends.
 struct BackToWebhook<'w>(&'w World);
 
 impl Drop for BackToWebhook<'_> {
     fn drop(&mut self) {
+        {
+            let mut webhook = self.0.webhook();
+            if !webhook.running() {
+                webhook.start(&self.0.cluster.kubeconfig);
+            }
+        }
         switch_mode(self.0, "webhook");
     }
+}
+
+pub fn mode_both_keeps_enforcing_with_the_webhook_down_and_warns_with_it_up(world: &World) {
+    let cluster = &world.cluster;
+    world.apply_runtime_classes();
+    cluster.namespace(NS, true);
+    let pod = |name: &str, extra: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"{NS}","annotations":{{"wasm-admission.io/wasm":"true"}}}},"spec":{{"runtimeClassName":"runc-kept","containers":[{{"name":"app","image":"a:1"{extra}}}]}}}}"#
+        )
+    };
+    cluster
+        .kubectl_in(
+            &["apply", "-f", "-"],
+            r#"{"apiVersion":"node.k8s.io/v1","kind":"RuntimeClass","metadata":{"name":"runc-kept"},"handler":"runc"}"#,
+        )
+        .expect_ok("RuntimeClass runc-kept");
+    let by_webhook = dry_run(cluster, &pod("both", ""));
+    let guard = BackToWebhook(world);
+    switch_mode_with(world, "both", &["--set", "webhook.failurePolicy=Ignore"]);
+    // Up: the policies mutated, the webhook found nothing to change and still warned.
+    let up = dry_run(cluster, &pod("both", ""));
+    assert_eq!(
+        up.objects, by_webhook.objects,
+        "mode both stores what mode webhook stores"
+    );
+    assert!(
+        up.warnings
+            .iter()
+            .any(|w| w.contains("runtimeClassName \"runc-kept\" kept")),
+        "the webhook's warning in mode both: {:?}",
+        up.warnings
+    );
+    // Down (failurePolicy Ignore): the policies alone still mutate and deny.
+    world.webhook().stop();
+    let down = dry_run(cluster, &pod("both", ""));
+    assert_eq!(down.objects, by_webhook.objects, "mutated with serve down");
+    assert!(
+        down.warnings.is_empty(),
+        "no webhook, no warning: {:?}",
+        down.warnings
+    );
+    let denied = cluster.kubectl_in(
+        &["create", "--dry-run=server", "-f", "-"],
+        &pod(
+            "both-privileged",
+            r#","securityContext":{"privileged":true}"#,
+        ),
+    );
+    assert!(
+        denied
+            .stderr
+            .contains("ValidatingAdmissionPolicy 'wasm-admission-validate'")
+            && denied.stderr.contains("securityContext.privileged=true"),
+        "denied by the policy with serve down: {}",
+        denied.stderr
+    );
+    drop(guard);
 }
 
 pub fn native_policies_store_and_deny_what_the_webhook_does(world: &World) {
@@ -521,13 +597,7 @@ pub fn generated_baseline_denies_as_the_webhook_at_every_version(world: &World) 
                 .expect("check reported the pod");
             compared += 1;
             let expected = ours["message"].as_str();
-            let policy = (!run.ok).then(|| {
-                run.stderr
-                    .split("wasm-admission: ")
-                    .nth(1)
-                    .map(|m| format!("wasm-admission: {}", m.trim()))
-                    .unwrap_or_else(|| run.stderr.trim().to_string())
-            });
+            let policy = denial(&run);
             if policy.as_deref() != expected {
                 mismatches.push(format!(
                     "v1.{minor} {pod_name}: check {expected:?}, policy {policy:?}"

@@ -28,8 +28,8 @@ const API_VERSION: &str = "admissionregistration.k8s.io/v1";
 pub enum PolicyError {
     #[error(
         "detection.registry.enabled is true: registry inspection (rule 6) reads image manifests over \
-         the network, which an admission policy cannot do; set it to false to generate policies, or \
-         keep the webhook for it (the chart's mode: both)"
+         the network, which an admission policy cannot do; set it to false, or generate the policies \
+         for the chart's mode both with --webhook-does-io (the webhook keeps registry inspection)"
     )]
     RegistryInspection,
 }
@@ -51,9 +51,14 @@ impl FailurePolicy {
     }
 }
 
-/// The four objects, in apply order (each policy before its binding).
-pub fn generate(config: &Config, failure: FailurePolicy) -> Result<Vec<Value>, PolicyError> {
-    if config.detection.registry.enabled {
+/// The four objects, in apply order (each policy before its binding). `webhook_does_io`: the
+/// webhook runs beside the policies (the chart's mode both) and keeps registry inspection.
+pub fn generate(
+    config: &Config,
+    failure: FailurePolicy,
+    webhook_does_io: bool,
+) -> Result<Vec<Value>, PolicyError> {
+    if config.detection.registry.enabled && !webhook_does_io {
         return Err(PolicyError::RegistryInspection);
     }
     let labels = json!({"app.kubernetes.io/name": "wasm-admission", "app.kubernetes.io/component": "native-policy"});
@@ -102,6 +107,9 @@ pub fn webhook_only(config: &Config) -> Vec<String> {
     let mut out = vec![
         "warnings (a policy's mutation cannot warn): mixed pods, a kept runtimeClassName, a missing RuntimeClass".to_string(),
     ];
+    if config.detection.registry.enabled {
+        out.push("detection.registry: registry inspection (rule 6) needs I/O".to_string());
+    }
     if !config.detection.runtime_handlers.is_empty() {
         out.push(
             "detection.runtimeHandlers: classes that run Wasm through their handler need the cluster's \
