@@ -294,18 +294,7 @@ fn print_rows(title: &str, off: &Phase, on: &Phase, policies: &Phase) {
 /// The generated policies, renamed and bound to namespaces with [`POLICIES_LABEL`] only, so
 /// they act beside the chart's webhook without overlapping it.
 fn apply_bench_policies(world: &World) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
-        .arg("policies")
-        .output()
-        .expect("wasm-admission policies");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let mut value: serde_json::Value = serde::Deserialize::deserialize(doc).expect("YAML");
+    for mut value in support::generated_policies(None) {
         let name = format!(
             "bench-{}",
             value["metadata"]["name"].as_str().unwrap_or_default()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Cluster, Run, World, eventually, root};
+use crate::support::{Cluster, Run, World, eventually, generated_policies, root};
 
 const NS: &str = "parity";
 
@@ -504,21 +504,9 @@ impl Drop for DeleteVersioned<'_> {
 /// and bound to the namespaces labelled for that version only, so that every version's policy
 /// can be in force at once beside the chart's.
 fn versioned_policy(config: &std::path::Path, minor: u32) -> (String, Vec<Value>) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
-        .args(["policies", "--config"])
-        .arg(config)
-        .output()
-        .expect("wasm-admission policies");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
     let name = format!("wasm-admission-validate-v1-{minor}");
     let mut docs = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let mut value: Value = serde::Deserialize::deserialize(doc).expect("YAML");
+    for mut value in generated_policies(Some(config)) {
         match value["kind"].as_str() {
             Some("ValidatingAdmissionPolicy") => {
                 value["spec"]["matchConstraints"]["namespaceSelector"] = serde_json::json!(
@@ -538,6 +526,7 @@ fn versioned_policy(config: &std::path::Path, minor: u32) -> (String, Vec<Value>
 
 pub fn generated_baseline_denies_as_the_webhook_at_every_version(world: &World) {
     use crate::pod_security::{PODS, pod};
+
     let cluster = &world.cluster;
     let dir = tempfile::tempdir().expect("dir");
     let mut guard = DeleteVersioned(cluster, Vec::new());
@@ -578,16 +567,8 @@ pub fn generated_baseline_denies_as_the_webhook_at_every_version(world: &World) 
                 .stderr
                 .contains(name.as_str())
         });
-        let docs: Vec<String> = PODS.iter().map(|(n, spec)| pod(n, ns, spec)).collect();
         let manifests = dir.path().join(format!("v1.{minor}-pods.json"));
-        std::fs::write(
-            &manifests,
-            format!(
-                r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
-                docs.join(",")
-            ),
-        )
-        .expect("pods");
+        let docs = crate::pod_security::write_pods(&manifests, ns);
         let checked = world.check_json_with(config, &manifests);
         for ((pod_name, _), doc) in PODS.iter().zip(&docs) {
             let run = cluster.kubectl_in(&["create", "--dry-run=server", "-f", "-"], doc);

@@ -83,6 +83,23 @@ pub fn pod(name: &str, ns: &str, spec: &str) -> String {
     )
 }
 
+/// Writes [`PODS`] in namespace `ns` as one List to `path`; returns each pod's JSON.
+pub fn write_pods(path: &std::path::Path, ns: &str) -> Vec<String> {
+    let docs: Vec<String> = PODS
+        .iter()
+        .map(|(name, spec)| pod(name, ns, spec))
+        .collect();
+    std::fs::write(
+        path,
+        format!(
+            r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
+            docs.join(",")
+        ),
+    )
+    .expect("pods");
+    docs
+}
+
 pub fn baseline_verdicts_equal_pod_security_admission_at_every_version(world: &World) {
     let cluster = &world.cluster;
     let server: Value = serde_json::from_str(
@@ -118,18 +135,7 @@ pub fn baseline_verdicts_equal_pod_security_admission_at_every_version(world: &W
         )
         .expect("config");
         let manifests = dir.path().join(format!("{version}-pods.json"));
-        let docs: Vec<String> = PODS
-            .iter()
-            .map(|(name, spec)| pod(name, &ns, spec))
-            .collect();
-        std::fs::write(
-            &manifests,
-            format!(
-                r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
-                docs.join(",")
-            ),
-        )
-        .expect("pods");
+        let docs = write_pods(&manifests, &ns);
         let checked = world.check_json_with(&config, &manifests);
         for ((name, _), doc) in PODS.iter().zip(&docs) {
             let psa = cluster.kubectl_in(&["create", "--dry-run=server", "-f", "-"], doc);

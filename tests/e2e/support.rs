@@ -589,3 +589,17 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .sum()
 }
+
+/// The documents `wasm-admission policies [--config CONFIG]` prints (behaviour.md §10).
+pub fn generated_policies(config: Option<&Path>) -> Vec<Value> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
+    command.arg("policies");
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let out = run(command, None);
+    assert!(out.ok, "wasm-admission policies: {}", out.stderr);
+    serde_yaml_ng::Deserializer::from_str(&out.stdout)
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("policies YAML"))
+        .collect()
+}
