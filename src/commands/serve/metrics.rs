@@ -10,6 +10,7 @@
 //! | `wasm_admission_reloads_total` | what, result | re-reads of changed files; what is `certificate`, `client_ca` or `config`, result is `success` or `failure` |
 //! | `wasm_admission_connections_open` | | connections open right now (both listeners) |
 //! | `wasm_admission_connections_refused_total` | | connections closed at once because the connection cap was reached |
+//! | `wasm_admission_registry_lookups_refused_total` | reason | registry lookups refused by this webhook's own rules: `host_not_allowed` (`allowedHosts`), `redirect` and `token_realm` (host rules), `fetch_limit` and `byte_limit` (the caps across reviews) |
 //! | `wasm_admission_build_info` | version | always 1 |
 
 use std::sync::atomic::AtomicI64;
@@ -92,6 +93,7 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     connections_open: Gauge,
     connections_refused: Counter,
+    registry_lookups: crate::adapters::registry::RegistryCounters,
 }
 
 fn duration_histogram() -> Histogram {
@@ -164,6 +166,12 @@ impl Metrics {
             "Connections closed at once because the connection cap was reached",
             connections_refused.clone(),
         );
+        let registry_counters = crate::adapters::registry::RegistryCounters::default();
+        registry.register(
+            "registry_lookups_refused",
+            "Registry lookups refused by allowedHosts, the redirect and token realm host rules, or the caps across reviews",
+            registry_counters.refused.clone(),
+        );
         // Every series exists from the start, so rate() and alerts see a zero before the first event.
         for what in [
             ReloadWhat::Certificate,
@@ -187,7 +195,13 @@ impl Metrics {
             reloads,
             connections_open,
             connections_refused,
+            registry_lookups: registry_counters,
         }
+    }
+
+    /// The counters registry inspection adds to.
+    pub fn registry_counters(&self) -> crate::adapters::registry::RegistryCounters {
+        self.registry_lookups.clone()
     }
 
     /// Counts one answered review. `kind` and `operation` come from the request; kinds this webhook

@@ -377,6 +377,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
 
     let metrics = Metrics::new();
     metrics.certificate_expiry(pair.not_after);
+    let registry_counters = metrics.registry_counters();
     let state = Arc::new(AppState {
         engine: ArcSwap::from_pointee(engine),
         metrics,
@@ -385,7 +386,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         rustls: Some(rustls.clone()),
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
-        registry: crate::adapters::registry::InspectorSlot::default(),
+        registry: crate::adapters::registry::InspectorSlot::with_counters(registry_counters),
         runtime_classes: Arc::default(),
         load: load::Load::new(tuning.max_reviews_in_flight, tuning.max_body_memory),
     });
