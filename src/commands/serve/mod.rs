@@ -322,6 +322,19 @@ fn own_namespace(args: &ServeArgs) -> Option<String> {
 /// Loads certificates and configuration, binds the listeners and starts serving. Returns once
 /// the server accepts connections.
 pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError> {
+    let mut tuning = tuning;
+    if let Some(n) = args.max_reviews_in_flight {
+        tuning.max_reviews_in_flight = n as usize;
+    }
+    if let Some(bytes) = args.max_body_memory {
+        tuning.max_body_memory = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+    if let Some(d) = args.h2_idle_timeout {
+        tuning.h2_idle_timeout = d;
+    }
+    if let Some(d) = args.tls_handshake_timeout {
+        tuning.tls_handshake_timeout = d;
+    }
     install_crypto_provider();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let namespace = own_namespace(&args);
@@ -420,11 +433,18 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     };
 
     let fd_limit = conn::raise_fd_limit();
+    // The flag, else a test's tuning, else one per 16 KiB of half the memory limit (flag or
+    // cgroup), always within what the open-file limit allows.
+    let by_fds = conn::max_connections(fd_limit);
     let max_connections = args
         .max_connections
         .map(|n| n as usize)
         .or(tuning.max_connections)
-        .unwrap_or_else(|| conn::max_connections(fd_limit));
+        .or_else(|| {
+            conn::max_connections_for_memory(args.memory_limit.or_else(conn::cgroup_memory_limit))
+                .map(|n| n.min(by_fds))
+        })
+        .unwrap_or(by_fds);
     let guard = conn::Guard::new(
         max_connections,
         tuning.first_bytes_timeout,
