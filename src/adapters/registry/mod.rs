@@ -15,7 +15,7 @@
 //!
 //! Limits across reviews (issue 23, finding 5): an image whose registry is not in
 //! `detection.registry.allowedHosts` (when that is set) is never fetched; at most
-//! `maxConcurrentFetches` fetches run at once (a fetch that finds no place within its timeout
+//! `maxConcurrentFetches` fetches run at once (a fetch that finds no place within half its timeout
 //! gives up); at most `maxBufferedMiB` of registry answers are held in memory at once (a read that
 //! would pass it is refused at once). Each of these is "not Wasm" with a warning, and counted in
 //! [`RegistryCounters`].
@@ -300,8 +300,10 @@ impl Inspector {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let deadline = tokio::time::Instant::now() + cap;
-            // A place among the fetches in flight, within this fetch's own time budget.
-            let outcome = match tokio::time::timeout_at(deadline, fetches.acquire_owned()).await {
+            // A place among the fetches in flight, waited for at most half of this fetch's own
+            // time budget: a fetch left with less would rarely finish anyway.
+            let wait_until = tokio::time::Instant::now() + cap / 2;
+            let outcome = match tokio::time::timeout_at(wait_until, fetches.acquire_owned()).await {
                 Ok(Ok(_place)) => {
                     match tokio::time::timeout_at(deadline, fetcher.inspect(&reference)).await {
                         Ok(outcome) => outcome,
