@@ -89,9 +89,11 @@ pub fn max_connections(fd_limit: Option<u64>) -> usize {
         .clamp(16, MAX_CONNECTIONS)
 }
 
-/// Memory set aside per connection when the cap is derived from a memory limit: an idle TLS
-/// connection measured about 6 KiB of RSS before its handshake and 12 KiB after it on the release
-/// build with mimalloc (`cargo bench --bench attacks`, docs/hardening.md); 16 KiB leaves room.
+/// Memory set aside per connection when the cap is derived from a memory limit. Attack 2 of
+/// `cargo bench --bench attacks` (10,000 bare connections against a cap of 4096, release build,
+/// mimalloc) measured 15 to 20 KiB of RSS per connection held, above the baseline, at its peak
+/// (with about 11,000 accepts and closes a second); at 16 KiB, connections get half the limit and
+/// the whole process peaked at 70 to 90 MiB of 128 (docs/hardening.md).
 pub const BYTES_PER_CONNECTION: u64 = 16 * 1024;
 
 /// The connection cap for a memory limit: connections may take half of it (the other half is
