@@ -356,6 +356,7 @@ mod tests {
             max_connections_for_memory(Some(64 << 30)),
             Some(MAX_CONNECTIONS)
         );
-        assert_eq!(max_connections_for_memory(Some(1 << 20)), Some(16));
+        assert_eq!(max_connections_for_memory(Some(1 << 20)), Some(32));
+        assert_eq!(max_connections_for_memory(Some(256 << 10)), Some(16));
     }
 }
