@@ -795,3 +795,300 @@ fn registry_config_keys_parse() {
     assert_eq!(r.cache_ttl, Duration::from_secs(60));
     assert_eq!(r.insecure, ["127.0.0.1:5000"]);
 }
+
+/// A stand-in token service on 127.0.0.1 that counts its requests and hands out a token the
+/// registry will not accept (the point is whether it is asked at all).
+async fn counting_token_service() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { r#"{"token": "not-a-jwt"}"# }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, asked, task)
+}
+
+/// Issue 23, finding 4, the 401 path: the real registry in token mode names a token realm on
+/// another origin (as Docker Hub names auth.docker.io). The webhook asks that realm only when
+/// `redirectHosts` lists it; otherwise the image is "not Wasm" with the warning
+/// `token realm refused (another host)` and the realm gets no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_realm_on_another_host_is_asked_only_when_listed() {
+    use std::sync::atomic::Ordering;
+    let Some(mut registry) = LocalRegistry::start().await else {
+        return;
+    };
+    registry
+        .pusher()
+        .push_image(
+            "wasm/behind-token:v1",
+            &[layer("application/wasm", WASM_MODULE)],
+            wasm_arch_config(),
+            None,
+        )
+        .await;
+    let (token_addr, asked, task) = counting_token_service().await;
+    registry.use_token_auth(&format!("http://{token_addr}/token"));
+    registry.restart().await;
+    let image = registry.image("wasm/behind-token:v1");
+
+    let refused = Inspector::new(&settings(&[registry.host()]));
+    let facts = refused
+        .inspect([image.as_str()], Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        facts.classes.get(&image),
+        Some(&ImageClass::Unknown {
+            reason: "token realm refused (another host)".into()
+        }),
+        "{facts:?}"
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "the realm was asked");
+    assert_eq!(registry.gets("/v2/wasm/behind-token/manifests/"), 1);
+
+    let listed = Inspector::new(&RegistryConfig {
+        redirect_hosts: vec![token_addr.to_string()],
+        ..settings(&[registry.host()])
+    });
+    let facts = listed
+        .inspect([image.as_str()], Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "the listed realm is asked once"
+    );
+    // The stand-in's token is no JWT the registry accepts: refused by the registry itself.
+    assert_eq!(
+        facts.classes.get(&image),
+        Some(&ImageClass::Unknown {
+            reason: "anonymous access denied (HTTP 401)".into()
+        }),
+        "{facts:?}"
+    );
+    task.abort();
+}
+
+/// `detection.registry.allowedHosts`: an image on a registry not listed is never fetched (the
+/// registry's access log shows no request) and is "not Wasm" with a warning; listed, it is
+/// inspected as before. Empty means any host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_on_registries_outside_allowed_hosts_are_not_fetched() {
+    let Some(registry) = LocalRegistry::start().await else {
+        return;
+    };
+    registry
+        .pusher()
+        .push_image(
+            "wasm/allowed:v1",
+            &[layer("application/wasm", WASM_MODULE)],
+            wasm_arch_config(),
+            None,
+        )
+        .await;
+    let image = registry.image("wasm/allowed:v1");
+    let before = registry.gets("/v2/wasm/allowed/manifests/");
+    let elsewhere = Inspector::new(&RegistryConfig {
+        allowed_hosts: vec!["ghcr.io".into(), "*.dkr.ecr.*.amazonaws.com".into()],
+        ..settings(&[registry.host()])
+    });
+    let facts = elsewhere
+        .inspect([image.as_str()], Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        facts.classes.get(&image),
+        Some(&ImageClass::Unknown {
+            reason: "registry not in allowedHosts".into()
+        })
+    );
+    assert_eq!(
+        registry.gets("/v2/wasm/allowed/manifests/"),
+        before,
+        "fetched"
+    );
+    let engine = engine_for(RegistryConfig {
+        allowed_hosts: vec!["ghcr.io".into()],
+        ..settings(&[registry.host()])
+    });
+    let (decision, _) = decide(
+        &engine,
+        &elsewhere,
+        &deployment("d", &[&image]),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        decision.warnings,
+        [format!(
+            "wasm-admission: image {image} not inspected (registry not in allowedHosts); treated as not Wasm"
+        )]
+    );
+    for allowed in [vec![registry.host()], vec!["127.0.0.1".to_string()], vec![]] {
+        let inspector = Inspector::new(&RegistryConfig {
+            allowed_hosts: allowed.clone(),
+            ..settings(&[registry.host()])
+        });
+        let facts = inspector
+            .inspect([image.as_str()], Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            facts.classes.get(&image),
+            Some(&ImageClass::Wasm),
+            "{allowed:?}"
+        );
+    }
+}
+
+/// The caps across reviews: with `maxConcurrentFetches: 1`, a second image waits for the first
+/// (which never answers) only as long as the fetch timeout, then is "not Wasm" with the warning
+/// naming the limit; with `maxBufferedMiB: 4` two manifests of 3 MiB read at once cannot both
+/// be held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_fetches_and_bytes_are_capped_across_reviews() {
+    let hole = BlackHole::start().await;
+    let inspector = Inspector::new(&RegistryConfig {
+        max_concurrent_fetches: 1,
+        timeout: Duration::from_millis(600),
+        ..settings(&[hole.addr.to_string()])
+    });
+    let first = format!("{}/a:1", hole.addr);
+    let second = format!("{}/b:1", hole.addr);
+    let started = Instant::now();
+    let (a, b) = tokio::join!(
+        inspector.inspect([first.as_str()], Duration::from_secs(5)),
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            inspector
+                .inspect([second.as_str()], Duration::from_secs(5))
+                .await
+        }
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The first held the only place until its own timeout (reqwest's or the lookup's).
+    assert!(
+        matches!(a.classes.get(&first), Some(ImageClass::Unknown { reason }) if reason.contains("timed out") || reason.contains("no answer")),
+        "{a:?}"
+    );
+    assert_eq!(
+        b.classes.get(&second),
+        Some(&ImageClass::Unknown {
+            reason: "registry fetch limit (1) reached".into()
+        })
+    );
+
+    // Two 3 MiB manifests streamed slowly at once, against a 4 MiB budget.
+    let app = axum::Router::new().fallback(|| async {
+        use futures_util::StreamExt;
+        let chunks = futures_util::stream::iter(
+            (0..48)
+                .map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 64 * 1024]))),
+        )
+        .then(|chunk| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            chunk
+        });
+        axum::body::Body::from_stream(chunks)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let inspector = Inspector::new(&RegistryConfig {
+        max_buffered_mib: 4,
+        ..settings(&[addr.to_string()])
+    });
+    let images = [format!("{addr}/x:1"), format!("{addr}/y:1")];
+    let facts = inspector
+        .inspect(images.iter().map(String::as_str), Duration::from_secs(5))
+        .await;
+    let reasons: Vec<String> = images
+        .iter()
+        .map(|i| match facts.classes.get(i) {
+            Some(ImageClass::Unknown { reason }) => reason.clone(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == "registry read budget (4 MiB) full"),
+        "{reasons:?}"
+    );
+    task.abort();
+}
+
+/// Repeated warnings collapsed (SPEC: warnings at most 120 characters with the prefix): 40
+/// containers on 25 images, none of which may be fetched, give 20 warnings and
+/// `wasm-admission: 5 more warnings` through the review door, and the same through `check`
+/// (the engine collapses them, whatever the door).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_registry_warnings_are_collapsed_in_every_door() {
+    let registry = RegistryConfig {
+        allowed_hosts: vec!["ghcr.io".into()],
+        ..settings(&[])
+    };
+    let engine = engine_for(registry.clone());
+    let inspector = Inspector::new(&registry);
+    let mut object = deployment("many", &["x"]);
+    let template = object["spec"]["template"]["spec"]["containers"][0].clone();
+    let containers: Vec<Value> = (0..40)
+        .map(|i| {
+            let mut c = template.clone();
+            c["name"] = json!(format!("c{i}"));
+            c["image"] = json!(format!("r.example/i{}:1", i % 25));
+            c
+        })
+        .collect();
+    object["spec"]["template"]["spec"]["containers"] = Value::Array(containers);
+    let (decision, _) = decide(&engine, &inspector, &object, Duration::from_secs(5)).await;
+    assert_eq!(decision.warnings.len(), 21, "{:?}", decision.warnings);
+    assert_eq!(decision.warnings[20], "wasm-admission: 5 more warnings");
+    assert_eq!(
+        decision.warnings[0],
+        "wasm-admission: image r.example/i0:1 not inspected (registry not in allowedHosts); treated as not Wasm"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write(
+        dir.path(),
+        "config.yaml",
+        "detection:\n  registry:\n    enabled: true\n    allowedHosts: [ghcr.io]\n",
+    );
+    let manifest = write(
+        dir.path(),
+        "many.yaml",
+        &serde_json::to_string(&object).expect("json"),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+        .args(["check", "--registry", "--config"])
+        .arg(&config)
+        .arg(&manifest)
+        .output()
+        .expect("check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("warning: "))
+        .collect();
+    assert_eq!(warnings, decision.warnings, "{text}");
+}

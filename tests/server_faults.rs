@@ -705,3 +705,71 @@ async fn idle_http2_connection_sending_only_pings_is_closed_after_the_idle_timeo
     assert_eq!(answer.status, 200);
     server.stop().await;
 }
+
+/// Issue 23, finding 2: bare TCP connections (no ClientHello) are capped by the memory the
+/// process may use: `WASM_ADMISSION_MEMORY_LIMIT=8Mi` (the env fallback of `--memory-limit`)
+/// gives a cap of 256 (one per 16 KiB of half the limit); of 400 bare connections the excess is
+/// closed at once and counted, and `/healthz` is answered once they go. The other load limits'
+/// env fallbacks are set too: the server starts with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_connections_are_capped_by_the_memory_limit() {
+    raise_own_fd_limit();
+    let pki = Pki::new("test CA");
+    let (dir, cert, key) = pair_files(&pki.serving());
+    let spawned = spawn_serve_with(
+        &[
+            "--tls-cert-file",
+            cert.to_str().expect("path"),
+            "--tls-private-key-file",
+            key.to_str().expect("path"),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        |command| {
+            command
+                .env("WASM_ADMISSION_MEMORY_LIMIT", "8Mi")
+                .env("WASM_ADMISSION_MAX_REVIEWS_IN_FLIGHT", "64")
+                .env("WASM_ADMISSION_MAX_BODY_MEMORY", "16Mi")
+                .env("WASM_ADMISSION_H2_IDLE_TIMEOUT", "30s")
+                .env("WASM_ADMISSION_TLS_HANDSHAKE_TIMEOUT", "5s");
+        },
+    );
+    let metrics_url = format!(
+        "http://{}/metrics",
+        spawned.metrics_addr.clone().expect("metrics")
+    );
+    let idle = idle_connections(spawned.addr, 400).await;
+    let mut refused = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        refused = metric(&text, "wasm_admission_connections_refused_total");
+        if refused >= 144.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused >= 144.0,
+        "refused {refused} of 400 over a cap of 256"
+    );
+    assert!(
+        spawned.open_fds() < 256 + 64,
+        "{} descriptors",
+        spawned.open_fds()
+    );
+    drop(idle);
+    let client = apiserver_client(&pki.ca_pem, spawned.addr, Http::One);
+    let url = format!("https://{SERVICE_HOST}:{}/healthz", spawned.addr.port());
+    eventually(Duration::from_secs(5), "healthz after the flood", || {
+        let (client, url) = (client.clone(), url.clone());
+        async move { matches!(client.get(&url).send().await, Ok(r) if r.status() == 200) }
+    })
+    .await;
+    drop(dir);
+}

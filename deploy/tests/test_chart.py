@@ -702,6 +702,22 @@ def test_max_connections_is_passed_and_fits_the_memory_limit():
     assert other.flag("max-connections") == "16384"
 
 
+def test_load_limits_are_passed_as_flags():
+    r = render("generated")
+    assert r.flag("max-reviews-in-flight") == "256"
+    assert r.flag("max-body-memory") == "32Mi"
+    assert r.flag("h2-idle-timeout") == "60s"
+    assert r.flag("tls-handshake-timeout") == "10s"
+    other = template(
+        "--set", "load.reviewsInFlight=64", "--set", "load.bodyMemory=16Mi",
+        "--set", "load.h2IdleTimeout=30s", "--set", "load.tlsHandshakeTimeout=5s",
+    )
+    assert other.flag("max-reviews-in-flight") == "64"
+    assert other.flag("max-body-memory") == "16Mi"
+    assert other.flag("h2-idle-timeout") == "30s"
+    assert other.flag("tls-handshake-timeout") == "5s"
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_max_connections_below_one_is_refused(value):
     proc = helm_template("w", "w", ["--set", f"connections.max={value}"], check=False)

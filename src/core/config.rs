@@ -132,7 +132,34 @@ pub struct RegistryConfig {
     pub insecure: Vec<String>,
     /// A docker `config.json`, as mounted from a `kubernetes.io/dockerconfigjson` Secret.
     pub credentials_file: String,
+    /// Registries that may be inspected (`host`, `host:port`, `*` within one DNS label); empty:
+    /// any. An image on another registry is not fetched and gets a warning.
+    pub allowed_hosts: Vec<String>,
+    /// Hosts besides the registry's own that a redirect or a `WWW-Authenticate` token realm may
+    /// send a read to (HTTPS only from an HTTPS registry): by default the blob storage and token
+    /// hosts of Docker Hub, GHCR, ECR and Quay ([`DEFAULT_REDIRECT_HOSTS`]).
+    pub redirect_hosts: Vec<String>,
+    /// Registry fetches running at once over all reviews; a lookup that finds no place within its
+    /// time budget counts as not Wasm, with a warning.
+    pub max_concurrent_fetches: usize,
+    /// Registry answer bytes held in memory at once over all lookups, in MiB; a read beyond it is
+    /// refused (not Wasm, with a warning).
+    #[serde(rename = "maxBufferedMiB")]
+    pub max_buffered_mib: usize,
 }
+
+/// Where public registries send blob reads and token requests (the default of
+/// `detection.registry.redirectHosts`): Docker Hub's token service and blob CDN, GHCR's blob
+/// host, ECR's per-region layer buckets, Quay's CDN. Each is a public host run by the registry's
+/// operator; none resolves to a private address.
+pub const DEFAULT_REDIRECT_HOSTS: [&str; 6] = [
+    "auth.docker.io",
+    "production.cloudflare.docker.com",
+    "pkg-containers.githubusercontent.com",
+    "prod-*-starport-layer-bucket.s3.*.amazonaws.com",
+    "prod-*-starport-layer-bucket.s3.amazonaws.com",
+    "cdn*.quay.io",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -181,6 +208,13 @@ impl Default for RegistryConfig {
             cache_ttl: Duration::from_secs(600),
             insecure: Vec::new(),
             credentials_file: String::new(),
+            allowed_hosts: Vec::new(),
+            redirect_hosts: DEFAULT_REDIRECT_HOSTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            max_concurrent_fetches: 64,
+            max_buffered_mib: 16,
         }
     }
 }
@@ -214,6 +248,38 @@ impl Default for DetectionConfig {
             image_patterns: Vec::new(),
             registry: RegistryConfig::default(),
         }
+    }
+}
+
+impl RegistryConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (key, list) in [
+            ("allowedHosts", &self.allowed_hosts),
+            ("redirectHosts", &self.redirect_hosts),
+        ] {
+            for host in list {
+                if host.is_empty()
+                    || host.contains(['/', '@', '?', '#', ' '])
+                    || host.starts_with('.')
+                    || host.ends_with('.')
+                {
+                    return Err(format!(
+                        "detection.registry.{key}: {host:?} is not a host or host:port \
+                         (no scheme or path; `*` stands for part of one DNS label)"
+                    ));
+                }
+            }
+        }
+        if self.max_concurrent_fetches == 0 {
+            return Err("detection.registry.maxConcurrentFetches: must be at least 1".into());
+        }
+        if self.max_buffered_mib < 4 || self.max_buffered_mib > 4096 {
+            return Err(
+                "detection.registry.maxBufferedMiB: must be from 4 (one manifest of the largest size read) to 4096"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -351,6 +417,7 @@ impl Config {
         if self.detection.registry.timeout.is_zero() {
             return Err("detection.registry.timeout: must be above zero".into());
         }
+        self.detection.registry.validate()?;
         Ok(())
     }
 }

@@ -160,6 +160,22 @@ impl LocalRegistry {
         }
     }
 
+    /// Switches the registry to token authentication (distribution's `auth.token`): every
+    /// request without a valid token is answered 401 with `WWW-Authenticate: Bearer
+    /// realm="<realm>",service="test-registry",...`. Takes effect at the next [`Self::restart`].
+    pub fn use_token_auth(&self, realm: &str) {
+        let cert = rcgen::generate_simple_self_signed(vec!["token-issuer".to_string()])
+            .expect("token signing certificate");
+        let bundle = self.dir.path().join("token-ca.pem");
+        std::fs::write(&bundle, cert.cert.pem()).expect("root cert bundle");
+        let mut config = std::fs::read_to_string(&self.config).expect("config");
+        config.push_str(&format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+            bundle.display()
+        ));
+        std::fs::write(&self.config, config).expect("config");
+    }
+
     /// Starts the registry process again, with the same storage and port.
     pub async fn restart(&mut self) {
         self.stop();

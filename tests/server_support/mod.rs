@@ -158,6 +158,11 @@ pub fn serve_args(cert: &Path, key: &Path) -> ServeArgs {
         // Never a real cluster from a test machine's kubeconfig.
         watch_runtime_classes: wasm_admission::adapters::runtime_classes::WatchMode::Off,
         max_connections: None,
+        memory_limit: None,
+        max_reviews_in_flight: None,
+        max_body_memory: None,
+        h2_idle_timeout: None,
+        tls_handshake_timeout: None,
         shutdown_delay: Duration::ZERO,
     }
 }

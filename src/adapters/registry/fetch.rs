@@ -2,28 +2,32 @@
 //! manifest and the image config) from an OCI distribution registry, with every answer bounded
 //! in size and checked against its digest.
 //!
-//! oci-client does the authentication (the `WWW-Authenticate` challenge, the token endpoint, basic
-//! credentials) and supplies the references and manifest types. The reads themselves go through
-//! the same HTTP client (reqwest) but here, because oci-client's manifest pulls read the whole
-//! body into memory with no limit, and a registry named in a pod spec is not to be trusted.
+//! oci-client supplies the references and manifest types. The reads go through the same HTTP
+//! client (reqwest) but here, because oci-client's manifest pulls read the whole body into memory
+//! with no limit, and a registry named in a pod spec is not to be trusted. The answer to a 401 is
+//! here too: oci-client's token request goes to whatever realm the registry names, follows
+//! redirects to any host and reads the token answer with no limit; here the realm must pass the
+//! same host rules as a redirect ([`super::redirect::check`]) and every answer is bounded. The
+//! challenge itself is parsed by `http-auth`, the parser oci-client uses.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::Reference;
 use oci_client::manifest::{
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
     OCI_IMAGE_MEDIA_TYPE, OciManifest,
 };
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Reference, RegistryOperation};
-use registry_http::StatusCode;
-use registry_http::header::{ACCEPT, CONTENT_LENGTH};
+use registry_http::header::{ACCEPT, CONTENT_LENGTH, WWW_AUTHENTICATE};
+use registry_http::{StatusCode, Url};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::RegistryError;
 use super::credentials::Credentials;
+use super::redirect::{self, HostList};
 use super::signals::{self, ImageConfig, IndexStep, ManifestStep, Verdict};
 
 /// The largest manifest or index read (OCI asks registries to accept at least 4 MiB).
@@ -34,6 +38,8 @@ pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 /// How long a registry token is reused before a new one is asked for (Docker Hub's last five
 /// minutes; a token refused earlier is replaced at once).
 const TOKEN_REUSE: Duration = Duration::from_secs(240);
+/// The largest token-service answer read (a JSON object with a token of a few KiB).
+const MAX_TOKEN_BYTES: usize = 64 * 1024;
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.oci.image.manifest.v1+json, \
@@ -48,45 +54,55 @@ enum Authorization {
     Basic(String, String),
 }
 
+/// What a [`Fetcher`] is built from (the `detection.registry` settings it reads).
+pub struct FetcherSettings {
+    pub insecure: Vec<String>,
+    pub credentials_file: PathBuf,
+    pub timeout: Duration,
+    /// Hosts besides the registry's own that redirects and token realms may go to.
+    pub redirect_hosts: HostList,
+    /// Answer bytes held at once over all reads of this fetcher.
+    pub max_buffered_bytes: usize,
+}
+
 /// Reads images from registries. One per configuration; shared by every lookup.
 pub struct Fetcher {
     http: registry_http::Client,
-    oci: oci_client::Client,
     insecure: Vec<String>,
     credentials_file: PathBuf,
+    redirect_hosts: HostList,
+    /// One permit per byte of registry answers held in memory.
+    buffered: Semaphore,
+    max_buffered_bytes: usize,
     /// (registry, repository) → what was last accepted there, and when it was obtained.
     authorizations: Mutex<HashMap<(String, String), (Authorization, Instant)>>,
 }
 
+/// A registry answer, and its place in the byte budget (given back when dropped).
+struct Body<'a> {
+    bytes: Vec<u8>,
+    _held: Option<SemaphorePermit<'a>>,
+}
+
 impl Fetcher {
-    /// Builds the HTTP clients. rustls needs its process-wide provider (ring) installed first.
-    pub fn new(
-        insecure: Vec<String>,
-        credentials_file: PathBuf,
-        timeout: Duration,
-    ) -> Result<Self, RegistryError> {
+    /// Builds the HTTP client. rustls needs its process-wide provider (ring) installed first.
+    pub fn new(settings: FetcherSettings) -> Result<Self, RegistryError> {
         crate::adapters::tls::install_crypto_provider();
         let http = registry_http::Client::builder()
-            .connect_timeout(timeout)
-            .read_timeout(timeout)
+            .connect_timeout(settings.timeout)
+            .read_timeout(settings.timeout)
             .user_agent(concat!("wasm-admission/", env!("CARGO_PKG_VERSION")))
-            .redirect(super::redirect::policy())
+            .redirect(redirect::policy(settings.redirect_hosts.clone()))
             .build()
             .map_err(|e| RegistryError::Client(e.to_string()))?;
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure.clone()),
-            connect_timeout: Some(timeout),
-            read_timeout: Some(timeout),
-            platform_resolver: None,
-            ..ClientConfig::default()
-        };
-        let oci = oci_client::Client::try_from(config)
-            .map_err(|e| RegistryError::Client(e.to_string()))?;
+        let max_buffered_bytes = settings.max_buffered_bytes.min(Semaphore::MAX_PERMITS);
         Ok(Self {
             http,
-            oci,
-            insecure,
-            credentials_file,
+            insecure: settings.insecure,
+            credentials_file: settings.credentials_file,
+            redirect_hosts: settings.redirect_hosts,
+            buffered: Semaphore::new(max_buffered_bytes),
+            max_buffered_bytes,
             authorizations: Mutex::new(HashMap::new()),
         })
     }
@@ -154,9 +170,9 @@ impl Fetcher {
                         "image config",
                     )
                     .await?;
-                verify_digest(&body, &digest, "image config")?;
+                verify_digest(&body.bytes, &digest, "image config")?;
                 let config: ImageConfig =
-                    serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
+                    serde_json::from_slice(&body.bytes).map_err(|e| RegistryError::Invalid {
                         what: "image config",
                         message: e.to_string(),
                     })?;
@@ -190,14 +206,14 @@ impl Fetcher {
             )
             .await?;
         if let Some(digest) = digest {
-            verify_digest(&body, digest, "manifest")?;
+            verify_digest(&body.bytes, digest, "manifest")?;
         }
-        parse_manifest(&body)
+        parse_manifest(&body.bytes)
     }
 
     /// One GET with the repository's authorization; on 401 a new authorization is obtained
-    /// (through oci-client) and the GET is tried once more. The body is read up to `limit`.
-    /// Redirects are followed on the same host only (src/registry/redirect.rs).
+    /// from the answer's challenge and the GET is tried once more. The body is read up to
+    /// `limit`. Redirects follow the host rules of src/adapters/registry/redirect.rs.
     async fn get(
         &self,
         reference: &Reference,
@@ -206,7 +222,7 @@ impl Fetcher {
         accept: &str,
         limit: usize,
         what: &'static str,
-    ) -> Result<Vec<u8>, RegistryError> {
+    ) -> Result<Body<'_>, RegistryError> {
         let key = (
             reference.resolve_registry().to_string(),
             reference.repository().to_string(),
@@ -227,7 +243,16 @@ impl Fetcher {
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 refreshed = true;
-                authorization = self.authorize(reference, auth).await?;
+                let challenge = response
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let answered = response.url().clone();
+                drop(response);
+                authorization = self
+                    .authorize(reference, auth, &answered, challenge.as_deref())
+                    .await?;
                 self.remember(key.clone(), authorization.clone());
                 continue;
             }
@@ -243,7 +268,7 @@ impl Fetcher {
                     status: status.as_u16(),
                 });
             }
-            return read_limited(response, limit, what).await;
+            return self.read_limited(response, limit, what).await;
         }
     }
 
@@ -269,59 +294,166 @@ impl Fetcher {
         map.insert(key, (authorization, Instant::now()));
     }
 
-    /// Answers a 401: a bearer token from the registry's token service when it has one (anonymous
-    /// or with the credentials), else the basic credentials themselves.
+    /// Answers a 401: a bearer token from the token service its `WWW-Authenticate` challenge
+    /// names (anonymous or with the credentials), else the basic credentials themselves. The
+    /// realm must pass the redirect rules from the URL that answered 401: the registry's own
+    /// origin or a `redirectHosts` host, never from HTTPS to HTTP.
     async fn authorize(
         &self,
         reference: &Reference,
         auth: &RegistryAuth,
+        answered: &Url,
+        challenge: Option<&str>,
     ) -> Result<Authorization, RegistryError> {
-        let token = self
-            .oci
-            .auth(reference, auth, RegistryOperation::Pull)
-            .await
-            .map_err(|e| RegistryError::Auth(e.to_string()))?;
-        match (token, auth) {
-            (Some(token), _) => Ok(Authorization::Bearer(token)),
-            (None, RegistryAuth::Basic(user, pass)) => {
-                Ok(Authorization::Basic(user.clone(), pass.clone()))
-            }
-            (None, RegistryAuth::Bearer(token)) => Ok(Authorization::Bearer(token.clone())),
-            (None, RegistryAuth::Anonymous) => Err(RegistryError::Denied {
-                status: 401,
-                anonymous: true,
-            }),
+        if let RegistryAuth::Bearer(token) = auth {
+            return Ok(Authorization::Bearer(token.clone()));
         }
+        let denied = || RegistryError::Denied {
+            status: 401,
+            anonymous: matches!(auth, RegistryAuth::Anonymous),
+        };
+        let Some(bearer) = challenge.and_then(bearer_challenge) else {
+            return match auth {
+                RegistryAuth::Basic(user, pass) => {
+                    Ok(Authorization::Basic(user.clone(), pass.clone()))
+                }
+                _ => Err(denied()),
+            };
+        };
+        let mut realm = Url::parse(&bearer.realm)
+            .map_err(|e| RegistryError::Auth(format!("token realm is not a URL: {e}")))?;
+        if let Err(refused) = redirect::check(answered, &realm, &self.redirect_hosts) {
+            tracing::warn!(
+                registry = reference.resolve_registry(),
+                realm = %realm,
+                %refused,
+                "token realm refused"
+            );
+            return Err(RegistryError::Realm(match refused {
+                redirect::Refused::Downgrade => "https to http",
+                _ => "another host",
+            }));
+        }
+        {
+            let mut query = realm.query_pairs_mut();
+            query.append_pair(
+                "scope",
+                &format!("repository:{}:pull", reference.repository()),
+            );
+            if let Some(service) = &bearer.service {
+                query.append_pair("service", service);
+            }
+        }
+        let mut request = self.http.get(realm);
+        if let RegistryAuth::Basic(user, pass) = auth {
+            request = request.basic_auth(user, Some(pass));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RegistryError::http("token", &e))?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(RegistryError::Denied {
+                status: status.as_u16(),
+                anonymous: matches!(auth, RegistryAuth::Anonymous),
+            });
+        }
+        if !status.is_success() {
+            return Err(RegistryError::Auth(format!(
+                "token service: HTTP {}",
+                status.as_u16()
+            )));
+        }
+        let body = self
+            .read_limited(response, MAX_TOKEN_BYTES, "token")
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let answer: TokenAnswer =
+            serde_json::from_slice(&body.bytes).map_err(|e| RegistryError::Invalid {
+                what: "token",
+                message: e.to_string(),
+            })?;
+        answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .map(Authorization::Bearer)
+            .ok_or_else(|| RegistryError::Auth("token service answered no token".into()))
+    }
+
+    /// The body, refused as soon as it is known to exceed `limit` (declared length or bytes
+    /// read), or when the bytes held over all reads would pass the byte budget.
+    async fn read_limited(
+        &self,
+        mut response: registry_http::Response,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Body<'_>, RegistryError> {
+        let too_large = || RegistryError::TooLarge { what, limit };
+        let over_budget = || RegistryError::ByteLimit(self.max_buffered_bytes / (1024 * 1024));
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut held: Option<SemaphorePermit<'_>> = None;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| RegistryError::http(what, &e))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            let n = u32::try_from(chunk.len()).map_err(|_| too_large())?;
+            let permit = self
+                .buffered
+                .try_acquire_many(n)
+                .map_err(|_| over_budget())?;
+            match &mut held {
+                Some(h) => h.merge(permit),
+                None => held = Some(permit),
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Body {
+            bytes: body,
+            _held: held,
+        })
     }
 }
 
-/// The body, refused as soon as it is known to exceed `limit` (declared length or bytes read).
-async fn read_limited(
-    mut response: registry_http::Response,
-    limit: usize,
-    what: &'static str,
-) -> Result<Vec<u8>, RegistryError> {
-    let too_large = || RegistryError::TooLarge { what, limit };
-    let declared = response
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut body = Vec::with_capacity(declared.map_or(16 * 1024, |n| n as usize));
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| RegistryError::http(what, &e))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+/// The Bearer challenge of a `WWW-Authenticate` header, if it has one with a realm.
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+}
+
+fn bearer_challenge(header: &str) -> Option<BearerChallenge> {
+    http_auth::parser::ChallengeParser::new(header)
+        .filter_map(Result::ok)
+        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|c| {
+            let param = |name: &str| {
+                c.params
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.to_unescaped())
+            };
+            Some(BearerChallenge {
+                realm: param("realm")?,
+                service: param("service"),
+            })
+        })
 }
 
 /// Parses a manifest or an index (OCI or Docker schema 2).
@@ -399,6 +531,19 @@ mod tests {
         ));
         assert!(verify_digest(body, "md5:abc", "manifest").is_err());
         assert!(verify_digest(body, "nocolon", "manifest").is_err());
+    }
+
+    #[test]
+    fn bearer_challenges_give_realm_and_service() {
+        let c = bearer_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#,
+        )
+        .unwrap();
+        assert_eq!(c.realm, "https://auth.docker.io/token");
+        assert_eq!(c.service.as_deref(), Some("registry.docker.io"));
+        assert!(bearer_challenge(r#"Basic realm="test-realm""#).is_none());
+        assert!(bearer_challenge("Bearer service=x").is_none());
+        assert!(bearer_challenge("").is_none());
     }
 
     #[test]

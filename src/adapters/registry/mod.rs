@@ -12,6 +12,13 @@
 //! one image share one fetch: the fetch runs in its own task, bounded by
 //! `detection.registry.timeout`, and every review waits on it for at most its own budget, so a
 //! review that gives up does not cancel the fetch and the next review finds its answer.
+//!
+//! Limits across reviews (issue 23, finding 5): an image whose registry is not in
+//! `detection.registry.allowedHosts` (when that is set) is never fetched; at most
+//! `maxConcurrentFetches` fetches run at once (a fetch that finds no place within half its timeout
+//! gives up); at most `maxBufferedMiB` of registry answers are held in memory at once (a read that
+//! would pass it is refused at once). Each of these is "not Wasm" with a warning, and counted in
+//! [`RegistryCounters`].
 
 pub mod credentials;
 pub mod fetch;
@@ -29,6 +36,10 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use lru::LruCache;
 use oci_client::Reference;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use crate::core::config::RegistryConfig;
@@ -76,6 +87,45 @@ pub enum RegistryError {
     Timeout(Duration),
     #[error("lookup failed unexpectedly")]
     TaskFailed,
+    #[error("registry not in allowedHosts")]
+    HostNotAllowed,
+    #[error("token realm refused ({0})")]
+    Realm(&'static str),
+    #[error("registry fetch limit ({0}) reached")]
+    FetchLimit(usize),
+    #[error("registry read budget ({0} MiB) full")]
+    ByteLimit(usize),
+}
+
+/// Why a lookup was refused by a rule of this webhook rather than answered by the registry.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `host_not_allowed`, `redirect`, `token_realm`, `fetch_limit` or `byte_limit`.
+    pub reason: &'static str,
+}
+
+/// Registry lookups refused by the allowlist, the redirect and realm rules or the global caps;
+/// `serve` exports them as `wasm_admission_registry_lookups_refused_total{reason}`.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryCounters {
+    pub refused: Family<RefusedLabels, Counter>,
+}
+
+impl RegistryCounters {
+    fn count(&self, error: &RegistryError) {
+        let reason = match error {
+            RegistryError::HostNotAllowed => "host_not_allowed",
+            RegistryError::Realm(_) => "token_realm",
+            RegistryError::FetchLimit(_) => "fetch_limit",
+            RegistryError::ByteLimit(_) => "byte_limit",
+            RegistryError::Http {
+                kind: "redirect refused (another host)" | "redirect refused (https to http)",
+                ..
+            } => "redirect",
+            _ => return,
+        };
+        self.refused.get_or_create(&RefusedLabels { reason }).inc();
+    }
 }
 
 impl RegistryError {
@@ -143,6 +193,9 @@ pub struct Inspector {
     settings: RegistryConfig,
     fetcher: Result<Arc<Fetcher>, RegistryError>,
     cache: Mutex<LruCache<String, Entry>>,
+    allowed: redirect::HostList,
+    fetches: Arc<Semaphore>,
+    counters: RegistryCounters,
 }
 
 impl Inspector {
@@ -153,11 +206,21 @@ impl Inspector {
     }
 
     pub fn with_capacity(settings: &RegistryConfig, capacity: usize) -> Self {
-        let fetcher = Fetcher::new(
-            settings.insecure.clone(),
-            PathBuf::from(&settings.credentials_file),
-            settings.timeout,
-        )
+        Self::with_counters(settings, capacity, RegistryCounters::default())
+    }
+
+    pub fn with_counters(
+        settings: &RegistryConfig,
+        capacity: usize,
+        counters: RegistryCounters,
+    ) -> Self {
+        let fetcher = Fetcher::new(fetch::FetcherSettings {
+            insecure: settings.insecure.clone(),
+            credentials_file: PathBuf::from(&settings.credentials_file),
+            timeout: settings.timeout,
+            redirect_hosts: redirect::HostList::new(&settings.redirect_hosts),
+            max_buffered_bytes: settings.max_buffered_mib.saturating_mul(1024 * 1024),
+        })
         .map(Arc::new);
         if let Err(e) = &fetcher {
             warn!(error = %e, "registry inspection cannot start; every image counts as not Wasm, with a warning");
@@ -168,7 +231,16 @@ impl Inspector {
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
             )),
+            allowed: redirect::HostList::new(&settings.allowed_hosts),
+            fetches: Arc::new(Semaphore::new(settings.max_concurrent_fetches.max(1))),
+            counters,
         }
+    }
+
+    /// A lookup that is refused before any request, counted.
+    fn refused(&self, error: RegistryError) -> Shared<BoxFuture<'static, Outcome>> {
+        self.counters.count(&error);
+        futures_util::future::ready(Err(error)).boxed().shared()
     }
 
     pub fn settings(&self) -> &RegistryConfig {
@@ -204,6 +276,17 @@ impl Inspector {
                 return futures_util::future::ready(Err(error)).boxed().shared();
             }
         };
+        if !self.allowed.is_empty()
+            && !self.allowed.allows_registry(reference.registry())
+            && !self.allowed.allows_registry(reference.resolve_registry())
+        {
+            debug!(
+                image,
+                registry = reference.registry(),
+                "registry not in allowedHosts; not fetched"
+            );
+            return self.refused(RegistryError::HostNotAllowed);
+        }
         let fetcher = match &self.fetcher {
             Ok(fetcher) => fetcher.clone(),
             Err(e) => return futures_util::future::ready(Err(e.clone())).boxed().shared(),
@@ -211,12 +294,28 @@ impl Inspector {
         let cap = self.settings.timeout;
         let name = reference.whole();
         let pinned = reference.digest().is_some();
+        let fetches = self.fetches.clone();
+        let max_fetches = self.settings.max_concurrent_fetches;
+        let counters = self.counters.clone();
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            let outcome = match tokio::time::timeout(cap, fetcher.inspect(&reference)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(RegistryError::Timeout(cap)),
+            let deadline = tokio::time::Instant::now() + cap;
+            // A place among the fetches in flight, waited for at most half of this fetch's own
+            // time budget: a fetch left with less would rarely finish anyway.
+            let wait_until = tokio::time::Instant::now() + cap / 2;
+            let outcome = match tokio::time::timeout_at(wait_until, fetches.acquire_owned()).await {
+                Ok(Ok(_place)) => {
+                    match tokio::time::timeout_at(deadline, fetcher.inspect(&reference)).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(RegistryError::Timeout(cap)),
+                    }
+                }
+                Ok(Err(_)) => Err(RegistryError::TaskFailed),
+                Err(_) => Err(RegistryError::FetchLimit(max_fetches)),
             };
+            if let Err(e) = &outcome {
+                counters.count(e);
+            }
             let elapsed_ms = started.elapsed().as_millis() as u64;
             match &outcome {
                 Ok(verdict) => debug!(image = %name, ?verdict, elapsed_ms, "registry lookup"),
@@ -308,9 +407,18 @@ pub fn review_budget(remaining: Duration, apiserver_timeout: Duration, cap: Dura
 #[derive(Default)]
 pub struct InspectorSlot {
     current: Mutex<Option<Arc<Inspector>>>,
+    counters: RegistryCounters,
 }
 
 impl InspectorSlot {
+    /// A slot whose inspectors count refusals in `counters`.
+    pub fn with_counters(counters: RegistryCounters) -> Self {
+        Self {
+            current: Mutex::new(None),
+            counters,
+        }
+    }
+
     /// The inspector for these settings; `None` when registry inspection is off.
     pub fn for_settings(&self, settings: &RegistryConfig) -> Option<Arc<Inspector>> {
         if !settings.enabled {
@@ -323,7 +431,11 @@ impl InspectorSlot {
         match current.as_ref() {
             Some(inspector) if inspector.settings() == settings => Some(inspector.clone()),
             _ => {
-                let inspector = Arc::new(Inspector::new(settings));
+                let inspector = Arc::new(Inspector::with_counters(
+                    settings,
+                    CACHE_CAPACITY,
+                    self.counters.clone(),
+                ));
                 *current = Some(inspector.clone());
                 Some(inspector)
             }

@@ -89,6 +89,28 @@ pub fn max_connections(fd_limit: Option<u64>) -> usize {
         .clamp(16, MAX_CONNECTIONS)
 }
 
+/// Memory set aside per connection when the cap is derived from a memory limit. Attack 2 of
+/// `cargo bench --bench attacks` (10,000 bare connections against a cap of 4096, release build,
+/// mimalloc) measured 15 to 20 KiB of RSS per connection held, above the baseline, at its peak
+/// (with about 11,000 accepts and closes a second); at 16 KiB, connections get half the limit and
+/// the whole process peaked at 70 to 90 MiB of 128 (docs/hardening.md).
+pub const BYTES_PER_CONNECTION: u64 = 16 * 1024;
+
+/// The connection cap for a memory limit: connections may take half of it (the other half is
+/// the process, the body budget and registry reads), at [`BYTES_PER_CONNECTION`] each; 4096 for
+/// 128 MiB. `None` without a limit.
+pub fn max_connections_for_memory(memory_limit: Option<u64>) -> Option<usize> {
+    let limit = memory_limit?;
+    let n = (limit / 2 / BYTES_PER_CONNECTION).clamp(16, MAX_CONNECTIONS as u64);
+    usize::try_from(n).ok()
+}
+
+/// The cgroup v2 memory limit of this process (`memory.max`), when there is one.
+pub fn cgroup_memory_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?;
+    text.trim().parse().ok()
+}
+
 /// What the listeners share: the permits and the counters.
 #[derive(Clone)]
 pub struct Guard {
@@ -323,5 +345,18 @@ mod tests {
         assert_eq!(max_connections(Some(1_048_576)), MAX_CONNECTIONS);
         assert_eq!(max_connections(Some(1024)), 1024 - 128 - 64);
         assert_eq!(max_connections(Some(20)), 16);
+    }
+
+    #[test]
+    fn the_connection_cap_follows_the_memory_limit() {
+        assert_eq!(max_connections_for_memory(None), None);
+        assert_eq!(max_connections_for_memory(Some(128 << 20)), Some(4096));
+        assert_eq!(max_connections_for_memory(Some(256 << 20)), Some(8192));
+        assert_eq!(
+            max_connections_for_memory(Some(64 << 30)),
+            Some(MAX_CONNECTIONS)
+        );
+        assert_eq!(max_connections_for_memory(Some(1 << 20)), Some(32));
+        assert_eq!(max_connections_for_memory(Some(256 << 10)), Some(16));
     }
 }

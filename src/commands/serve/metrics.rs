@@ -10,6 +10,7 @@
 //! | `wasm_admission_reloads_total` | what, result | re-reads of changed files; what is `certificate`, `client_ca` or `config`, result is `success` or `failure` |
 //! | `wasm_admission_connections_open` | | connections open right now (both listeners) |
 //! | `wasm_admission_connections_refused_total` | | connections closed at once because the connection cap was reached |
+//! | `wasm_admission_registry_lookups_refused_total` | reason | registry lookups refused by this webhook's own rules: `host_not_allowed` (`allowedHosts`), `redirect` and `token_realm` (host rules), `fetch_limit` and `byte_limit` (the caps across reviews) |
 //! | `wasm_admission_build_info` | version | always 1 |
 //! | `wasm_admission_nodes_watched` | | nodes whose labels the Node watch holds (behaviour.md §11) |
 //! | `wasm_admission_node_watch_state` | | the Node watch: 0 off, 1 listing, 2 watching, 3 failing (retrying; a missing permission among others) |
@@ -96,6 +97,7 @@ pub struct Metrics {
     connections_refused: Counter,
     nodes_watched: Gauge,
     node_watch_state: Gauge,
+    registry_lookups: crate::adapters::registry::RegistryCounters,
 }
 
 fn duration_histogram() -> Histogram {
@@ -180,6 +182,12 @@ impl Metrics {
             "The Node watch: 0 off, 1 listing, 2 watching, 3 failing and retrying",
             node_watch_state.clone(),
         );
+        let registry_counters = crate::adapters::registry::RegistryCounters::default();
+        registry.register(
+            "registry_lookups_refused",
+            "Registry lookups refused by allowedHosts, the redirect and token realm host rules, or the caps across reviews",
+            registry_counters.refused.clone(),
+        );
         // Every series exists from the start, so rate() and alerts see a zero before the first event.
         for what in [
             ReloadWhat::Certificate,
@@ -205,12 +213,18 @@ impl Metrics {
             connections_refused,
             nodes_watched,
             node_watch_state,
+            registry_lookups: registry_counters,
         }
     }
 
     /// The gauges the Node watch counts into: nodes watched, and its state.
     pub fn node_gauges(&self) -> (Gauge, Gauge) {
         (self.nodes_watched.clone(), self.node_watch_state.clone())
+    }
+
+    /// The counters registry inspection adds to.
+    pub fn registry_counters(&self) -> crate::adapters::registry::RegistryCounters {
+        self.registry_lookups.clone()
     }
 
     /// Counts one answered review. `kind` and `operation` come from the request; kinds this webhook

@@ -328,6 +328,19 @@ fn own_namespace(args: &ServeArgs) -> Option<String> {
 /// Loads certificates and configuration, binds the listeners and starts serving. Returns once
 /// the server accepts connections.
 pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError> {
+    let mut tuning = tuning;
+    if let Some(n) = args.max_reviews_in_flight {
+        tuning.max_reviews_in_flight = n as usize;
+    }
+    if let Some(bytes) = args.max_body_memory {
+        tuning.max_body_memory = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+    if let Some(d) = args.h2_idle_timeout {
+        tuning.h2_idle_timeout = d;
+    }
+    if let Some(d) = args.tls_handshake_timeout {
+        tuning.tls_handshake_timeout = d;
+    }
     install_crypto_provider();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let namespace = own_namespace(&args);
@@ -384,6 +397,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     let metrics = Metrics::new();
     metrics.certificate_expiry(pair.not_after);
     let (nodes_watched, node_watch_state) = metrics.node_gauges();
+    let registry_counters = metrics.registry_counters();
     let state = Arc::new(AppState {
         engine: ArcSwap::from_pointee(engine),
         metrics,
@@ -392,7 +406,7 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         rustls: Some(rustls.clone()),
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
-        registry: crate::adapters::registry::InspectorSlot::default(),
+        registry: crate::adapters::registry::InspectorSlot::with_counters(registry_counters),
         runtime_classes: Arc::default(),
         nodes: Arc::new(crate::adapters::nodes::KnownNodes::with_gauges(
             nodes_watched,
@@ -430,11 +444,18 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     };
 
     let fd_limit = conn::raise_fd_limit();
+    // The flag, else a test's tuning, else one per 16 KiB of half the memory limit (flag or
+    // cgroup), always within what the open-file limit allows.
+    let by_fds = conn::max_connections(fd_limit);
     let max_connections = args
         .max_connections
         .map(|n| n as usize)
         .or(tuning.max_connections)
-        .unwrap_or_else(|| conn::max_connections(fd_limit));
+        .or_else(|| {
+            conn::max_connections_for_memory(args.memory_limit.or_else(conn::cgroup_memory_limit))
+                .map(|n| n.min(by_fds))
+        })
+        .unwrap_or(by_fds);
     let guard = conn::Guard::new(
         max_connections,
         tuning.first_bytes_timeout,

@@ -182,7 +182,12 @@ impl Engine {
         endpoint: Endpoint,
         facts: &Facts<'_>,
     ) -> Result<Decision, EngineError> {
-        decide::decide(self, request, endpoint, facts)
+        decide::decide(self, request, endpoint, facts).map(|mut decision| {
+            // Every door gets the same list: identical warnings once, at most 20 and a count.
+            decision.warnings =
+                crate::core::warning::collapse(std::mem::take(&mut decision.warnings));
+            decision
+        })
     }
 
     /// The images that [`Engine::decide`] would hand to `Facts::registry` for this request
