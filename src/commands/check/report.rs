@@ -2,7 +2,7 @@
 //! [`ReportWriter`], so that `audit` (behaviour.md §11) streams the same report over a cluster
 //! page by page without holding it.
 
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::Serialize;
@@ -58,13 +58,14 @@ impl Tally {
 }
 
 /// A report in one of the formats, written as the objects come. Text, JSON and YAML go out one
-/// object at a time; JUnit keeps one test case per object (a name, a message and the warnings,
-/// not the object) because its header carries the counts.
+/// object at a time. JUnit's header carries the counts, so its test cases are serialized as they
+/// come into an unnamed temporary file (memory when none can be created) and copied out after the
+/// header: memory does not grow with the number of objects.
 pub struct ReportWriter<'w> {
     out: &'w mut dyn Write,
     format: OutputFormat,
     tally: Tally,
-    junit: Option<TestSuite>,
+    junit: Option<JunitCases>,
 }
 
 impl<'w> ReportWriter<'w> {
@@ -76,7 +77,7 @@ impl<'w> ReportWriter<'w> {
             out,
             format,
             tally: Tally::default(),
-            junit: (format == OutputFormat::Junit).then(|| TestSuite::new(suite.to_string())),
+            junit: (format == OutputFormat::Junit).then(|| JunitCases::new(suite)),
         })
     }
 
@@ -99,12 +100,10 @@ impl<'w> ReportWriter<'w> {
                 Ok(())
             }
             OutputFormat::Yaml => yaml_entry(self.out, r),
-            OutputFormat::Junit => {
-                if let Some(suite) = &mut self.junit {
-                    suite.add_test_case(junit_case(r));
-                }
-                Ok(())
-            }
+            OutputFormat::Junit => match &mut self.junit {
+                Some(cases) => cases.add(junit_case(r)),
+                None => Ok(()),
+            },
         }
     }
 
@@ -133,16 +132,134 @@ impl<'w> ReportWriter<'w> {
                 writeln!(self.out, "]")
             }
             OutputFormat::Yaml => Ok(()),
-            OutputFormat::Junit => {
-                let mut report = Report::new("wasm-admission");
-                if let Some(suite) = self.junit {
-                    report.add_test_suite(suite);
-                }
-                report.serialize(&mut *self.out).map_err(io::Error::other)?;
-                writeln!(self.out)
+            OutputFormat::Junit => match self.junit {
+                Some(cases) => cases.finish(self.out),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// JUnit test cases serialized as they come (quick-junit's bytes for each, indentation included),
+/// kept in `spill` until [`JunitCases::finish`] knows the counts for the header.
+struct JunitCases {
+    suite: String,
+    spill: Spill,
+    /// What follows the last test case: the suite's and the report's end tags.
+    tail: Option<Vec<u8>>,
+    /// The suite's counts, as quick-junit keeps them for the cases added so far.
+    tests: usize,
+    disabled: usize,
+    errors: usize,
+    failures: usize,
+}
+
+/// Where the serialized test cases wait: an unnamed temporary file, or memory when none could be
+/// created (a read-only file system).
+enum Spill {
+    File(io::BufWriter<std::fs::File>),
+    Memory(Vec<u8>),
+}
+
+impl JunitCases {
+    fn new(suite: &str) -> Self {
+        let spill = match tempfile::tempfile() {
+            Ok(file) => Spill::File(io::BufWriter::new(file)),
+            Err(_) => Spill::Memory(Vec::new()),
+        };
+        Self {
+            suite: suite.to_string(),
+            spill,
+            tail: None,
+            tests: 0,
+            disabled: 0,
+            errors: 0,
+            failures: 0,
+        }
+    }
+
+    /// Serializes one test case as it appears inside the whole report.
+    fn add(&mut self, case: TestCase) -> io::Result<()> {
+        let mut suite = TestSuite::new(self.suite.clone());
+        suite.add_test_case(case);
+        self.tests += suite.tests;
+        self.disabled += suite.disabled;
+        self.errors += suite.errors;
+        self.failures += suite.failures;
+        let bytes = serialize(suite)?;
+        let start = suite_start_end(&bytes)?;
+        let end = find_last(&bytes, SUITE_END)
+            .filter(|&end| end >= start)
+            .ok_or_else(|| io::Error::other("JUnit: no end of the test suite"))?;
+        if self.tail.is_none() {
+            self.tail = Some(bytes[end..].to_vec());
+        }
+        match &mut self.spill {
+            Spill::File(file) => file.write_all(&bytes[start..end]),
+            Spill::Memory(buffer) => {
+                buffer.extend_from_slice(&bytes[start..end]);
+                Ok(())
             }
         }
     }
+
+    /// Writes the report: the header with the counts, the test cases, the end tags.
+    fn finish(self, out: &mut dyn Write) -> io::Result<()> {
+        let mut suite = TestSuite::new(self.suite);
+        suite.tests = self.tests;
+        suite.disabled = self.disabled;
+        suite.errors = self.errors;
+        suite.failures = self.failures;
+        let skeleton = serialize(suite)?;
+        let Some(tail) = &self.tail else {
+            // No test case: the empty suite as it is.
+            out.write_all(&skeleton)?;
+            return writeln!(out);
+        };
+        let start = suite_start_end(&skeleton)?;
+        out.write_all(&skeleton[..start])?;
+        match self.spill {
+            Spill::File(file) => {
+                let mut file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+                file.rewind()?;
+                io::copy(&mut file, out)?;
+            }
+            Spill::Memory(buffer) => out.write_all(&buffer)?,
+        }
+        out.write_all(tail)?;
+        writeln!(out)
+    }
+}
+
+/// The report of one suite, serialized as quick-junit does.
+fn serialize(suite: TestSuite) -> io::Result<Vec<u8>> {
+    let mut report = Report::new("wasm-admission");
+    report.add_test_suite(suite);
+    let mut bytes = Vec::new();
+    report.serialize(&mut bytes).map_err(io::Error::other)?;
+    Ok(bytes)
+}
+
+/// The end tag of the one test suite, as quick-junit indents it.
+const SUITE_END: &[u8] = b"\n    </testsuite>";
+
+/// Where the `<testsuite ...>` start tag ends (attribute values are escaped: no `>` inside).
+fn suite_start_end(bytes: &[u8]) -> io::Result<usize> {
+    let tag = find_first(bytes, b"<testsuite ")
+        .ok_or_else(|| io::Error::other("JUnit: no test suite"))?;
+    bytes[tag..]
+        .iter()
+        .position(|&b| b == b'>')
+        .map(|i| tag + i + 1)
+        .ok_or_else(|| io::Error::other("JUnit: an unterminated test suite tag"))
+}
+
+fn find_first(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
 fn subject(r: &Checked) -> String {
@@ -285,4 +402,99 @@ fn junit_case(r: &Checked) -> TestCase {
         case.set_system_out(ev.decision.warnings.join("\n"));
     }
     case
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::check::{Document, check_documents, parse_source};
+    use crate::core::config::Config;
+    use crate::core::engine::{Engine, Facts};
+
+    /// Objects of every JUnit status: unchanged, mutated, with a warning, denied, unreadable.
+    fn checked() -> Vec<Checked> {
+        let text = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop}
+spec: {containers: [{name: web, image: nginx}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: "spin <&>", namespace: shop, annotations: {wasm-admission.io/wasm: "true", wasm-admission.io/profile: nope}}
+spec: {containers: [{name: app, image: ghcr.io/acme/app:1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: debug, annotations: {wasm-admission.io/wasm: "true"}}
+spec: {hostNetwork: true, containers: [{name: app, image: ghcr.io/acme/app:1, securityContext: {privileged: true}}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mixed, namespace: shop}
+spec: {containers: [{name: a, image: ghcr.io/acme/wasm-a:1}, {name: b, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart, namespace: shop, annotations: {wasm-admission.io/wasm: "true"}}
+spec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: app, image: ghcr.io/acme/cart:1}]}}}
+"#;
+        let mut documents = Vec::new();
+        parse_source("t.yaml", text, &mut documents);
+        documents.push(Document {
+            source: "t.yaml".into(),
+            index: 9,
+            content: Err("not YAML".into()),
+        });
+        let mut config = Config::default();
+        config.detection.image_patterns = vec!["ghcr.io/acme/wasm-*".into()];
+        let engine = Engine::new(config).expect("engine");
+        check_documents(&engine, &Facts::default(), documents, "default")
+    }
+
+    /// quick-junit's serialization of the whole suite at once, as `finish` wrote it before the
+    /// test cases were streamed.
+    fn whole(results: &[Checked]) -> String {
+        let mut suite = TestSuite::new("wasm-admission check");
+        for r in results {
+            suite.add_test_case(junit_case(r));
+        }
+        let mut report = Report::new("wasm-admission");
+        report.add_test_suite(suite);
+        let mut text = report.to_string().expect("serialize");
+        text.push('\n');
+        text
+    }
+
+    fn streamed(results: &[Checked], in_memory: bool) -> String {
+        let mut out = Vec::new();
+        let mut writer =
+            ReportWriter::new(&mut out, OutputFormat::Junit, "wasm-admission check").expect("new");
+        if in_memory && let Some(cases) = &mut writer.junit {
+            cases.spill = Spill::Memory(Vec::new());
+        }
+        for r in results {
+            writer.entry(r).expect("entry");
+        }
+        writer.finish().expect("finish");
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    #[test]
+    fn streamed_junit_equals_the_whole_report() {
+        let results = checked();
+        let statuses: Vec<_> = results.iter().map(|r| r.outcome()).collect();
+        assert!(statuses.contains(&None), "an unreadable document");
+        assert!(statuses.contains(&Some(Outcome::Denied)), "a denial");
+        assert!(statuses.contains(&Some(Outcome::Mutated)), "a mutation");
+        for n in 0..=results.len() {
+            let expected = whole(&results[..n]);
+            assert_eq!(streamed(&results[..n], false), expected, "{n} cases, file");
+            assert_eq!(streamed(&results[..n], true), expected, "{n} cases, memory");
+        }
+        assert!(
+            whole(&results).contains("<system-out>"),
+            "a warning in the cases"
+        );
+    }
 }
