@@ -110,6 +110,10 @@ const CASES: &[Case] = &[
         native_policies::mode_both_keeps_enforcing_with_the_webhook_down_and_warns_with_it_up,
     ),
     (
+        "kubectl_debug_is_judged_alike_by_the_webhook_and_the_native_policies",
+        native_policies::kubectl_debug_is_judged_alike_by_the_webhook_and_the_native_policies,
+    ),
+    (
         "with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass",
         failure::with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass,
     ),

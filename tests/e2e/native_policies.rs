@@ -600,3 +600,58 @@ pub fn generated_baseline_denies_as_the_webhook_at_every_version(world: &World) 
     );
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 }
+
+/// `kubectl debug` with the given profile and container name on `pod` in `NS`.
+fn debug(cluster: &Cluster, pod: &str, profile: &str, container: &str) -> Run {
+    cluster.kubectl(&[
+        "-n",
+        NS,
+        "debug",
+        pod,
+        "--image=busybox",
+        &format!("--profile={profile}"),
+        "-c",
+        container,
+    ])
+}
+
+pub fn kubectl_debug_is_judged_alike_by_the_webhook_and_the_native_policies(world: &World) {
+    let cluster = &world.cluster;
+    world.apply_runtime_classes();
+    cluster.namespace(NS, true);
+    cluster
+        .kubectl_in(
+            &["create", "-f", "-"],
+            &format!(
+                r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"debug-target","namespace":"{NS}","annotations":{{"wasm-admission.io/wasm":"true"}}}},"spec":{{"containers":[{{"name":"app","image":"a:1"}}]}}}}"#
+            ),
+        )
+        .expect_ok("create the Wasm pod");
+    // The webhook: a privileged debugger is refused, a plain one is added.
+    let by_webhook = debug(cluster, "debug-target", "sysadmin", "root");
+    assert!(
+        by_webhook.stderr.contains("admission webhook"),
+        "{}",
+        by_webhook.stderr
+    );
+    debug(cluster, "debug-target", "baseline", "plain-1").expect_ok("a plain debugger");
+    let guard = BackToWebhook(world);
+    switch_mode(world, "policies");
+    let by_policies = debug(cluster, "debug-target", "sysadmin", "root");
+    assert!(
+        by_policies.stderr.contains("ValidatingAdmissionPolicy"),
+        "{}",
+        by_policies.stderr
+    );
+    assert_eq!(denial(&by_policies), denial(&by_webhook));
+    assert!(
+        denial(&by_webhook).is_some_and(|m| m.contains(
+            "ephemeral containers of Wasm pod \"parity/debug-target\" are not allowed: ephemeralContainer \"root\": securityContext.privileged=true"
+        )),
+        "{:?}",
+        denial(&by_webhook)
+    );
+    // The debugger added earlier is not judged again.
+    debug(cluster, "debug-target", "baseline", "plain-2").expect_ok("a second plain debugger");
+    drop(guard);
+}
