@@ -246,13 +246,32 @@ pub fn object_selector() -> Value {
     })
 }
 
-/// One `resourceRules` entry.
-pub fn rule(group: &str, resources: &[&str], operations: &[&str]) -> Value {
-    json!({
-        "apiGroups": [group],
-        "apiVersions": ["v1"],
-        "operations": operations,
-        "resources": resources,
-        "scope": "Namespaced",
-    })
+/// The `resourceRules` of behaviour.md §2: Pod and Job CREATE, the other workloads' CREATE and
+/// UPDATE (their templates are mutable); `templates: false` leaves the workloads out (the
+/// mutating policy under `mutateTemplates: false`); `ephemeral` adds `kubectl debug`'s
+/// subresource.
+pub fn resource_rules(templates: bool, ephemeral: bool) -> Vec<Value> {
+    let rule = |group: &str, resources: &[&str], operations: &[&str]| {
+        json!({
+            "apiGroups": [group],
+            "apiVersions": ["v1"],
+            "operations": operations,
+            "resources": resources,
+            "scope": "Namespaced",
+        })
+    };
+    let mut rules = vec![rule("", &["pods"], &["CREATE"])];
+    if ephemeral {
+        rules.push(rule("", &["pods/ephemeralcontainers"], &["UPDATE"]));
+    }
+    if templates {
+        rules.push(rule(
+            "apps",
+            &["deployments", "statefulsets", "daemonsets", "replicasets"],
+            &["CREATE", "UPDATE"],
+        ));
+        rules.push(rule("batch", &["jobs"], &["CREATE"]));
+        rules.push(rule("batch", &["cronjobs"], &["CREATE", "UPDATE"]));
+    }
+    rules
 }

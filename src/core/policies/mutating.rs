@@ -32,22 +32,11 @@ pub fn spec(config: &Config, failure_policy: &str) -> Value {
     let patch = "!variables.isWasm || !variables.profileKnown ? [] : \
                  (variables.classPatch + variables.resourcePatch + variables.otelPatch + \
                  variables.annotationPatch).map(p, JSONPatch{op: 'add', path: p.path, value: p.value})";
-    let pods = common::rule("", &["pods"], &["CREATE"]);
-    let mut rules = vec![pods];
-    if config.mutate_templates {
-        rules.push(common::rule(
-            "apps",
-            &["deployments", "statefulsets", "daemonsets", "replicasets"],
-            &["CREATE", "UPDATE"],
-        ));
-        rules.push(common::rule("batch", &["jobs"], &["CREATE"]));
-        rules.push(common::rule("batch", &["cronjobs"], &["CREATE", "UPDATE"]));
-    }
     json!({
         "failurePolicy": failure_policy,
         "reinvocationPolicy": "IfNeeded",
         "matchConstraints": {
-            "resourceRules": rules,
+            "resourceRules": common::resource_rules(config.mutate_templates, false),
             "namespaceSelector": common::namespace_selector(config),
             "objectSelector": common::object_selector(),
         },

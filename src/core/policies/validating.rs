@@ -97,13 +97,7 @@ pub fn spec(config: &Config, failure_policy: &str) -> Value {
     json!({
         "failurePolicy": failure_policy,
         "matchConstraints": {
-            "resourceRules": [
-                common::rule("", &["pods"], &["CREATE"]),
-                common::rule("", &["pods/ephemeralcontainers"], &["UPDATE"]),
-                common::rule("apps", &["deployments", "statefulsets", "daemonsets", "replicasets"], &["CREATE", "UPDATE"]),
-                common::rule("batch", &["jobs"], &["CREATE"]),
-                common::rule("batch", &["cronjobs"], &["CREATE", "UPDATE"]),
-            ],
+            "resourceRules": common::resource_rules(true, true),
             "namespaceSelector": common::namespace_selector(config),
             "objectSelector": common::object_selector(),
         },
