@@ -114,6 +114,10 @@ const CASES: &[Case] = &[
         native_policies::kubectl_debug_is_judged_alike_by_the_webhook_and_the_native_policies,
     ),
     (
+        "image_patterns_make_pods_wasm_in_the_policies_as_in_check",
+        native_policies::image_patterns_make_pods_wasm_in_the_policies_as_in_check,
+    ),
+    (
         "with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass",
         failure::with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass,
     ),

@@ -74,6 +74,10 @@ fn denial(run: &Run) -> Option<String> {
 }
 
 fn dry_run(cluster: &Cluster, manifest: &str) -> Answer {
+    dry_run_in(cluster, NS, manifest)
+}
+
+fn dry_run_in(cluster: &Cluster, ns: &str, manifest: &str) -> Answer {
     let run = cluster.kubectl_in(
         &[
             "create",
@@ -81,7 +85,7 @@ fn dry_run(cluster: &Cluster, manifest: &str) -> Answer {
             "-o",
             "json",
             "-n",
-            NS,
+            ns,
             "-f",
             "-",
         ],
@@ -491,44 +495,59 @@ pub fn generated_pods_get_the_same_outcome_from_check_and_the_native_policies(wo
     );
 }
 
-/// Deletes the per-version policies however the case ends.
+/// Deletes the policies [`apply_bound_policies`] applied, however the case ends.
 struct DeleteVersioned<'w>(&'w Cluster, Vec<String>);
 
 impl Drop for DeleteVersioned<'_> {
     fn drop(&mut self) {
         for name in &self.1 {
-            self.0.kubectl(&[
-                "delete",
-                "validatingadmissionpolicybinding,validatingadmissionpolicy",
-                name,
-                "--ignore-not-found",
-            ]);
+            let kinds = if name.starts_with("wasm-admission-mutate") {
+                "mutatingadmissionpolicybinding,mutatingadmissionpolicy"
+            } else {
+                "validatingadmissionpolicybinding,validatingadmissionpolicy"
+            };
+            self.0
+                .kubectl(&["delete", kinds, name, "--ignore-not-found"]);
         }
     }
 }
 
-/// The ValidatingAdmissionPolicy generated for `security.baselineVersion: v1.<minor>`, renamed
-/// and bound to the namespaces labelled for that version only, so that every version's policy
-/// can be in force at once beside the chart's.
-fn versioned_policy(config: &std::path::Path, minor: u32) -> (String, Vec<Value>) {
-    let name = format!("wasm-admission-validate-v1-{minor}");
-    let mut docs = Vec::new();
+/// The policies generated for `config` (only the validating ones unless `mutating`), each
+/// renamed with `suffix` and bound to the namespaces labelled `label=suffix` only, so that
+/// several configurations' policies can be in force at once beside the chart's. Returns the
+/// names given.
+fn apply_bound_policies(
+    cluster: &Cluster,
+    config: &std::path::Path,
+    suffix: &str,
+    label: &str,
+    mutating: bool,
+) -> Vec<String> {
+    let mut names = Vec::new();
     for mut value in generated_policies(Some(config)) {
-        match value["kind"].as_str() {
-            Some("ValidatingAdmissionPolicy") => {
-                value["spec"]["matchConstraints"]["namespaceSelector"] = serde_json::json!(
-                    {"matchLabels": {"wasm-admission.io/baseline-test": format!("v1-{minor}")}}
-                );
-            }
-            Some("ValidatingAdmissionPolicyBinding") => {
-                value["spec"]["policyName"] = Value::from(name.clone());
-            }
-            _ => continue,
+        let kind = value["kind"].as_str().unwrap_or_default().to_string();
+        if !mutating && kind.starts_with("Mutating") {
+            continue;
+        }
+        let name = format!(
+            "{}-{suffix}",
+            value["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        if kind.ends_with("Binding") {
+            value["spec"]["policyName"] = Value::from(name.clone());
+        } else {
+            value["spec"]["matchConstraints"]["namespaceSelector"] =
+                serde_json::json!({"matchLabels": {label: suffix}});
         }
         value["metadata"]["name"] = Value::from(name.clone());
-        docs.push(value);
+        cluster
+            .kubectl_in(&["apply", "-f", "-"], &value.to_string())
+            .expect_ok("apply the bound policy");
+        if !names.contains(&name) {
+            names.push(name);
+        }
     }
-    (name, docs)
+    names
 }
 
 pub fn generated_baseline_denies_as_the_webhook_at_every_version(world: &World) {
@@ -545,13 +564,16 @@ pub fn generated_baseline_denies_as_the_webhook_at_every_version(world: &World) 
             format!("security:\n  baselineVersion: v1.{minor}\n"),
         )
         .expect("config");
-        let (name, docs) = versioned_policy(&config, minor);
-        for doc in docs {
-            cluster
-                .kubectl_in(&["apply", "-f", "-"], &doc.to_string())
-                .expect_ok("apply the versioned policy");
-        }
-        guard.1.push(name.clone());
+        let suffix = format!("v1-{minor}");
+        let names = apply_bound_policies(
+            cluster,
+            &config,
+            &suffix,
+            "wasm-admission.io/baseline-test",
+            false,
+        );
+        let name = names[0].clone();
+        guard.1.extend(names);
         // Not opted in: the webhook and the chart's policies stay out of it.
         let ns = cluster.namespace(&format!("vap-v1-{minor}"), false);
         cluster
@@ -654,4 +676,131 @@ pub fn kubectl_debug_is_judged_alike_by_the_webhook_and_the_native_policies(worl
     // The debugger added earlier is not judged again.
     debug(cluster, "debug-target", "baseline", "plain-2").expect_ok("a second plain debugger");
     drop(guard);
+}
+
+pub fn image_patterns_make_pods_wasm_in_the_policies_as_in_check(world: &World) {
+    let cluster = &world.cluster;
+    world.apply_runtime_classes();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "detection:\n  imagePatterns:\n    - registry.example.com/wasm/*\n    - docker.io/library/hello-wasm:*\n    - \"**/*-wasm:*\"\n",
+    )
+    .expect("config");
+    let mut guard = DeleteVersioned(cluster, Vec::new());
+    guard.1 = apply_bound_policies(
+        cluster,
+        &config,
+        "images",
+        "wasm-admission.io/images-test",
+        true,
+    );
+    // Not opted in: only these policies act here.
+    let ns = cluster.namespace("images", false);
+    cluster
+        .kubectl(&[
+            "label",
+            "namespace",
+            &ns,
+            "wasm-admission.io/images-test=images",
+        ])
+        .expect_ok("label namespace");
+    let images: &[&[&str]] = &[
+        &["hello-wasm"],
+        &["hello-wasm:2"],
+        &["docker.io/library/hello-wasm:1"],
+        &["registry.example.com/wasm/app:v1"],
+        &[
+            "registry.example.com/wasm/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ],
+        &["registry.example.com/wasm/team/app:v1"],
+        &["nginx"],
+        &["team/cart-wasm:2"],
+        &["localhost:5000/cart-wasm:1"],
+        &["registry.example.com/wasm/app:v1", "nginx:1.27"],
+        &["registry.example.com/wasm/app:v1", "x/cart-wasm:3"],
+    ];
+    let pod = |i: usize, images: &[&str], privileged: bool| {
+        let containers: Vec<Value> = images
+            .iter()
+            .enumerate()
+            .map(|(c, image)| {
+                let mut container = serde_json::json!({"name": format!("c{c}"), "image": image});
+                if privileged {
+                    container["securityContext"] = serde_json::json!({"privileged": true});
+                }
+                container
+            })
+            .collect();
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("img-{i}{}", if privileged { "-p" } else { "" }), "namespace": ns},
+            "spec": {"containers": containers},
+        })
+    };
+    let mut pods: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, im)| pod(i, im, false))
+        .collect();
+    pods.extend(images.iter().enumerate().map(|(i, im)| pod(i, im, true)));
+    let list = dir.path().join("pods.json");
+    std::fs::write(
+        &list,
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": pods}).to_string(),
+    )
+    .expect("pods");
+    let checked = world.check_json_with(&config, &list);
+    let probe = pods[3].to_string();
+    eventually(
+        Duration::from_secs(30),
+        "the image policies in force",
+        || {
+            dry_run_in(cluster, &ns, &probe)
+                .objects
+                .first()
+                .is_some_and(|o| o["spec"]["runtimeClassName"] == "wasm")
+        },
+    );
+    let mut differences = Vec::new();
+    let (mut wasm, mut denied) = (0, 0);
+    for (pod, doc) in pods.iter().zip(&checked) {
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let answer = dry_run_in(cluster, &ns, &pod.to_string());
+        let expected = doc["message"].as_str();
+        if answer.error.as_deref() != expected {
+            differences.push(format!(
+                "{name}: check {expected:?}, policies {:?}",
+                answer.error
+            ));
+            continue;
+        }
+        if expected.is_some() {
+            denied += 1;
+            continue;
+        }
+        let stored = answer.objects.first().cloned().unwrap_or_default();
+        let class = &doc["object"]["spec"]["runtimeClassName"];
+        wasm += usize::from(!class.is_null());
+        if stored["spec"]["runtimeClassName"] != *class
+            || stored["metadata"]["annotations"]["wasm-admission.io/injected"]
+                != doc["object"]["metadata"]["annotations"]["wasm-admission.io/injected"]
+        {
+            differences.push(format!(
+                "{name}: check {} {}; policies {} {}",
+                class,
+                doc["object"]["metadata"]["annotations"],
+                stored["spec"]["runtimeClassName"],
+                stored["metadata"]["annotations"]
+            ));
+        }
+    }
+    drop(guard);
+    println!(
+        "    {} pods with image patterns: {wasm} made Wasm and {denied} denied alike by check and the policies",
+        pods.len()
+    );
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    assert!(wasm >= 5 && denied >= 5, "both outcomes");
 }

@@ -69,8 +69,43 @@ mod tests {
         assert!(!re("registry.example.com/wasm/team/app:v1"));
     }
 
+    #[test]
+    fn glob_regexes_match_exactly_what_the_engine_globs_match() {
+        let patterns = [
+            "registry.example.com/wasm/*",
+            "registry.example.com/wasm/**",
+            "**/*-wasm:*",
+            "ghcr.io/acme/{spin,wasi}-*",
+            "docker.io/library/hello-wasm:?.?",
+            "*.azurecr.io/[a-c]*/app@sha256:*",
+        ];
+        let images = [
+            "registry.example.com/wasm/app:v1",
+            "registry.example.com/wasm/team/app:v1",
+            "registry.example.com/other/app",
+            "ghcr.io/acme/spin-orders:1",
+            "ghcr.io/acme/wasi-hello",
+            "ghcr.io/acme/other",
+            "x/y/cart-wasm:2",
+            "cart-wasm:2",
+            "docker.io/library/hello-wasm:1.0",
+            "docker.io/library/hello-wasm:10.0",
+            "my.azurecr.io/acme/app@sha256:abc",
+            "my.azurecr.io/zeta/app@sha256:abc",
+            "",
+        ];
+        for pattern in patterns {
+            let glob = compile_pattern(pattern).unwrap();
+            let engine = glob.compile_matcher();
+            let re = regex_lite(&glob_regex(&glob));
+            for image in images {
+                assert_eq!(re(image), engine.is_match(image), "{pattern} on {image:?}");
+            }
+        }
+    }
+
     /// The regex crate is in the tree through globset; it reads the same syntax as RE2 here.
-    fn regex_lite(re: &str) -> impl Fn(&str) -> bool {
+    fn regex_lite(re: &str) -> impl Fn(&str) -> bool + use<> {
         let re = regex::Regex::new(re).unwrap();
         move |s| re.is_match(s)
     }
