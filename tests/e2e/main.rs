@@ -122,6 +122,14 @@ const CASES: &[Case] = &[
         failure::with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass,
     ),
     (
+        "an_oversized_review_under_ignore_is_denied_not_admitted",
+        failure::an_oversized_review_under_ignore_is_denied_not_admitted,
+    ),
+    (
+        "audit_account_creates_and_patches_only_its_own_reports",
+        audit::audit_account_creates_and_patches_only_its_own_reports,
+    ),
+    (
         "helm_upgrade_keeps_the_generated_certificate",
         failure::helm_upgrade_keeps_the_generated_certificate,
     ),

@@ -39,9 +39,14 @@ pub fn read_all(paths: &[String]) -> Vec<Document> {
         }
         let path = PathBuf::from(path);
         match manifest_files(&path) {
-            Ok(files) => {
-                for file in files {
-                    read_file(&file, &mut out);
+            Ok(found) => {
+                for entry in found {
+                    match entry {
+                        Found::File(file) => read_file(&file, &mut out),
+                        Found::Unreadable(entry, message) => {
+                            out.push(error(&entry.display().to_string(), message));
+                        }
+                    }
                 }
             }
             Err(e) => out.push(error(&path.display().to_string(), e)),
@@ -62,52 +67,104 @@ fn error(source: &str, message: String) -> Document {
     }
 }
 
+/// What a folder walk found: a manifest file to read, or an entry that could not be read (a
+/// dangling symbolic link, a folder without permission), reported as an error in its place.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Found {
+    File(PathBuf),
+    Unreadable(PathBuf, String),
+}
+
+impl Found {
+    fn path(&self) -> &Path {
+        match self {
+            Found::File(p) | Found::Unreadable(p, _) => p,
+        }
+    }
+}
+
 /// A file as itself; a folder as its `.yaml`, `.yml` and `.json` files, recursively, sorted.
-/// Symbolic links are followed, folders through them too, each folder read once (by its
-/// canonical path, which ends loops); in a folder only regular files are read, and anything else
+/// Symbolic links are followed, folders through them too, each folder read once (by its device
+/// and inode, which ends loops); in a folder only regular files are read, and anything else
 /// with a manifest's name (a FIFO, a socket, a device) is skipped with a note on standard error,
-/// so that a walk never blocks. A path named on the command line is read whatever it is, so that
-/// `check <(helm template ...)` works.
-fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+/// so that a walk never blocks. An entry that cannot be read (a dangling symbolic link, a folder
+/// without permission) is an error in the report, and the walk goes on with the rest (issue 28,
+/// item 10). A path named on the command line is read whatever it is, so that
+/// `check <(helm template ...)` works. Each folder costs one `stat` per entry: the walk is linear
+/// in the number of folders, however deep (no path is resolved again from the root).
+fn manifest_files(path: &Path) -> Result<Vec<Found>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if !meta.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
+        return Ok(vec![Found::File(path.to_path_buf())]);
     }
-    let mut files = Vec::new();
-    let mut dirs = vec![path.to_path_buf()];
+    let mut found = Vec::new();
+    let mut dirs = vec![(path.to_path_buf(), meta)];
     let mut seen = std::collections::HashSet::new();
-    while let Some(dir) = dirs.pop() {
-        let canonical = std::fs::canonicalize(&dir)
-            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-        if !seen.insert(canonical) {
+    while let Some((dir, meta)) = dirs.pop() {
+        if !seen.insert(folder_id(&meta)) {
             note(
                 &dir,
                 "skipped, a folder already read (a symbolic link loop or a second link)",
             );
             continue;
         }
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                found.push(Found::Unreadable(
+                    dir,
+                    format!("cannot read the folder: {e}"),
+                ));
+                continue;
+            }
+        };
         for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    found.push(Found::Unreadable(
+                        dir.clone(),
+                        format!("cannot read the folder: {e}"),
+                    ));
+                    break;
+                }
+            };
             let p = entry.path();
-            // Follows symbolic links; a dangling one is an error, as for a named path.
-            let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            // Follows symbolic links; a dangling one is an error in its place.
+            let meta = match std::fs::metadata(&p) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    let why = match std::fs::symlink_metadata(&p) {
+                        Ok(link) if link.file_type().is_symlink() => {
+                            format!("cannot read (a symbolic link to nothing readable): {e}")
+                        }
+                        _ => format!("cannot read: {e}"),
+                    };
+                    found.push(Found::Unreadable(p, why));
+                    continue;
+                }
+            };
             let manifest_name = p
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
             if meta.is_dir() {
-                dirs.push(p);
+                dirs.push((p, meta));
             } else if manifest_name && meta.is_file() {
-                files.push(p);
+                found.push(Found::File(p));
             } else if manifest_name {
                 note(&p, "skipped, not a regular file");
             }
         }
     }
-    files.sort();
-    Ok(files)
+    found.sort_by(|a, b| a.path().cmp(b.path()));
+    Ok(found)
+}
+
+/// A folder's identity, whatever path reached it.
+fn folder_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
 fn note(path: &Path, message: &str) {

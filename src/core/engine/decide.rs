@@ -102,6 +102,7 @@ pub(super) fn registry_images(
         registry: None,
         runtime_classes,
         nodes: None,
+        runtime_classes_pending: false,
     };
     detection::registry_images(&view, &engine.signals(&facts))
 }

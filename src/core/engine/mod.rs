@@ -79,6 +79,9 @@ pub struct Facts<'a> {
     /// The labels of the cluster's nodes, when `serve` watches them (behaviour.md §11): with
     /// `runtime_classes`, a warning when no node can run the pod's class.
     pub nodes: Option<&'a ClusterNodes>,
+    /// `serve` watches RuntimeClasses but holds no complete list yet (the first list has not arrived, or
+    /// it failed): a class that is not Wasm by name is unknown, and §5 is checked as for a Wasm pod.
+    pub runtime_classes_pending: bool,
 }
 
 /// How a review ended, for logs, metrics and `check`'s report.
