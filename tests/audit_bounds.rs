@@ -151,6 +151,50 @@ async fn stand_in(mode: Mode) -> StandIn {
     StandIn { api, kubeconfig }
 }
 
+/// Runs `audit` against the stand-in; its output, and its peak resident memory in KiB (the
+/// `ru_maxrss` of `wait4`).
+async fn audit_measured(stand_in: &StandIn, args: &[&str]) -> (Output, u64) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
+    command
+        .env("KUBECONFIG", stand_in.kubeconfig.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .arg("audit")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut child = command.spawn().expect("spawn audit");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let _ = stderr.read_to_end(&mut err);
+            err
+        });
+        let _ = stdout.read_to_end(&mut out);
+        let err = reader.join().expect("stderr reader");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is valid; wait4 fills it for the child this test spawned.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child, with valid pointers.
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(waited, pid, "wait4");
+        let status = std::os::unix::process::ExitStatusExt::from_raw(status);
+        (
+            Output {
+                status,
+                stdout: out,
+                stderr: err,
+            },
+            u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        )
+    })
+    .await
+    .expect("join")
+}
+
 /// Runs `audit` against the stand-in on a blocking thread (the stand-in runs on this runtime).
 async fn audit(stand_in: &StandIn, args: &[&str]) -> (Output, Duration) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
@@ -211,7 +255,20 @@ async fn s28_item6_pages_past_the_byte_budget_are_split_and_an_object_past_it_is
         big_size: 20 * 1024 * 1024,
     })
     .await;
-    let (out, _) = audit(&s, &["--page-bytes", "16777216"]).await;
+    // The same listing without the byte bound (`--page-bytes` of 1 GiB: one answer of all 61),
+    // as audit read it before: the figure to compare with, in the same run.
+    let (unbounded, unbounded_kib) = audit_measured(&s, &["--page-bytes", "1073741824"]).await;
+    assert_eq!(unbounded.status.code(), Some(1), "{}", text(&unbounded.stderr));
+    let (out, bounded_kib) = audit_measured(&s, &["--page-bytes", "16777216"]).await;
+    eprintln!(
+        "audit of 60 CronJobs of 1.4 MB and one of 20 MiB: peak RSS {} MiB with 16 MiB pages, {} MiB with one unbounded page",
+        bounded_kib / 1024,
+        unbounded_kib / 1024
+    );
+    assert!(
+        bounded_kib * 2 < unbounded_kib,
+        "bounded {bounded_kib} KiB against unbounded {unbounded_kib} KiB"
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
