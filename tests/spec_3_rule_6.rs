@@ -60,6 +60,7 @@ fn decide_with(
             registry: Some(answers),
             runtime_classes: None,
             nodes: None,
+            runtime_classes_pending: false,
         },
     )
     .expect("answered")

@@ -304,6 +304,7 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
                 registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
                 runtime_classes: runtime_classes.as_deref(),
                 nodes: nodes.as_ref(),
+                runtime_classes_pending: false,
             };
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 review::answer(&engine, &decoded, endpoint, &facts)
