@@ -177,7 +177,12 @@ pub fn no_opt_out_on_the_pod_gets_a_privileged_wasm_pod_past_any_door(world: &Wo
     let policy_config = dir.path().join("config.yaml");
     std::fs::write(
         &policy_config,
-        format!("detection:\n  imagePatterns: ['{PATTERN}']\n"),
+        // Exemptions that match none of the attempts, so that their expressions are
+        // type-checked by the apiserver too.
+        format!(
+            "detection:\n  imagePatterns: ['{PATTERN}']\nsecurity:\n  exemptions:\n    \
+             usernames: [nobody]\n    namespaces: [elsewhere]\n    runtimeClasses: [gvisor]\n"
+        ),
     )
     .expect("config");
     let mut guard = DeleteVersioned(cluster, Vec::new());
