@@ -13,6 +13,7 @@
 
 mod admission;
 mod audit;
+mod boundary;
 mod controllers;
 mod day_two;
 mod failure;
@@ -33,6 +34,14 @@ use support::World;
 type Case = (&'static str, fn(&World));
 
 const CASES: &[Case] = &[
+    (
+        "no_opt_out_on_the_pod_gets_a_privileged_wasm_pod_past_any_door",
+        boundary::no_opt_out_on_the_pod_gets_a_privileged_wasm_pod_past_any_door,
+    ),
+    (
+        "generated_policies_never_fail_open_on_cost",
+        boundary::generated_policies_never_fail_open_on_cost,
+    ),
     (
         "every_example_is_stored_as_check_predicts",
         admission::every_example_is_stored_as_check_predicts,

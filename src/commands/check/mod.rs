@@ -315,6 +315,7 @@ pub fn create_request<'a>(object: &'a Value, raw: &'a RawValue, namespace: &'a s
         name,
         object: Some(ObjectInput::Raw(raw)),
         old_object: None,
+        username: None,
     }
 }
 

@@ -57,6 +57,9 @@ pub struct Request<'a> {
     /// The object as received; the engine reads it through [`model`].
     pub object: Option<ObjectInput<'a>>,
     pub old_object: Option<&'a RawValue>,
+    /// Who asks (the review's `userInfo.username`), for `security.exemptions.usernames`; `None`
+    /// where there is no user (`check`, `audit`).
+    pub username: Option<&'a str>,
 }
 
 /// The object of a request: raw JSON, which the engine parses into its [`model`] only when the
