@@ -125,12 +125,21 @@ async fn every_signal_decides_end_to_end_through_the_review_door() {
             assert!(decision.warnings.is_empty(), "{image}: {decision:?}");
         }
     }
-    // Annotations decide before the registry is asked: nothing to look up.
-    let mut annotated = deployment("opt-out", &[&images[0].0]);
-    annotated["metadata"]["annotations"] = json!({"wasm-admission.io/wasm": "false"});
+    // An annotation that says Wasm decides before the registry is asked: nothing to look up.
+    let mut annotated = deployment("marked", &[&images[0].0]);
+    annotated["metadata"]["annotations"] = json!({"wasm-admission.io/wasm": "true"});
     let body = serde_json::to_vec(&review_for(&annotated, "CREATE", None, None)).expect("json");
     let decoded = review::decode(&body).expect("review");
     assert!(engine.registry_images(&decoded.request(), None).is_empty());
+    // An opt-out does not spare the lookup: behaviour.md §5's boundary reads the images whatever
+    // the pod says.
+    annotated["metadata"]["annotations"] = json!({"wasm-admission.io/wasm": "false"});
+    let body = serde_json::to_vec(&review_for(&annotated, "CREATE", None, None)).expect("json");
+    let decoded = review::decode(&body).expect("review");
+    assert_eq!(
+        engine.registry_images(&decoded.request(), None),
+        [images[0].0.clone()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

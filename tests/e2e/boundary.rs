@@ -320,6 +320,11 @@ pub fn generated_policies_never_fail_open_on_cost(world: &World) {
         "-c",
         "root",
     ]);
+    println!(
+        "    then a privileged kubectl debug: ok={} {}",
+        debug.ok,
+        first_line(&debug.stderr)
+    );
     assert!(!debug.ok, "the privileged debugger got past the padded pod");
     assert!(
         debug.stderr.contains("wasm-admission-validate-cost"),
