@@ -13,6 +13,7 @@
 
 mod admission;
 mod audit;
+mod chart;
 mod controllers;
 mod day_two;
 mod failure;
@@ -84,6 +85,10 @@ const CASES: &[Case] = &[
     (
         "policy_reports_are_applied_and_read_back_with_kubectl",
         audit::policy_reports_are_applied_and_read_back_with_kubectl,
+    ),
+    (
+        "policy_reports_of_other_tools_survive_uninstall_and_audit_off",
+        chart::policy_reports_of_other_tools_survive_uninstall_and_audit_off,
     ),
     (
         "audit_without_permission_or_apiserver_says_what_to_fix",
