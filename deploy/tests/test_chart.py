@@ -1308,6 +1308,30 @@ def promql_problems(expr, samples):
     return list(dict.fromkeys(problems))
 
 
+@pytest.fixture(scope="module")
+def promql(tmp_path_factory):
+    """Prometheus' own PromQL parser (deploy/tests/promql, Go): parse(exprs) gives, for each
+    expression, its parse error or None, the metric names and the label names it uses."""
+    go = shutil.which("go")
+    assert go, "deploy/tests/promql needs Go 1.26 or later (the one scripts/cluster.sh needs)"
+    binary = tmp_path_factory.mktemp("promql") / "promql"
+    proc = subprocess.run([go, "build", "-mod=readonly", "-o", str(binary), "."],
+                          cwd=ROOT / "deploy" / "tests" / "promql", capture_output=True, text=True)
+    assert proc.returncode == 0, f"building deploy/tests/promql: {proc.stderr}"
+
+    def parse(exprs):
+        out = subprocess.run([str(binary)], input=json.dumps(exprs), capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return [(r["error"], set(r["metrics"]), set(r["labels"])) for r in json.loads(out.stdout)]
+
+    return parse
+
+
+def grafana_to_promql(expr):
+    """A panel's query as Grafana sends it: its variables replaced."""
+    return expr.replace("$__rate_interval", "5m").replace("$namespace", "wasm-admission")
+
+
 def dashboard_exprs():
     dashboard = json.loads((ROOT / "deploy" / "grafana" / "wasm-admission.json").read_text())
     exprs = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
@@ -1339,3 +1363,19 @@ def test_alerts_and_dashboard_name_only_metrics_serve_exports(served_metrics):
     missing = {f for f in families if f.startswith("wasm_admission_") and f not in used and f + "_bucket" not in used
                and f + "_count" not in used}
     assert missing == set(), missing
+
+
+def test_alerts_and_panels_parse_with_the_prometheus_parser(promql, served_metrics):
+    (group,) = monitoring().one("PrometheusRule")["spec"]["groups"]
+    exprs = [(rule["alert"], rule["expr"]) for rule in group["rules"]]
+    exprs += [(where, grafana_to_promql(e)) for where, e in dashboard_exprs() if not e.startswith("label_values(")]
+    all_labels = set(TARGET_LABELS).union(*(set(l) for l in served_metrics.values()))
+    parsed = promql([e for _, e in exprs])
+    for (where, expr), (error, metrics, labels) in zip(exprs, parsed):
+        assert error is None, f"{where}: {error}\n{expr}"
+        assert metrics and metrics <= set(served_metrics), f"{where}: {metrics - set(served_metrics)}"
+        assert labels <= all_labels, f"{where}: {labels - all_labels}"
+    # Not vacuous: a syntax error, and the names the parser sees.
+    ((error, _, _), (_, metrics, labels)) = promql(["rate(x[5m", 'sum by (a) (rate(x_total{b="c"}[5m]))'])
+    assert "unclosed left parenthesis" in error
+    assert metrics == {"x_total"} and labels == {"a", "b"}
