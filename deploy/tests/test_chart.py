@@ -1313,7 +1313,7 @@ def promql(tmp_path_factory):
     """Prometheus' own PromQL parser (deploy/tests/promql, Go): parse(exprs) gives, for each
     expression, its parse error or None, the metric names and the label names it uses."""
     go = shutil.which("go")
-    assert go, "deploy/tests/promql needs Go 1.26 or later (the one scripts/cluster.sh needs)"
+    assert go, "deploy/tests/promql needs Go 1.26.7 or later (install it as scripts/cluster.sh says)"
     binary = tmp_path_factory.mktemp("promql") / "promql"
     proc = subprocess.run([go, "build", "-mod=readonly", "-o", str(binary), "."],
                           cwd=ROOT / "deploy" / "tests" / "promql", capture_output=True, text=True)
