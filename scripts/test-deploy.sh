@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks everything under deploy/ (and the examples) without a cluster:
 #   1. helm lint of the chart;
-#   2. helm template in every certificate mode (chart-generated, cert-manager, existing Secret) and
-#      with the RuntimeClasses and metrics on; every rendered document validated strictly against
+#   2. helm template in every certificate mode (chart-generated, cert-manager, existing Secret),
+#      with the RuntimeClasses and metrics on, and with the ServiceMonitor, PrometheusRule and
+#      audit (PolicyReport CRDs) on; every rendered document validated strictly against
 #      the Kubernetes 1.30 schemas (the chart's oldest kubeVersion) and 1.37 (the newest that
 #      kubernetes-validate ships) (cert-manager's Issuer/Certificate have no core schema: they are
 #      set aside here and checked by structure in deploy/tests/);
@@ -39,6 +40,7 @@ MODES=(
     "cert-manager:--set certManager.enabled=true"
     "existing-secret:--set certificates.existingSecret=wasm-admission-tls --set certificates.caBundle=$CA_BUNDLE"
     "runtimeclasses:--set runtimeClasses.enabled=true --set metrics.enabled=true --set podAntiAffinity=hard --set priorityClassName=system-cluster-critical"
+    "monitoring-audit:--set metrics.enabled=true --set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true --set audit.enabled=true"
 )
 
 echo "== helm lint"
@@ -68,13 +70,16 @@ import glob, os, sys, yaml
 work = sys.argv[1]
 for path in sorted(glob.glob(os.path.join(work, "*.yaml"))):
     docs = [d for d in yaml.safe_load_all(open(path)) if d]
-    core = [d for d in docs if not d["apiVersion"].startswith("cert-manager.io/")]
-    crs = [d for d in docs if d["apiVersion"].startswith("cert-manager.io/")]
+    # cert-manager's and the Prometheus Operator's (ServiceMonitor, PrometheusRule) kinds have no
+    # core schema: checked by structure in deploy/tests.
+    aside = ("cert-manager.io/", "monitoring.coreos.com/")
+    core = [d for d in docs if not d["apiVersion"].startswith(aside)]
+    crs = [d for d in docs if d["apiVersion"].startswith(aside)]
     os.makedirs(os.path.join(work, "core"), exist_ok=True)
     with open(os.path.join(work, "core", os.path.basename(path)), "w") as f:
         yaml.safe_dump_all(core, f)
     print(f"   {os.path.basename(path)}: {len(core)} core documents"
-          + (f", {len(crs)} cert-manager documents (checked by structure in deploy/tests)" if crs else ""))
+          + (f", {len(crs)} cert-manager/monitoring documents (checked by structure in deploy/tests)" if crs else ""))
 PY
 
 shopt -s globstar nullglob

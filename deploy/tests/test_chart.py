@@ -1024,3 +1024,403 @@ def test_policy_report_crds_ship_with_the_audit_unless_turned_off():
     for crd in audit_render().all("CustomResourceDefinition"):
         (version,) = crd["spec"]["versions"]
         assert crd["spec"]["group"] == "wgpolicyk8s.io" and version["name"] == "v1alpha2"
+
+
+# ---------------------------------------------------------------- NOTES: the serve command for webhook.url
+
+
+@pytest.mark.parametrize(
+    "url, listen, dns_note",
+    [
+        ("https://127.0.0.1:8443", "127.0.0.1:8443", False),
+        ("https://10.0.0.5", "10.0.0.5:443", False),
+        ("https://[::1]:9443/", "[::1]:9443", False),
+        ("https://webhook.example.com:9443", "0.0.0.0:9443", True),
+        ("https://webhook.example.com", "0.0.0.0:443", True),
+    ],
+)
+def test_notes_print_a_listen_address_serve_accepts(tmp_path, url, listen, dns_note):
+    notes = render_notes(tmp_path, "--set", f"webhook.url={url}")
+    (line,) = [l for l in notes.splitlines() if "wasm-admission serve" in l]
+    args = line.split()
+    assert args[args.index("--listen") + 1] == listen, line
+    assert ("is a DNS name" in notes) == dns_note
+    # serve itself parses it: --listen is an IP socket address.
+    proc = subprocess.run([BIN, "serve", "--listen", listen, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------- values.schema.json
+
+
+MODES_FOR_SCHEMA = {
+    "defaults": [],
+    "mode-policies": ["--kube-version", "1.36.0", "--set", "mode=policies"],
+    "mode-both": ["--kube-version", "1.36.0", "--set", "mode=both"],
+    "audit": ["--set", "audit.enabled=true", "--set", "policyReports.installCRDs=true"],
+    "monitoring": [
+        "--set", "metrics.enabled=true",
+        "--set", "metrics.serviceMonitor.enabled=true",
+        "--set", "metrics.prometheusRule.enabled=true",
+    ],
+    "webhook-url": ["--set", "webhook.url=https://127.0.0.1:8443"],
+    **{name: args for name, (_, _, args) in SCENARIOS.items()},
+}
+
+
+def helm_template_at(args, kube="1.30.0"):
+    if "--kube-version" not in args:
+        args = ["--kube-version", kube, *args]
+    return subprocess.run(
+        [HELM, "template", "w", str(CHART), "--namespace", "w", *args], capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("name", sorted(MODES_FOR_SCHEMA))
+def test_schema_accepts_the_defaults_and_every_mode(name):
+    proc = helm_template_at(MODES_FOR_SCHEMA[name])
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "replicaCont=3"], "Additional property replicaCont is not allowed"),
+        (["--set", "metrics.enable=true"], "Additional property enable is not allowed"),
+        (["--set", "audit.schedul=@daily"], "Additional property schedul is not allowed"),
+        (["--set", "replicaCount=two"], "replicaCount: Invalid type. Expected: integer, given: string"),
+        (["--set", "metrics.enabled=yes"], "metrics.enabled: Invalid type. Expected: boolean, given: string"),
+        (["--set", "logFormat=xml"], "logFormat: logFormat must be one of the following"),
+        (["--set", "load.h2IdleTimeout=sixty"], "load.h2IdleTimeout: Does not match pattern"),
+        (["--set", "policyReports.installCRDs=maybe"], "policyReports.installCRDs: policyReports.installCRDs must be one of"),
+    ],
+)
+def test_schema_refuses_typos_and_wrong_types_naming_the_value(args, message):
+    proc = helm_template_at(args)
+    assert proc.returncode != 0
+    assert "values don't meet the specifications of the schema" in proc.stderr
+    assert message in proc.stderr, proc.stderr
+
+
+def test_schema_leaves_the_server_configuration_to_the_server(tmp_path):
+    """`config` is the server's file: the schema does not close it (the server refuses unknown
+    keys itself, test_config_is_accepted_by_the_server_parser), so it never drifts from the server."""
+    proc = helm_template_at(["--set", "config.notAKey=1", "--show-only", "templates/configmap.yaml"])
+    assert proc.returncode == 0, proc.stderr
+    config = tmp_path / "config.yaml"
+    config.write_text(load_docs(proc.stdout)[0]["data"]["config.yaml"])
+    refused = run_bin("check", "--config", str(config), "/dev/null")
+    assert refused.returncode != 0 and "notAKey" in refused.stderr
+
+
+def test_schema_closes_every_block_of_values_yaml():
+    """Every map of values.yaml but the open ones is closed, and the schema knows each key."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    open_maps = {"config", "resources", "audit.resources", "podAnnotations", "podLabels", "nodeSelector",
+                 "service.annotations", "serviceAccount.annotations", "webhook.annotations",
+                 "metrics.serviceAnnotations", "metrics.serviceMonitor.labels", "metrics.prometheusRule.labels",
+                 "certManager.issuerRef", "runtimeClasses.overhead"}
+
+    def walk(value, node, path):
+        if path in open_maps or not isinstance(value, dict):
+            return
+        assert node.get("additionalProperties") is False, f"{path or '(root)'} is not closed"
+        for key, sub in value.items():
+            assert key in node["properties"], f"{path}.{key} is missing from values.schema.json"
+            walk(sub, node["properties"][key], f"{path}.{key}".lstrip("."))
+
+    walk(values, schema, "")
+
+
+# ---------------------------------------------------------------- PolicyReport CRDs: never deleted by Helm
+
+
+def test_policy_report_crds_are_kept_by_helm_and_live_in_their_own_template():
+    docs = load_docs(helm_template_at(["--set", "audit.enabled=true"]).stdout)
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 2
+    for crd in crds:
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    shown = helm_template_at(["--set", "audit.enabled=true", "--show-only", "templates/policyreport-crds.yaml"])
+    assert [d["kind"] for d in load_docs(shown.stdout)] == ["CustomResourceDefinition"] * 2
+    assert "CustomResourceDefinition" not in (CHART / "templates" / "audit.yaml").read_text()
+
+
+# ---------------------------------------------------------------- ServiceMonitor, PrometheusRule, dashboard
+
+
+def monitoring(*args):
+    proc = helm_template_at(["--set", "metrics.enabled=true", "--set", "metrics.serviceMonitor.enabled=true",
+                             "--set", "metrics.prometheusRule.enabled=true", *args])
+    assert proc.returncode == 0, proc.stderr
+    return Rendered("w", "w", load_docs(proc.stdout))
+
+
+def test_service_monitor_scrapes_the_metrics_port_of_this_release_only():
+    r = monitoring("--set", "metrics.serviceMonitor.labels.release=prom")
+    monitor = r.one("ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    service = r.one("Service")
+    assert endpoint["port"] in [p["name"] for p in service["spec"]["ports"]] and endpoint["port"] == "metrics"
+    assert endpoint["path"] == "/metrics" and endpoint["honorLabels"] is True
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert selector == r.deployment["spec"]["selector"]["matchLabels"]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["w"]}
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert kind not in [d["kind"] for d in render("generated").docs]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "metrics.serviceMonitor.enabled=true"], "needs metrics.enabled=true"),
+        (["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.enabled=true",
+          "--set", "webhook.url=https://127.0.0.1:8443"], "with webhook.url the webhook runs outside"),
+        (["--kube-version", "1.36.0", "--set", "mode=policies", "--set", "metrics.prometheusRule.enabled=true"],
+         "mode policies runs no webhook"),
+    ],
+)
+def test_monitoring_without_anything_to_scrape_is_refused(args, message):
+    proc = helm_template_at(args)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+def test_prometheus_rule_alerts_and_thresholds():
+    r = monitoring("--set", "metrics.prometheusRule.denialRatio=0.2", "--set", "webhook.timeoutSeconds=8",
+                   "--set", "metrics.prometheusRule.certificateExpiryDays=7")
+    (group,) = r.one("PrometheusRule")["spec"]["groups"]
+    rules = {rule["alert"]: rule for rule in group["rules"]}
+    assert set(rules) == {
+        "WasmAdmissionWebhookErrors", "WasmAdmissionDenialRateHigh", "WasmAdmissionReviewsSlow",
+        "WasmAdmissionAnswersPastTimeout", "WasmAdmissionCertificateExpiresSoon", "WasmAdmissionReloadFailing",
+    }
+    assert rules["WasmAdmissionDenialRateHigh"]["expr"].rstrip().endswith("> 0.2")
+    assert rules["WasmAdmissionCertificateExpiresSoon"]["expr"].rstrip().endswith(f"< {7 * 86400}")
+    assert "waits 8 s" in rules["WasmAdmissionReviewsSlow"]["annotations"]["description"]
+    for rule in rules.values():
+        assert 'namespace="w"' in rule["expr"], rule["alert"]
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        # Prometheus' own templates survive Helm's.
+        assert "{{ $labels.namespace }}" in rule["annotations"]["description"]
+
+
+PROMQL_WORDS = {
+    "sum", "min", "max", "avg", "count", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "rate", "irate", "increase", "histogram_quantile", "time", "and", "or", "unless", "label_values",
+    "max_over_time", "min_over_time", "offset", "bool", "topk", "bottomk", "absent", "vector", "scalar",
+}
+# Labels the scrape adds to every series (Prometheus target labels), not exported by serve itself.
+TARGET_LABELS = {"namespace", "pod", "service", "job", "instance", "container", "endpoint"}
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse_exposition(text):
+    """{sample name: {label name: set of values}} of an OpenMetrics/Prometheus text exposition."""
+    import re
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s', line)
+        assert m, line
+        labels = samples.setdefault(m.group(1), {})
+        for name, value in re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""):
+            labels.setdefault(name, set()).add(value)
+    return samples
+
+
+@pytest.fixture(scope="module")
+def served_metrics(tmp_path_factory):
+    """The metrics of a running `serve --dev` that answered a mutated, a denied and a malformed
+    review, one after the API server's time budget and one whose registry lookup was refused:
+    every family has series, so its names, labels and label values are what a rule or a panel
+    may use."""
+    import ssl
+    import time
+    import urllib.error
+    import urllib.request
+
+    tmp = tmp_path_factory.mktemp("serve")
+    https, metrics = free_port(), free_port()
+    log = open(tmp / "serve.log", "w")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp)}
+    config = tmp / "config.yaml"
+    config.write_text("detection:\n  registry:\n    enabled: true\n    allowedHosts: [registry.example.com]\n")
+    proc = subprocess.Popen(
+        [BIN, "serve", "--dev", "--config", str(config), "--listen", f"127.0.0.1:{https}",
+         "--metrics-listen", f"127.0.0.1:{metrics}", "--watch-runtime-classes", "off"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=2).read()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, (tmp / "serve.log").read_text()
+                assert time.monotonic() < deadline, "serve --dev did not answer /metrics within 30 s"
+                time.sleep(0.2)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+
+        def review(body, query=""):
+            request = urllib.request.Request(
+                f"https://127.0.0.1:{https}/mutate{query}", data=body, headers={"Content-Type": "application/json"}
+            )
+            try:
+                return urllib.request.urlopen(request, context=context, timeout=10).status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        def pod_review(uid, spec, wasm=True):
+            annotations = {"wasm-admission.io/wasm": "true"} if wasm else {}
+            pod = {"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": uid, "namespace": "apps", "annotations": annotations}, "spec": spec}
+            return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+                "uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": "apps",
+                "operation": "CREATE", "object": pod}}).encode()
+
+        container = {"name": "app", "image": "ghcr.io/acme/app:1"}
+        assert review(pod_review("ok", {"containers": [container]})) == 200
+        assert review(pod_review("no", {"hostPID": True, "containers": [container]})) == 200
+        assert review(b"{not json") >= 400
+        # Not marked: the registry is asked, and refused (ghcr.io is not in allowedHosts); and a
+        # budget of 1 µs has run out before the answer.
+        assert review(pod_review("plain", {"containers": [container]}, wasm=False), "?timeout=1us") == 200
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    samples = parse_exposition(text)
+    outcomes = samples.get("wasm_admission_reviews_total", {}).get("outcome", set())
+    assert {"mutated", "denied", "error"} <= outcomes, outcomes
+    assert "wasm_admission_reviews_over_budget_total" in samples
+    assert "wasm_admission_registry_lookups_refused_total" in samples
+    return samples
+
+
+def promql_problems(expr, samples):
+    """What in a PromQL expression names a metric, a label or a label value `serve` does not export."""
+    import re
+    problems = []
+    expr = expr.replace("$__rate_interval", "5m")
+    # Grafana's label_values(METRIC, LABEL): a metric and one of its labels.
+    for name, label in re.findall(r"label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,\s*([a-zA-Z_]+)\s*\)", expr):
+        if name not in samples:
+            problems.append(f"metric {name}")
+        elif label not in samples[name] and label not in TARGET_LABELS:
+            problems.append(f"label {label} of {name}")
+    expr = re.sub(r"label_values\([^)]*\)", "", expr)
+    for name, matchers in re.findall(r'([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}', expr):
+        if name not in samples:
+            problems.append(f"metric {name}")
+            continue
+        for label, value in re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=~?\s*"([^"]*)"', matchers):
+            if label in TARGET_LABELS and label not in samples[name]:
+                continue
+            if label not in samples[name]:
+                problems.append(f"label {label} of {name}")
+            elif "$" not in value and value not in samples[name][label]:
+                problems.append(f'{name}{{{label}="{value}"}}')
+    all_labels = set(TARGET_LABELS).union(*(set(l) for l in samples.values()))
+    for group in re.findall(r'\b(?:by|without|on|ignoring)\s*\(([^)]*)\)', expr):
+        for label in filter(None, (l.strip() for l in group.split(","))):
+            if label not in all_labels:
+                problems.append(f"label {label} in by/without")
+    bare = re.sub(r'"[^"]*"', "", expr)
+    bare = re.sub(r'\{[^}]*\}|\[[^]]*\]', "", bare)
+    bare = re.sub(r'\b(?:by|without|on|ignoring)\s*\([^)]*\)', "", bare)
+    for word in re.findall(r'(?<![0-9.])\b[a-zA-Z_:][a-zA-Z0-9_:]*\b', bare):
+        if word not in PROMQL_WORDS and word not in samples and not re.fullmatch(r"[0-9.]+[smhdwy]?", word):
+            problems.append(f"metric {word}")
+    return list(dict.fromkeys(problems))
+
+
+@pytest.fixture(scope="module")
+def promql(tmp_path_factory):
+    """Prometheus' own PromQL parser (deploy/tests/promql, Go): parse(exprs) gives, for each
+    expression, its parse error or None, the metric names and the label names it uses."""
+    go = shutil.which("go")
+    assert go, "deploy/tests/promql needs Go 1.26.7 or later (install it as scripts/cluster.sh says)"
+    binary = tmp_path_factory.mktemp("promql") / "promql"
+    proc = subprocess.run([go, "build", "-mod=readonly", "-o", str(binary), "."],
+                          cwd=ROOT / "deploy" / "tests" / "promql", capture_output=True, text=True)
+    assert proc.returncode == 0, f"building deploy/tests/promql: {proc.stderr}"
+
+    def parse(exprs):
+        out = subprocess.run([str(binary)], input=json.dumps(exprs), capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return [(r["error"], set(r["metrics"]), set(r["labels"])) for r in json.loads(out.stdout)]
+
+    return parse
+
+
+def grafana_to_promql(expr):
+    """A panel's query as Grafana sends it: its variables replaced."""
+    return expr.replace("$__rate_interval", "5m").replace("$namespace", "wasm-admission")
+
+
+def dashboard_exprs():
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "wasm-admission.json").read_text())
+    exprs = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [(v["name"], v["query"]["query"]) for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    return exprs
+
+
+def test_the_metric_check_is_not_vacuous(served_metrics):
+    assert promql_problems('rate(wasm_admission_reviews_total{outcome="error"}[5m])', served_metrics) == []
+    assert promql_problems('rate(wasm_admission_review_total[5m])', served_metrics) == ["metric wasm_admission_review_total"]
+    assert promql_problems('up{job="x"} == 0', served_metrics) == ["metric up"]
+    assert promql_problems('sum(wasm_admission_reviews_total{outcome="failed"})', served_metrics) == [
+        'wasm_admission_reviews_total{outcome="failed"}']
+    assert promql_problems('wasm_admission_review_duration_seconds_bucket{le="1"}', served_metrics) == [
+        'wasm_admission_review_duration_seconds_bucket{le="1"}']
+    assert promql_problems('sum by (reason) (wasm_admission_registry_lookups_refused_total)', served_metrics) == []
+    assert promql_problems('sum by (verdict) (wasm_admission_build_info)', served_metrics) == ["label verdict in by/without"]
+
+
+def test_alerts_and_dashboard_name_only_metrics_serve_exports(served_metrics):
+    (group,) = monitoring().one("PrometheusRule")["spec"]["groups"]
+    exprs = [(rule["alert"], rule["expr"]) for rule in group["rules"]] + dashboard_exprs()
+    assert len(exprs) > 15
+    problems = {where: p for where, expr in exprs if (p := promql_problems(expr, served_metrics))}
+    assert problems == {}, f"not exported by serve: {problems}"
+    # Every metric serve exports is on the dashboard.
+    used = " ".join(expr for _, expr in exprs)
+    families = {name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum") for name in served_metrics}
+    missing = {f for f in families if f.startswith("wasm_admission_") and f not in used and f + "_bucket" not in used
+               and f + "_count" not in used}
+    assert missing == set(), missing
+
+
+def test_alerts_and_panels_parse_with_the_prometheus_parser(promql, served_metrics):
+    (group,) = monitoring().one("PrometheusRule")["spec"]["groups"]
+    exprs = [(rule["alert"], rule["expr"]) for rule in group["rules"]]
+    exprs += [(where, grafana_to_promql(e)) for where, e in dashboard_exprs() if not e.startswith("label_values(")]
+    all_labels = set(TARGET_LABELS).union(*(set(l) for l in served_metrics.values()))
+    parsed = promql([e for _, e in exprs])
+    for (where, expr), (error, metrics, labels) in zip(exprs, parsed):
+        assert error is None, f"{where}: {error}\n{expr}"
+        assert metrics and metrics <= set(served_metrics), f"{where}: {metrics - set(served_metrics)}"
+        assert labels <= all_labels, f"{where}: {labels - all_labels}"
+    # Not vacuous: a syntax error, and the names the parser sees.
+    ((error, _, _), (_, metrics, labels)) = promql(["rate(x[5m", 'sum by (a) (rate(x_total{b="c"}[5m]))'])
+    assert "unclosed left parenthesis" in error
+    assert metrics == {"x_total"} and labels == {"a", "b"}

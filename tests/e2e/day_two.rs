@@ -354,7 +354,7 @@ fn apply_tls_secret(world: &World, dir: &Path) {
         .expect_ok("apply the Secret");
 }
 
-/// `helm upgrade ... --reuse-values --set certificates.caBundle=B64`, then the informer's delay.
+/// `helm upgrade ... --reset-then-reuse-values --set certificates.caBundle=B64`, then the informer's delay.
 fn set_ca_bundle(world: &World, b64: &str) {
     world
         .helm(&[
@@ -363,7 +363,7 @@ fn set_ca_bundle(world: &World, b64: &str) {
             &chart(),
             "-n",
             RELEASE_NS,
-            "--reuse-values",
+            "--reset-then-reuse-values",
             "--set",
             &format!("certificates.caBundle={b64}"),
         ])
@@ -460,7 +460,7 @@ pub fn renewal_and_ca_rollover_with_the_certs_command_fail_no_create(world: &Wor
                 &chart(),
                 "-n",
                 RELEASE_NS,
-                "--reuse-values",
+                "--reset-then-reuse-values",
                 "--set",
                 &format!("certificates.existingSecret={CERTS_SECRET}"),
                 "--set",

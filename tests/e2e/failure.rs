@@ -20,7 +20,7 @@ fn set_failure_policy(world: &World, policy: &str) {
             chart.to_str().expect("utf-8 path"),
             "-n",
             RELEASE_NS,
-            "--reuse-values",
+            "--reset-then-reuse-values",
             "--set",
             &format!("webhook.failurePolicy={policy}"),
         ])

@@ -14,6 +14,7 @@
 mod admission;
 mod audit;
 mod boundary;
+mod chart;
 mod controllers;
 mod day_two;
 mod failure;
@@ -93,6 +94,10 @@ const CASES: &[Case] = &[
     (
         "policy_reports_are_applied_and_read_back_with_kubectl",
         audit::policy_reports_are_applied_and_read_back_with_kubectl,
+    ),
+    (
+        "policy_reports_of_other_tools_survive_uninstall_and_audit_off",
+        chart::policy_reports_of_other_tools_survive_uninstall_and_audit_off,
     ),
     (
         "audit_without_permission_or_apiserver_says_what_to_fix",
