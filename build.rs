@@ -46,10 +46,16 @@ fn main() {
             // HEAD moves by a checkout (HEAD changes) or a commit (the branch's ref changes, or
             // packed-refs after a gc); cargo reruns this script when one of them changes.
             for path in ["HEAD", "packed-refs"] {
-                watch(git(dir, &["rev-parse", "--path-format=absolute", "--git-path", path]));
+                watch(git(
+                    dir,
+                    &["rev-parse", "--path-format=absolute", "--git-path", path],
+                ));
             }
             if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
-                watch(git(dir, &["rev-parse", "--path-format=absolute", "--git-path", &branch]));
+                watch(git(
+                    dir,
+                    &["rev-parse", "--path-format=absolute", "--git-path", &branch],
+                ));
             }
             git(dir, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_owned())
         }

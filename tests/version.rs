@@ -8,7 +8,10 @@ fn version_line() -> String {
         .output()
         .expect("run wasm-admission --version");
     assert!(out.status.success(), "--version exited {}", out.status);
-    String::from_utf8(out.stdout).expect("UTF-8").trim_end().to_owned()
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim_end()
+        .to_owned()
 }
 
 #[test]
@@ -18,7 +21,9 @@ fn version_names_the_crate_version_the_git_commit_and_the_target() {
     let rest = line
         .strip_prefix(&prefix)
         .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"));
-    let (commit, rest) = rest.split_once(", target ").expect("`, target ` after the commit");
+    let (commit, rest) = rest
+        .split_once(", target ")
+        .expect("`, target ` after the commit");
     let target = rest.strip_suffix(')').expect("closing parenthesis");
 
     // Built from this checkout: the commit is its HEAD (40 hex digits), or `unknown` outside git.
