@@ -7,11 +7,9 @@
 #   - the rustup targets x86_64-unknown-linux-musl and aarch64-unknown-linux-musl;
 #   - cosign, built from the Go module proxy (CGO off) into
 #     ~/.cache/wasm-admission/release-tools/cosign-<version>-<go version>/;
-#   - cargo-cyclonedx, from crates.io, into
-#     ~/.cache/wasm-admission/release-tools/cargo-cyclonedx-<version>-<rustc version>/;
 #   - helm: scripts/deploy-tools.sh (.cache/tools/bin).
-# Each cache folder is named by the tool's pinned version and the compiler that built it, so a
-# change of either builds anew; a build that did not finish leaves no binary behind.
+# cosign's cache folder is named by its pinned version and the Go that built it, so a change of
+# either builds anew; a build that did not finish leaves no binary behind.
 #
 #   bash scripts/release-tools.sh              # install what is missing, print the PATH folders
 #   bash scripts/release-tools.sh --print-bin  # only print them
@@ -20,14 +18,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 COSIGN_MODULE=github.com/sigstore/cosign/v2/cmd/cosign
 COSIGN_VERSION=v2.6.5
-CYCLONEDX_VERSION=0.5.9
 CACHE="${WASM_ADMISSION_RELEASE_TOOLS_CACHE:-$HOME/.cache/wasm-admission/release-tools}"
 
 go_version="$(go env GOVERSION 2>/dev/null || echo nogo)"
-rustc_version="$(rustc --version 2>/dev/null | cut -d' ' -f2 || echo norust)"
 COSIGN_DIR="$CACHE/cosign-$COSIGN_VERSION-$go_version"
-CYCLONEDX_DIR="$CACHE/cargo-cyclonedx-$CYCLONEDX_VERSION-$rustc_version"
-bins="$COSIGN_DIR/bin:$CYCLONEDX_DIR/bin:${WASM_ADMISSION_TOOLS_DIR:-$ROOT/.cache/tools}/bin"
+bins="$COSIGN_DIR/bin:${WASM_ADMISSION_TOOLS_DIR:-$ROOT/.cache/tools}/bin"
 if [[ "${1:-}" == --print-bin ]]; then
     echo "$bins"
     exit 0
@@ -72,18 +67,6 @@ if [[ ! -x "$COSIGN_DIR/bin/cosign" ]]; then
         fail "go install $COSIGN_MODULE@$COSIGN_VERSION failed (above)"
     rm -rf "$COSIGN_DIR"
     mv "$COSIGN_DIR.partial" "$COSIGN_DIR"
-fi
-
-if [[ ! -x "$CYCLONEDX_DIR/bin/cargo-cyclonedx" ]]; then
-    echo "release-tools.sh: building cargo-cyclonedx $CYCLONEDX_VERSION from crates.io (once)" >&2
-    rm -rf "$CYCLONEDX_DIR.partial"
-    # cargo install builds in a temporary folder of its own and removes it afterwards.
-    env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$CYCLONEDX_DIR.partial" \
-        "cargo-cyclonedx@$CYCLONEDX_VERSION" >&2 ||
-        fail "cargo install cargo-cyclonedx@$CYCLONEDX_VERSION failed (above)"
-    rm -rf "$CYCLONEDX_DIR"
-    mv "$CYCLONEDX_DIR.partial" "$CYCLONEDX_DIR"
-    rm -f "$CYCLONEDX_DIR/.crates.toml" "$CYCLONEDX_DIR/.crates2.json"
 fi
 
 # shellcheck source=deploy-tools.sh

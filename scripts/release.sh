@@ -11,7 +11,8 @@
 #   dist/install.yaml, dist/install-policies.yaml            deploy/render.sh's output, the image
 #                                                            named by digest
 #   dist/sbom/*.cdx.json                                     CycloneDX SBOMs: the crates of each
-#                                                            binary (cargo-cyclonedx), the image's
+#                                                            binary, the image's
+#                                                            (scripts/release-sbom.py)
 #   dist/SHA256SUMS                                          checksums of all the files above
 #   dist/SHA256SUMS.sig, dist/cosign.pub                     with --key: cosign's signature of
 #                                                            SHA256SUMS, and the public key
@@ -36,7 +37,7 @@
 #
 # It stops before building, naming what is missing, when: VERSION differs from Cargo.toml's or the
 # chart's version/appVersion; the work tree has uncommitted changes; a tool is missing (podman,
-# skopeo, helm, cargo-cyclonedx, jq, musl-gcc, aarch64-linux-gnu-gcc, the rustup targets, and
+# skopeo, helm, python3, jq, musl-gcc, aarch64-linux-gnu-gcc, the rustup targets, and
 # cosign with --key; `bash scripts/release-tools.sh` installs them); the key is missing, unreadable
 # or its password wrong. A push that fails leaves dist/ complete, and the script ends non-zero
 # naming each part that did not reach the registry.
@@ -148,7 +149,7 @@ need aarch64-linux-gnu-gcc "apt-get install gcc-aarch64-linux-gnu: the C code of
 need aarch64-linux-gnu-strip "apt-get install binutils-aarch64-linux-gnu"
 need strip "apt-get install binutils"
 need helm "bash scripts/release-tools.sh"
-need cargo-cyclonedx "bash scripts/release-tools.sh"
+need python3 "apt-get install python3"
 [[ -z "$KEY" ]] || need cosign "bash scripts/release-tools.sh"
 if command -v rustup >/dev/null; then
     installed="$(rustup target list --installed 2>/dev/null || true)"
@@ -308,58 +309,22 @@ done
 grep -q "image: \"$IMAGE_REF\"" "$OUT/install.yaml" || fail "install.yaml does not name $IMAGE_REF"
 
 # --- 5. SBOMs ------------------------------------------------------------------------------------
-step "SBOMs (CycloneDX: cargo-cyclonedx per target; the image's from its layers)"
+step "SBOMs (CycloneDX 1.5: the crates of each binary, the image; scripts/release-sbom.py)"
+platforms=()
 for t in "${TARGETS[@]}"; do
-    # The crates compiled into the binary for that target: normal dependencies, no dev or build
-    # ones. cargo-cyclonedx writes next to Cargo.toml; moved out at once.
-    cargo cyclonedx --format json --spec-version 1.5 --target "$t" --no-build-deps \
-        --override-filename "wasm-admission-release-sbom-$$" >/dev/null 2>"$work/cyclonedx.log" ||
-        { cat "$work/cyclonedx.log" >&2; rm -f "wasm-admission-release-sbom-$$.json"; fail "cargo cyclonedx --target $t failed"; }
-    mv "wasm-admission-release-sbom-$$.json" "$OUT/sbom/wasm-admission-$VERSION-$t.cdx.json"
+    sbom="$OUT/sbom/wasm-admission-$VERSION-$t.cdx.json"
+    python3 scripts/release-sbom.py crates "$t" "${BIN[$t]}" "$VERSION" "$COMMIT" "$CREATED" >"$sbom" ||
+        fail "the crate SBOM for $t could not be written (above)"
+    manifest="$(skopeo inspect --raw "oci:$OUT/image:$VERSION" |
+        jq -r --arg a "${ARCH[$t]}" '.manifests[] | select(.platform.architecture == $a) | .digest')"
+    platforms+=("${ARCH[$t]}=$manifest=${BIN[$t]}=$sbom")
 done
-# The image's SBOM: no image scanner is used. Each platform's image holds exactly two files (the
-# layer test in scripts/test-image.sh proves it): the binary, whose crates are the SBOM above, and
-# Debian's CA bundle. This document lists both per platform, with their SHA-256, the crates nested
-# under the binary, and the index and manifest digests.
-{
-    for t in "${TARGETS[@]}"; do
-        manifest="$(skopeo inspect --raw "oci:$OUT/image:$VERSION" |
-            jq -r --arg a "${ARCH[$t]}" '.manifests[] | select(.platform.architecture == $a) | .digest')"
-        jq -n --arg t "$t" --arg arch "${ARCH[$t]}" --arg manifest "$manifest" \
-            --arg bin_sha "$(sha256sum "${BIN[$t]}" | cut -d' ' -f1)" \
-            --slurpfile crates "$OUT/sbom/wasm-admission-$VERSION-$t.cdx.json" \
-            '{t: $t, arch: $arch, manifest: $manifest, bin_sha: $bin_sha, crates: $crates[0]}'
-    done
-} | jq -s --arg version "$VERSION" --arg index "$INDEX_DIGEST" --arg repo "$IMAGE_REPO" \
-    --arg commit "$COMMIT" --arg created "$(date -u -d "@$CREATED" +%Y-%m-%dT%H:%M:%SZ)" \
-    --arg ca_sha "$(sha256sum /etc/ssl/certs/ca-certificates.crt | cut -d' ' -f1)" \
-    --arg ca_version "$(dpkg-query -W -f '${Version}' ca-certificates 2>/dev/null || echo unknown)" '
-{
-  bomFormat: "CycloneDX", specVersion: "1.5", version: 1,
-  serialNumber: ("urn:uuid:" + ($index[7:15] + "-" + $index[15:19] + "-" + $index[19:23] + "-" + $index[23:27] + "-" + $index[27:39])),
-  metadata: {
-    timestamp: $created,
-    tools: {components: [{type: "application", name: "scripts/release.sh (wasm-admission)"}]},
-    component: {type: "container", "bom-ref": "image", name: $repo, version: $version,
-                purl: ("pkg:oci/wasm-admission@" + ($index | sub(":"; "%3A")) + "?repository_url=" + ($repo | @uri)),
-                hashes: [{alg: "SHA-256", content: $index[7:]}],
-                properties: [{name: "org.opencontainers.image.revision", value: $commit}]}
-  },
-  components: [ .[] | . as $p | {
-    type: "container", "bom-ref": ("image-" + $p.arch), name: ("linux/" + $p.arch), version: $version,
-    hashes: [{alg: "SHA-256", content: $p.manifest[7:]}],
-    components: [
-      {type: "application", "bom-ref": ("binary-" + $p.arch), name: "wasm-admission", version: $version,
-       description: ("/usr/local/bin/wasm-admission, " + $p.t),
-       hashes: [{alg: "SHA-256", content: $p.bin_sha}],
-       components: [ $p.crates.components[] | . + {"bom-ref": ($p.arch + "/" + ."bom-ref")} ]},
-      {type: "data", "bom-ref": ("ca-certificates-" + $p.arch), name: "ca-certificates", version: $ca_version,
-       description: "/etc/ssl/certs/ca-certificates.crt, from Debian'"'"'s ca-certificates package",
-       purl: ("pkg:deb/debian/ca-certificates@" + $ca_version),
-       hashes: [{alg: "SHA-256", content: $ca_sha}]}
-    ]
-  } ]
-}' >"$OUT/sbom/wasm-admission-$VERSION-image.cdx.json" || fail "the image SBOM could not be written"
+# The image's: no image scanner. Each image holds exactly two files (scripts/test-image.sh checks
+# the layer): the binary, whose crates are the SBOM above, and Debian's CA bundle.
+python3 scripts/release-sbom.py image "$INDEX_DIGEST" "$IMAGE_REPO" "$VERSION" "$COMMIT" "$CREATED" \
+    /etc/ssl/certs/ca-certificates.crt "$(dpkg-query -W -f '${Version}' ca-certificates 2>/dev/null || echo unknown)" \
+    "${platforms[@]}" >"$OUT/sbom/wasm-admission-$VERSION-image.cdx.json" ||
+    fail "the image SBOM could not be written (above)"
 
 # --- 6. checksums ------------------------------------------------------------------------------
 step "SHA256SUMS"
