@@ -13,6 +13,8 @@
 #      - the aarch64 binary runs under qemu-user-static: `--version` names the version, the commit
 #        and aarch64-unknown-linux-musl; `check -o json examples/` prints what the x86_64 binary
 #        prints, with the same exit code;
+#      - `serve` of the aarch64 binary (under qemu) answers an AdmissionReview over TLS with the
+#        patch the x86_64 binary gives, and stops on SIGTERM with exit code 0;
 #      - `cosign verify` of the index and the chart passes with the release's public key and fails
 #        with another key; `cosign verify-blob` of SHA256SUMS likewise;
 #      - each crate SBOM lists exactly the crates `cargo tree` compiles into the binary for its
@@ -48,9 +50,14 @@ export WASM_ADMISSION_TOOLS_DIR="${WASM_ADMISSION_TOOLS_DIR:-$ROOT/.cache/tools}
 VERSION="$(sed -n '/^\[package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)"
 work="$(mktemp -d)"
 registry_pid=""
+serve_pids=()
 export WASM_ADMISSION_CLUSTER_DIR="$work/cluster"
 cleanup() {
     local rc=$?
+    for pid in "${serve_pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     if [[ -f "$WASM_ADMISSION_CLUSTER_DIR/kubeconfig" ]]; then
         bash "$ROOT/scripts/cluster.sh" down >/dev/null 2>&1 || true
     fi
@@ -238,6 +245,42 @@ objects="$(jq length "$work/check-x86.json")"
 [[ "$objects" -gt 10 ]] || fail "check -o json examples/ reported only $objects objects"
 ok "check -o json examples/: the same $objects objects and exit code $x86_code on both"
 
+echo "== release: serve of the aarch64 binary answers an AdmissionReview as the x86_64 one does"
+"$X86" certs --out-dir "$work/tls" >"$work/certs.log" 2>&1 || fail "certs failed (certs.log below)"
+host="wasm-admission.wasm-admission.svc"
+serve_answer() { # NAME COMMAND...: start serve, POST examples/review/deployment-create.json, stop it
+    local name="$1" port pid ready=0
+    shift
+    port="$(free_port)"
+    "$@" serve --listen "127.0.0.1:$port" --tls-cert-file "$work/tls/tls.crt" \
+        --tls-private-key-file "$work/tls/tls.key" --namespace wasm-admission \
+        --watch-runtime-classes off --log-format json >"$work/serve-$name.log" 2>&1 &
+    pid=$!
+    serve_pids+=("$pid")
+    for _ in $(seq 300); do
+        if curl -sf --cacert "$work/tls/ca.crt" --connect-to "$host:$port:127.0.0.1:$port" \
+            -o /dev/null "https://$host:$port/readyz"; then
+            ready=1
+            break
+        fi
+        kill -0 "$pid" 2>/dev/null || fail "serve ($name) exited (serve-$name.log below)"
+        sleep 0.1
+    done
+    [[ "$ready" == 1 ]] || fail "serve ($name) was not ready within 30 s"
+    curl -sSf --cacert "$work/tls/ca.crt" --connect-to "$host:$port:127.0.0.1:$port" \
+        -H 'Content-Type: application/json' --data-binary @"$SRC/examples/review/deployment-create.json" \
+        "https://$host:$port/mutate" | jq -S . >"$work/answer-$name.json" || fail "POST /mutate to serve ($name) failed"
+    kill -TERM "$pid"
+    wait "$pid" || fail "serve ($name) exited non-zero after SIGTERM (serve-$name.log below)"
+}
+serve_answer x86_64 "$X86"
+serve_answer aarch64 qemu-aarch64-static "$ARM"
+jq -e '.response.allowed == true and .response.patchType == "JSONPatch"' "$work/answer-aarch64.json" >/dev/null ||
+    fail "serve (aarch64) did not answer with an allowed patch: $(head -c 300 "$work/answer-aarch64.json")"
+cmp -s "$work/answer-x86_64.json" "$work/answer-aarch64.json" ||
+    fail "serve answers differ between x86_64 and aarch64: $(diff "$work/answer-x86_64.json" "$work/answer-aarch64.json" | head -5)"
+ok "the same patch from both, over TLS; both stop on SIGTERM with exit code 0"
+
 echo "== release: cosign signatures (key, no transparency log)"
 verify() { # WHAT REF: passes with the release key, fails with the other
     cosign verify --key "$DIST/cosign.pub" --insecure-ignore-tlog=true --allow-http-registry "$2" \
@@ -319,8 +362,8 @@ helm install wasm-admission "$CHART" --plain-http --version "$VERSION" --namespa
     --create-namespace >"$work/helm-install.log" 2>&1 || fail "helm install from $CHART failed (helm-install.log below)"
 running="$(kubectl -n wasm-admission get deployment wasm-admission -o jsonpath='{.spec.template.spec.containers[0].image}')"
 [[ "$running" == "$IMAGE" ]] || fail "the installed Deployment runs '$running', not $IMAGE"
-status="$(helm status wasm-admission -n wasm-admission -o json | jq -r '.info.status + " " + .chart.metadata.version')"
-[[ "$status" == "deployed $VERSION" ]] || fail "helm status: $status"
+status="$(helm list -n wasm-admission -o json | jq -r '.[] | select(.name == "wasm-admission") | .status + " " + .chart')"
+[[ "$status" == "deployed wasm-admission-$VERSION" ]] || fail "helm list: '$status', not deployed wasm-admission-$VERSION"
 ok "helm install into kube-apiserver $(kubectl version -o json | jq -r .serverVersion.gitVersion): deployed $VERSION, Deployment image $running"
 
 echo "test-release: all passed in $((SECONDS - start)) s (release ${release_seconds} s, the first run with the registry down ${first_seconds} s)"
