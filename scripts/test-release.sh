@@ -364,6 +364,6 @@ running="$(kubectl -n wasm-admission get deployment wasm-admission -o jsonpath='
 [[ "$running" == "$IMAGE" ]] || fail "the installed Deployment runs '$running', not $IMAGE"
 status="$(helm list -n wasm-admission -o json | jq -r '.[] | select(.name == "wasm-admission") | .status + " " + .chart')"
 [[ "$status" == "deployed wasm-admission-$VERSION" ]] || fail "helm list: '$status', not deployed wasm-admission-$VERSION"
-ok "helm install into kube-apiserver $(kubectl version -o json | jq -r .serverVersion.gitVersion): deployed $VERSION, Deployment image $running"
+ok "helm install into kube-apiserver $(kubectl version -o json 2>/dev/null | jq -r .serverVersion.gitVersion): deployed $VERSION, Deployment image $running"
 
 echo "test-release: all passed in $((SECONDS - start)) s (release ${release_seconds} s, the first run with the registry down ${first_seconds} s)"
