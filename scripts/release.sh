@@ -215,15 +215,18 @@ mkdir -p "$CARGO_TARGET_DIR"
 # As scripts/image.sh: cargo judges freshness by file times, and names this crate's outputs alike
 # in every checkout, so this crate (not its dependencies) is rebuilt when the checkout differs from
 # the last one built here. build.rs reruns when HEAD moves, so a new commit is rebuilt too.
-stamp="$CARGO_TARGET_DIR/image-sh-checkout"
-if [[ -f "$stamp" && "$(cat "$stamp")" != "$ROOT" ]]; then
-    echo "release.sh: $CARGO_TARGET_DIR was last used by $(cat "$stamp"): rebuilding wasm-admission itself" >&2
-    for t in "${TARGETS[@]}"; do
+# One stamp per target: x86_64's is scripts/image.sh's own (so the build that test-image.sh just
+# made is kept), aarch64's is this script's.
+for t in "${TARGETS[@]}"; do
+    stamp="$CARGO_TARGET_DIR/release-sh-checkout-$t"
+    [[ "$t" == x86_64-unknown-linux-musl ]] && stamp="$CARGO_TARGET_DIR/image-sh-checkout"
+    if [[ -f "$stamp" && "$(cat "$stamp")" != "$ROOT" ]]; then
+        echo "release.sh: $t in $CARGO_TARGET_DIR was last built from $(cat "$stamp"): rebuilding wasm-admission itself" >&2
         cargo clean --quiet --release --target "$t" -p wasm-admission >&2 ||
             fail "cargo clean -p wasm-admission --target $t failed"
-    done
-fi
-echo "$ROOT" >"$stamp"
+    fi
+    echo "$ROOT" >"$stamp"
+done
 # aarch64: Debian's cross gcc compiles the C code of ring and mimalloc; rust-lld links against
 # the musl libc that the Rust target ships (self-contained), as for x86_64.
 export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
