@@ -193,7 +193,8 @@ echo "== image: --version and certs in the container"
 RUN=(--network host --read-only --user 65532:65532 --cap-drop ALL
     --security-opt no-new-privileges --ulimit nofile=1024:1024 --ulimit nproc=1000:1000)
 version_out="$("${PODMAN[@]}" run --rm "${RUN[@]}" "$TAG" --version)" || fail "--version failed in the container"
-[[ "$version_out" == "wasm-admission $VERSION" ]] || fail "--version said '$version_out'"
+[[ "$version_out" == "wasm-admission $VERSION (commit $(git rev-parse HEAD), target x86_64-unknown-linux-musl)" ]] ||
+    fail "--version said '$version_out'"
 ok "--version: $version_out"
 mkdir -p "$work/generated" "$work/tls"
 chmod 0777 "$work/generated"

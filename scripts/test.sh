@@ -29,3 +29,4 @@ bash scripts/test-deploy.sh
 # The container image: built by scripts/image.sh, pushed to a local registry and inspected there,
 # run with podman (--version, serve over TLS, SIGTERM). Installs podman, runc and jq when root.
 bash scripts/test-image.sh
+bash scripts/test-release.sh  # the release in a local registry: both architectures, cosign, SBOMs, the chart into the control plane

@@ -14,7 +14,16 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "wasm-admission",
-    version,
+    // `--version`: the version, the git commit and the target triple (build.rs), as one line:
+    // wasm-admission 0.1.0 (commit 0123…cdef, target x86_64-unknown-linux-musl)
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("WASM_ADMISSION_GIT_COMMIT"),
+        ", target ",
+        env!("WASM_ADMISSION_TARGET"),
+        ")"
+    ),
     about = "Kubernetes admission webhook for WebAssembly workloads"
 )]
 pub struct Cli {
