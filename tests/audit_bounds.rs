@@ -258,7 +258,12 @@ async fn s28_item6_pages_past_the_byte_budget_are_split_and_an_object_past_it_is
     // The same listing without the byte bound (`--page-bytes` of 1 GiB: one answer of all 61),
     // as audit read it before: the figure to compare with, in the same run.
     let (unbounded, unbounded_kib) = audit_measured(&s, &["--page-bytes", "1073741824"]).await;
-    assert_eq!(unbounded.status.code(), Some(1), "{}", text(&unbounded.stderr));
+    assert_eq!(
+        unbounded.status.code(),
+        Some(1),
+        "{}",
+        text(&unbounded.stderr)
+    );
     let (out, bounded_kib) = audit_measured(&s, &["--page-bytes", "16777216"]).await;
     eprintln!(
         "audit of 60 CronJobs of 1.4 MB and one of 20 MiB: peak RSS {} MiB with 16 MiB pages, {} MiB with one unbounded page",
