@@ -153,6 +153,8 @@ async fn stand_in(mode: Mode) -> StandIn {
 
 /// Runs `audit` against the stand-in; its output, and its peak resident memory in KiB (the
 /// `ru_maxrss` of `wait4`).
+// The child is reaped by `wait4`, which clippy does not see.
+#[allow(clippy::zombie_processes)]
 async fn audit_measured(stand_in: &StandIn, args: &[&str]) -> (Output, u64) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
     command
