@@ -94,26 +94,21 @@ async fn runtimeclasses(State(api): State<Arc<FakeApi>>, RawQuery(query): RawQue
         .into_response()
 }
 
-/// No nodes: an empty list, and a watch that stays open without events.
-async fn nodes(RawQuery(query): RawQuery) -> Response {
-    let query = query.unwrap_or_default();
-    if query.contains("watch=true") || query.contains("watch=1") {
-        let stream = futures_util::stream::pending::<Result<String, std::io::Error>>();
-        return (
-            [(header::CONTENT_TYPE, "application/json")],
-            Body::from_stream(stream),
-        )
-            .into_response();
-    }
-    let list = json!({
-        "kind": "PartialObjectMetadataList",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": "100"},
-        "items": []
+/// Nodes are not for this identity (403): the Node watch is not waited for, and no review gets a
+/// node warning, as before the stand-in served this path.
+async fn nodes() -> Response {
+    let status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": "nodes is forbidden: User \"test\" cannot list resource \"nodes\"",
+        "reason": "Forbidden",
+        "code": 403
     });
     (
+        axum::http::StatusCode::FORBIDDEN,
         [(header::CONTENT_TYPE, "application/json")],
-        list.to_string(),
+        status.to_string(),
     )
         .into_response()
 }

@@ -11,27 +11,44 @@ use serde_json::{Value, json};
 use server_support::*;
 use wasm_admission::commands::serve::routes::MAX_BODY_BYTES;
 
-/// A CREATE review of a privileged, hostPID pod on a Wasm class whose args hold `escapes`
-/// `\u003c` escapes, as the apiserver writes them; `uid` first in `request`, as the apiserver
-/// orders it.
+/// A review of a privileged, hostPID pod spec on a Wasm class whose args hold `escapes` `\u003c`
+/// escapes, as the apiserver writes them; `uid` first in `request`, as the apiserver orders it. A
+/// Pod CREATE, or with `old_object` a Deployment UPDATE (object and oldObject, each padded).
 fn padded_review(uid: &str, escapes: usize, old_object: bool) -> Vec<u8> {
-    let pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "padded", "namespace": "demo"},
-        "spec": {
-            "runtimeClassName": "wasmtime",
-            "hostPID": true,
-            "containers": [{
-                "name": "app",
-                "image": "ghcr.io/acme/app:1",
-                "args": ["PADDING"],
-                "securityContext": {"privileged": true}
-            }]
-        }
-    })
-    .to_string()
-    .replace("PADDING", &"\\u003c".repeat(escapes));
+    let spec = json!({
+        "runtimeClassName": "wasmtime",
+        "hostPID": true,
+        "containers": [{
+            "name": "app",
+            "image": "ghcr.io/acme/app:1",
+            "args": ["PADDING"],
+            "securityContext": {"privileged": true}
+        }]
+    });
+    let (kind, group, resource, object) = if old_object {
+        let object = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "padded", "namespace": "demo"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "padded"}},
+                "template": {"metadata": {"labels": {"app": "padded"}}, "spec": spec}
+            }
+        });
+        ("Deployment", "apps", "deployments", object)
+    } else {
+        let object = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "padded", "namespace": "demo"},
+            "spec": spec
+        });
+        ("Pod", "", "pods", object)
+    };
+    let pod = object
+        .to_string()
+        .replace("PADDING", &"\\u003c".repeat(escapes));
+    let version = "v1";
     let operation = if old_object { "UPDATE" } else { "CREATE" };
     let old = if old_object {
         format!(",\"oldObject\":{pod}")
@@ -39,7 +56,7 @@ fn padded_review(uid: &str, escapes: usize, old_object: bool) -> Vec<u8> {
         String::new()
     };
     format!(
-        r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{"uid":"{uid}","kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"name":"padded","namespace":"demo","operation":"{operation}","userInfo":{{"username":"tenant"}},"object":{pod}{old},"dryRun":false}}}}"#
+        r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{"uid":"{uid}","kind":{{"group":"{group}","version":"{version}","kind":"{kind}"}},"resource":{{"group":"{group}","version":"{version}","resource":"{resource}"}},"name":"padded","namespace":"demo","operation":"{operation}","userInfo":{{"username":"tenant"}},"object":{pod}{old},"dryRun":false}}}}"#
     )
     .into_bytes()
 }
@@ -51,8 +68,8 @@ fn message(response: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s28_item1_a_padded_privileged_pod_past_the_old_8_mib_limit_is_decided_and_denied() {
     let t = TestServer::start().await;
-    // CREATE: 1.45 million escapes, 8.7 MB; UPDATE with object and oldObject of 1.5 million
-    // each, 18 MB: the largest review of an object etcd can store.
+    // A Pod CREATE: 1.45 million escapes, 8.7 MB; a Deployment UPDATE with object and oldObject of
+    // 1.5 million each, 18 MB: the largest review of an object etcd can store.
     let rows = [
         ("create", padded_review("create-8mib", 1_450_000, false)),
         ("update", padded_review("update-18mb", 1_500_000, true)),

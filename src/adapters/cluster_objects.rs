@@ -421,9 +421,11 @@ impl<'c> Pages<'c> {
                     return Some(Err(self.fail(kube::Error::SerdeError(e))));
                 }
             };
+            let used = bytes.len();
             drop(bytes);
-            // Pages well under the budget: ask for more objects again, up to --page-size.
-            if self.limit < self.page_size {
+            // A page well under the budget (a quarter): ask for more objects again, up to
+            // --page-size.
+            if self.limit < self.page_size && used.saturating_mul(4) < self.page_bytes {
                 self.limit = self.limit.saturating_mul(2).min(self.page_size);
             }
             if let Err(e) = self.follow(page.metadata.continue_) {
@@ -468,6 +470,7 @@ async fn fetch(
 ) -> Result<Fetched, kube::Error> {
     let response = client.send(request.map(kube::client::Body::from)).await?;
     let status = response.status();
+    let headers = response.headers().clone();
     let mut body = response.into_body();
     if !status.is_success() {
         let mut bytes = Vec::new();
@@ -490,7 +493,26 @@ async fn fetch(
         });
         return Err(kube::Error::Api(status.boxed()));
     }
-    let mut bytes = Vec::new();
+    // Sized once from the declared length (within the budget); grown by doubling only up to the
+    // budget, never past it.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > budget) {
+        let mut head = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                let room = HEAD_BYTES.saturating_sub(head.len());
+                head.extend_from_slice(&data[..room.min(data.len())]);
+                if head.len() >= HEAD_BYTES {
+                    break;
+                }
+            }
+        }
+        return Ok(Fetched::TooLarge(head));
+    }
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(64 * 1024).min(budget));
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue;
@@ -500,6 +522,12 @@ async fn fetch(
             bytes.truncate(HEAD_BYTES);
             bytes.extend_from_slice(&data[..room.min(data.len())]);
             return Ok(Fetched::TooLarge(bytes));
+        }
+        if bytes.len() + data.len() > bytes.capacity() {
+            let target = (bytes.capacity() * 2)
+                .max(bytes.len() + data.len())
+                .min(budget);
+            bytes.reserve_exact(target - bytes.len());
         }
         bytes.extend_from_slice(&data);
     }
