@@ -23,6 +23,8 @@
 #                                /tmp/wasm-admission-cluster); the tests set their own
 #   WASM_ADMISSION_APISERVER_PORT  kube-apiserver's port on 127.0.0.1 (default: a free one)
 #   WASM_ADMISSION_CACHE         cache root (default ~/.cache/wasm-admission)
+#   WASM_ADMISSION_CNI_BIN       the CNI plugins' folder for --node (default /usr/lib/cni, where Debian's
+#                                containernetworking-plugins puts them)
 #
 # Without --node there is no kubelet, scheduler or kube-proxy: Pods are created and stay Pending,
 # which is all admission needs. Every process listens on 127.0.0.1 only; kube-proxy and cluster
@@ -246,8 +248,8 @@ cmd_up() {
     fi
     bin="$(cmd_build)"
     if ((with_node)); then
-        node_bin="$(cmd_build_node)"
         shim_bin="$(cmd_build_shim)"
+        node_bin="$(cmd_build_node)"
     fi
     [[ -n "$port" ]] || port="$(free_port)"
     local etcd_client etcd_peer
@@ -328,13 +330,14 @@ cmd_status() {
 
 NODE_MODULE="$ROOT/e2e/node"
 SHIM_CRATE="$ROOT/e2e/wasm-shim"
-CONTAINERD_VERSION="$(awk '$1 == "github.com/containerd/containerd/v2" { print $2; exit }' "$NODE_MODULE/go.mod")"
+CONTAINERD_VERSION="$(awk '{ for (i = 1; i < NF; i++) if ($i == "github.com/containerd/containerd/v2") { print $(i + 1); exit } }' "$NODE_MODULE/go.mod")"
 NODE_NAME=wasm-admission-node
 NODE_CGROUP=wasm-admission-node
 NODE_BRIDGE=wa-e2e0
 NODE_SUBNET=10.244.77.0/24
 # One node per machine: its cgroups, bridge and kubelet chains are machine-wide.
 NODE_MARKER=/run/wasm-admission-node
+CNI_BIN="${WASM_ADMISSION_CNI_BIN:-/usr/lib/cni}"
 
 node_cache_key() {
     {
@@ -433,8 +436,8 @@ node_preflight() {
     need docker-registry "install docker-registry (apt-get install docker-registry): the node pulls its images from it"
     local plugin
     for plugin in bridge host-local loopback; do
-        [[ -x "/usr/lib/cni/$plugin" ]] ||
-            die "the CNI plugin /usr/lib/cni/$plugin is missing: install containernetworking-plugins (apt-get install containernetworking-plugins); without it no pod gets a network"
+        [[ -x "$CNI_BIN/$plugin" ]] ||
+            die "the CNI plugin $CNI_BIN/$plugin is missing: install containernetworking-plugins (apt-get install containernetworking-plugins); without it no pod gets a network"
     done
     if [[ -f "$NODE_MARKER" ]]; then
         local other
@@ -487,7 +490,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
       runtime_type = "io.containerd.wasm.v1"
       runtime_path = "$shim/containerd-shim-wasm-v1"
   [plugins."io.containerd.cri.v1.runtime".cni]
-    bin_dirs = ["/usr/lib/cni"]
+    bin_dirs = ["$CNI_BIN"]
     conf_dir = "$node/cni"
     max_conf_num = 1
 
@@ -639,6 +642,31 @@ remove_new_iptables_chains() {
     done
 }
 
+# Machine-wide folders kubelet, containerd's shims and the CNI plugins write to whatever their
+# configuration says (kubelet's /var/log/containers links, the Wasm shim's state under
+# /run/containerd/wasm, libcni's result cache in /var/lib/cni): what `up` finds there is
+# recorded, and `down` removes only what was not there before.
+NODE_MACHINE_PATHS=(/run/containerd /run/netns /var/lib/cni /var/lib/kubelet /var/log/containers /var/log/pods)
+
+save_machine_paths() {
+    local path
+    for path in "${NODE_MACHINE_PATHS[@]}"; do
+        [[ -e "$path" ]] && find "$path" -mindepth 0 -maxdepth 3 2>/dev/null
+    done >"$DIR/node/paths.before"
+    return 0
+}
+
+remove_new_machine_paths() {
+    [[ -f "$DIR/node/paths.before" ]] || return 0
+    local path
+    for path in "${NODE_MACHINE_PATHS[@]}"; do
+        [[ -e "$path" ]] || continue
+        while read -r p; do
+            grep -qxF -- "$p" "$DIR/node/paths.before" || rm -rf -- "$p"
+        done < <(find "$path" -mindepth 0 -maxdepth 3 2>/dev/null | sort -r)
+    done
+}
+
 save_iptables_chains() {
     local tool table
     for tool in iptables ip6tables; do
@@ -688,12 +716,7 @@ node_down() {
         ip link delete "$NODE_BRIDGE" 2>/dev/null || true
     fi
     remove_new_iptables_chains
-    # kubelet's symlinks to this node's container logs.
-    local link
-    for link in /var/log/containers/*.log; do
-        [[ -L "$link" ]] || continue
-        [[ "$(readlink "$link")" == "$DIR/"* ]] && rm -f "$link"
-    done
+    remove_new_machine_paths
     [[ -f "$NODE_MARKER" && "$(cat "$NODE_MARKER")" == "$DIR" ]] && rm -f "$NODE_MARKER"
     return 0
 }
@@ -721,6 +744,7 @@ node_up() {
     mkdir -p "$node"
     echo "$DIR" >"$NODE_MARKER"
     save_iptables_chains
+    save_machine_paths
     local reg_port kubelet_port reg
     reg_port="$(free_port)"
     kubelet_port="$(free_port)"
@@ -752,7 +776,7 @@ EOF
         die "containerd is not answering on its socket $node/containerd.sock: see $DIR/logs/containerd.log"
     fi
     if ! wait_for "containerd's CRI plugin" 30 "$DIR/logs/containerd.log" \
-        bash -c "'$bin/ctr' --address '$node/containerd.sock' plugins ls | grep -q 'io.containerd.grpc.v1 *cri *linux/amd64 *ok'"; then
+        bash -c "'$bin/ctr' --address '$node/containerd.sock' plugins ls | grep -Eq 'io.containerd.grpc.v1 +cri .* ok'"; then
         die "containerd's CRI plugin did not load: see $DIR/logs/containerd.log"
     fi
 
@@ -789,8 +813,8 @@ EOF
 case "${1:-}" in
 build) cmd_build ;;
 build-node)
-    cmd_build_node
     cmd_build_shim
+    cmd_build_node
     ;;
 up) cmd_up "${2:-}" ;;
 down) cmd_down ;;

@@ -8,7 +8,8 @@ fn main() -> Result<()> {
     let [input, output] = args.as_slice() else {
         bail!("usage: wat2wasm IN.wat OUT.wasm");
     };
-    let binary = wat::parse_file(input).with_context(|| format!("{input} is not valid WebAssembly text"))?;
+    let binary =
+        wat::parse_file(input).with_context(|| format!("{input} is not valid WebAssembly text"))?;
     std::fs::write(output, binary).with_context(|| format!("cannot write {output}"))?;
     Ok(())
 }
