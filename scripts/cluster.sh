@@ -285,16 +285,20 @@ cmd_up() {
         --service-account-signing-key-file="$pki/sa.key" \
         --service-cluster-ip-range=10.0.0.0/24 \
         --allow-privileged=true \
+        --kubelet-preferred-address-types=InternalIP \
         --profiling=false --v=1
     wait_for "kube-apiserver (https://127.0.0.1:$port)" 90 "$DIR/logs/kube-apiserver.log" \
         "$bin/kubectl" --kubeconfig="$DIR/kubeconfig" get --raw=/readyz
+    local controllers=deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,job-controller,cronjob-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,garbage-collector-controller,root-ca-certificate-publisher-controller
+    # With a node: the node lifecycle controller lifts the not-ready taint kubelet registers with.
+    ((with_node)) && controllers+=,node-lifecycle-controller
     spawn kube-controller-manager "$bin/kube-controller-manager" \
         --kubeconfig="$DIR/kubeconfig" \
         --authentication-kubeconfig="$DIR/kubeconfig" --authorization-kubeconfig="$DIR/kubeconfig" \
         --bind-address=127.0.0.1 --secure-port=0 --leader-elect=false \
         --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
         --use-service-account-credentials=false \
-        --controllers=deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,job-controller,cronjob-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,garbage-collector-controller,root-ca-certificate-publisher-controller \
+        --controllers="$controllers" \
         --concurrent-deployment-syncs=5 --v=1
     # The controller manager is up when it has made the default namespace's service account.
     wait_for "kube-controller-manager" 90 "$DIR/logs/kube-controller-manager.log" \
@@ -335,6 +339,7 @@ NODE_NAME=wasm-admission-node
 NODE_CGROUP=wasm-admission-node
 NODE_BRIDGE=wa-e2e0
 NODE_SUBNET=10.244.77.0/24
+NODE_GATEWAY=10.244.77.1
 # One node per machine: its cgroups, bridge and kubelet chains are machine-wide.
 NODE_MARKER=/run/wasm-admission-node
 CNI_BIN="${WASM_ADMISSION_CNI_BIN:-/usr/lib/cni}"
@@ -477,6 +482,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
 
 [plugins."io.containerd.cri.v1.runtime"]
   netns_mounts_under_state_dir = true
+  # Root here may lack CAP_SYS_RESOURCE (so on these VMs): kubelet's -998 for the pause
+  # container cannot be set, and runc fails the sandbox. Keep scores at or above containerd's own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
@@ -540,7 +548,7 @@ failCgroupV1: false
 cgroupDriver: cgroupfs
 cgroupRoot: /$NODE_CGROUP
 containerRuntimeEndpoint: unix://$node/containerd.sock
-address: 127.0.0.1
+address: $NODE_GATEWAY
 port: $kubelet_port
 readOnlyPort: 0
 healthzPort: 0
@@ -770,6 +778,14 @@ EOF
 
     write_node_files "$reg" "$bin" "$shim" "$kubelet_port"
     make_node_cgroups
+    # The bridge the CNI plugin attaches pods to, made here so its gateway address exists before
+    # the first pod: kubelet refuses a loopback node IP, so the node's InternalIP (where
+    # kube-apiserver reaches kubelet for logs) is this address of the machine's own.
+    if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
+        ip link add "$NODE_BRIDGE" type bridge || die "cannot create the bridge $NODE_BRIDGE (is the bridge module available?)"
+    fi
+    ip addr replace "$NODE_GATEWAY/${NODE_SUBNET#*/}" dev "$NODE_BRIDGE"
+    ip link set "$NODE_BRIDGE" up
     spawn containerd "$bin/containerd" --config "$node/containerd.toml" --log-level warn
     if ! wait_for "containerd (socket $node/containerd.sock)" 30 "$DIR/logs/containerd.log" \
         "$bin/ctr" --address "$node/containerd.sock" version; then
@@ -796,7 +812,7 @@ EOF
         --root-dir="$node/kubelet" \
         --cert-dir="$node/kubelet/pki" \
         --hostname-override="$NODE_NAME" \
-        --node-ip=127.0.0.1 \
+        --node-ip="$NODE_GATEWAY" \
         --node-labels="$labels" \
         --v=1
     if ! wait_for "the node $NODE_NAME (kubelet)" 120 "$DIR/logs/kubelet.log" \

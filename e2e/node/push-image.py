@@ -10,8 +10,9 @@ LAYOUT is one of
              its entrypoint
   compat     the same shape with a .wasm entrypoint, FROM scratch (WasmEdge's and crun's
              `compat` convention)
-  artifact   the OCI Wasm artifact: config application/vnd.wasm.config.v0+json, one layer of
-             media type application/wasm holding the module's bytes
+  artifact   the OCI Wasm artifact: config application/vnd.wasm.config.v0+json (with an
+             entrypoint naming the module, which containerd's CRI requires), one layer of media
+             type application/wasm holding the module's bytes
 Prints the manifest's digest.
 """
 
@@ -89,8 +90,12 @@ def main():
             module = f.read()
         layer = push_blob(registry, repo, module)
         layer["mediaType"] = "application/wasm"
+        # The Wasm config's fields, plus the entrypoint containerd's CRI needs to build a container
+        # (it reads every config as an OCI image config; without one: "no command specified").
         config = json.dumps({"created": "1970-01-01T00:00:00Z", "architecture": "wasm", "os": "wasip1",
-                             "layerDigests": [layer["digest"]]}).encode()
+                             "layerDigests": [layer["digest"]],
+                             "config": {"Entrypoint": [f"/{name}"]},
+                             "rootfs": {"type": "layers", "diff_ids": []}}).encode()
         config_desc = push_blob(registry, repo, config)
         config_desc["mediaType"] = "application/vnd.wasm.config.v0+json"
     else:

@@ -679,23 +679,12 @@ impl Drop for BackToWebhook<'_> {
 /// What the admission chain decided for a pod, without the names the apiserver makes up.
 fn admitted_spec(pod: &Value) -> Value {
     let c = &pod["spec"]["containers"][0];
-    let mut env: Vec<Value> = c["env"].as_array().cloned().unwrap_or_default();
-    for e in &mut env {
-        if let Some(v) = e
-            .get_mut("value")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        {
-            e["value"] =
-                Value::from(v.replace(pod["metadata"]["name"].as_str().unwrap_or("-"), "POD"));
-        }
-    }
     serde_json::json!({
         "runtimeClassName": pod["spec"]["runtimeClassName"],
         "overhead": pod["spec"]["overhead"],
         "nodeSelector": pod["spec"]["nodeSelector"],
         "resources": c["resources"],
-        "env": env,
+        "env": c["env"],
     })
 }
 

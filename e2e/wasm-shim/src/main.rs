@@ -8,9 +8,9 @@
 use anyhow::{Context, Result, bail};
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::RuntimeContext;
-use containerd_shim_wasm::shim::{Shim, Version, version};
+use containerd_shim_wasm::shim::{Cli, Shim, Version, version};
 use wasmtime::{Config, Engine, Linker, Module, Store};
-use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::preview1::{self as p1, WasiP1Ctx};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 struct WasmShim;
