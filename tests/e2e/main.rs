@@ -211,9 +211,14 @@ fn main() -> ExitCode {
         .iter()
         .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
         .collect();
+    // `cargo test --test e2e -- node::` runs the node cases alone.
     let node_selected: Vec<&NodeCase> = NODE_CASES
         .iter()
-        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .filter(|(name, _)| {
+            filter
+                .as_deref()
+                .is_none_or(|f| format!("node::{name}").contains(f))
+        })
         .collect();
     let total = CASES.len() + NODE_CASES.len();
     if std::env::args().any(|a| a == "--list") {
