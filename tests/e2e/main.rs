@@ -3,7 +3,9 @@
 //! (`scripts/cluster.sh`), with the project's chart installed by the real helm and objects
 //! written by the real kubectl.
 //!
-//! One control plane per run, shared by the cases, which run one after another; each case works
+//! One control plane at a time: the cases of `CASES` share one, then the node cases
+//! (`NODE_CASES`, tests/e2e/node.rs) share another started with `cluster.sh up --node`. Cases run
+//! one after another; each case works
 //! in namespaces of its own and puts back whatever shared state it changes (the configuration,
 //! the failure policy, the certificate), also when it fails. Everything started here is stopped
 //! when the run ends, whatever its outcome.
