@@ -20,6 +20,27 @@ fi
 # Needs Go 1.26 (cluster.sh says so when it is missing).
 bash scripts/cluster.sh build >/dev/null
 
+# The node cases (tests/e2e/node.rs) and tests/cluster_script.rs run `cluster.sh up --node`: runc,
+# the bridge CNI plugins and iptables from Debian, and for the Wasm shim's build protoc and
+# libseccomp. containerd 2 and the shim are built here, once (cached under ~/.cache/wasm-admission,
+# keyed by their lock files and toolchains), so their build time is not counted in a test's.
+node_packages=()
+command -v runc >/dev/null || node_packages+=(runc)
+[ -x /usr/lib/cni/bridge ] || node_packages+=(containernetworking-plugins)
+command -v iptables >/dev/null || node_packages+=(iptables)
+command -v ip >/dev/null || node_packages+=(iproute2)
+command -v curl >/dev/null || node_packages+=(curl)
+command -v protoc >/dev/null || node_packages+=(protobuf-compiler)
+[ -e /usr/include/seccomp.h ] || node_packages+=(libseccomp-dev)
+if [ "${#node_packages[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${node_packages[@]}"
+    else
+        sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${node_packages[@]}"
+    fi
+fi
+bash scripts/cluster.sh build-node >/dev/null
+
 cargo test --locked --all-targets
 # Doc tests are not part of --all-targets.
 cargo test --locked --doc

@@ -3,7 +3,9 @@
 //! (`scripts/cluster.sh`), with the project's chart installed by the real helm and objects
 //! written by the real kubectl.
 //!
-//! One control plane per run, shared by the cases, which run one after another; each case works
+//! One control plane at a time: the cases of `CASES` share one, then the node cases
+//! (`NODE_CASES`, tests/e2e/node.rs) share another started with `cluster.sh up --node`. Cases run
+//! one after another; each case works
 //! in namespaces of its own and puts back whatever shared state it changes (the configuration,
 //! the failure policy, the certificate), also when it fails. Everything started here is stopped
 //! when the run ends, whatever its outcome.
@@ -20,6 +22,7 @@ mod day_two;
 mod failure;
 mod metrics;
 mod native_policies;
+mod node;
 mod pod_security;
 mod reinvocation;
 mod rotation;
@@ -33,6 +36,7 @@ use std::time::Instant;
 use support::World;
 
 type Case = (&'static str, fn(&World));
+type NodeCase = (&'static str, fn(&node::NodeWorld));
 
 const CASES: &[Case] = &[
     (
@@ -169,6 +173,61 @@ const CASES: &[Case] = &[
     ),
 ];
 
+/// The cases on a worker node (tests/e2e/node.rs). They run on a control plane of their own,
+/// started with `cluster.sh up --node` after the cases above are done: a node runs the pods the
+/// other cases create (images of docker.io and made-up registries, which the node must never try
+/// to pull), and the node needs root and its own builds (containerd, the Wasm shim).
+const NODE_CASES: &[NodeCase] = &[
+    (
+        "a_wasm_deployment_is_scheduled_through_its_class_and_runs_under_the_shim",
+        node::a_wasm_deployment_is_scheduled_through_its_class_and_runs_under_the_shim,
+    ),
+    (
+        "the_telemetry_environment_and_the_downward_api_reach_the_module",
+        node::the_telemetry_environment_and_the_downward_api_reach_the_module,
+    ),
+    (
+        "an_ordinary_runc_pod_runs_beside_a_wasm_pod_on_the_same_node",
+        node::an_ordinary_runc_pod_runs_beside_a_wasm_pod_on_the_same_node,
+    ),
+    (
+        "every_resource_profile_starts_a_module_and_keeps_it_running",
+        node::every_resource_profile_starts_a_module_and_keeps_it_running,
+    ),
+    (
+        "a_wasm_job_and_a_job_of_a_wasm_cronjob_complete",
+        node::a_wasm_job_and_a_job_of_a_wasm_cronjob_complete,
+    ),
+    (
+        "registry_detection_runs_an_unannotated_wasm_image_under_the_shim",
+        node::registry_detection_runs_an_unannotated_wasm_image_under_the_shim,
+    ),
+    (
+        "the_no_node_warning_appears_exactly_while_the_scheduler_leaves_the_pod_pending",
+        node::the_no_node_warning_appears_exactly_while_the_scheduler_leaves_the_pod_pending,
+    ),
+    (
+        "a_privileged_wasm_pod_is_denied_and_a_privileged_runc_pod_runs",
+        node::a_privileged_wasm_pod_is_denied_and_a_privileged_runc_pod_runs,
+    ),
+    (
+        "chart_mode_policies_runs_the_same_pod_as_mode_webhook",
+        node::chart_mode_policies_runs_the_same_pod_as_mode_webhook,
+    ),
+];
+
+/// Runs one case, catching its panic; prints its line and returns whether it passed.
+fn run_case(name: &str, case: impl FnOnce()) -> bool {
+    let t = Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(case));
+    let secs = t.elapsed().as_secs_f64();
+    match outcome {
+        Ok(()) => println!("test {name} ... ok ({secs:.1} s)"),
+        Err(_) => println!("test {name} ... FAILED ({secs:.1} s)"),
+    }
+    outcome.is_ok()
+}
+
 fn main() -> ExitCode {
     // cargo passes its own flags (e.g. --test-threads, --nocapture) and at most a filter.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
@@ -176,51 +235,84 @@ fn main() -> ExitCode {
         .iter()
         .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
         .collect();
+    // `cargo test --test e2e -- node::` runs the node cases alone.
+    let node_selected: Vec<&NodeCase> = NODE_CASES
+        .iter()
+        .filter(|(name, _)| {
+            filter
+                .as_deref()
+                .is_none_or(|f| format!("node::{name}").contains(f))
+        })
+        .collect();
+    let total = CASES.len() + NODE_CASES.len();
     if std::env::args().any(|a| a == "--list") {
-        for (name, _) in &selected {
+        for name in selected
+            .iter()
+            .map(|c| c.0)
+            .chain(node_selected.iter().map(|c| c.0))
+        {
             println!("{name}: test");
         }
         return ExitCode::SUCCESS;
     }
-    println!("\nrunning {} end-to-end tests", selected.len());
-    if selected.is_empty() {
+    let count = selected.len() + node_selected.len();
+    println!("\nrunning {count} end-to-end tests");
+    if count == 0 {
         println!("\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
         return ExitCode::SUCCESS;
     }
 
     let started = Instant::now();
-    let world = match catch_unwind(World::start) {
-        Ok(world) => world,
-        Err(_) => {
-            println!("\nthe control plane or the webhook did not start (see above)");
-            println!(
-                "\ntest result: FAILED. 0 passed; {} failed; 0 ignored; 0 measured; 0 filtered out",
-                selected.len()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "control plane, chart and webhook up in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-
-    let mut failed = Vec::new();
-    for (name, case) in &selected {
-        let t = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| case(&world)));
-        let secs = t.elapsed().as_secs_f64();
-        match outcome {
-            Ok(()) => println!("test {name} ... ok ({secs:.1} s)"),
+    let mut failed: Vec<&str> = Vec::new();
+    if !selected.is_empty() {
+        match catch_unwind(World::start) {
+            Ok(world) => {
+                println!(
+                    "control plane, chart and webhook up in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                for (name, case) in &selected {
+                    if !run_case(name, || case(&world)) {
+                        failed.push(name);
+                    }
+                }
+                drop(world);
+            }
             Err(_) => {
-                println!("test {name} ... FAILED ({secs:.1} s)");
-                failed.push(*name);
+                println!("\nthe control plane or the webhook did not start (see above)");
+                failed.extend(selected.iter().map(|c| c.0));
             }
         }
     }
-    drop(world);
+    if !node_selected.is_empty() {
+        let t = Instant::now();
+        match catch_unwind(|| {
+            let (world, node) = World::start_with_node();
+            node::prepare(&world);
+            node::NodeWorld { world, node }
+        }) {
+            Ok(world) => {
+                println!(
+                    "control plane with a node, chart and webhook up in {:.1} s",
+                    t.elapsed().as_secs_f64()
+                );
+                for (name, case) in &node_selected {
+                    if !run_case(name, || case(&world)) {
+                        failed.push(name);
+                    }
+                }
+                drop(world);
+            }
+            Err(_) => {
+                println!(
+                    "\nthe control plane with a node or the webhook did not start (see above)"
+                );
+                failed.extend(node_selected.iter().map(|c| c.0));
+            }
+        }
+    }
 
-    let passed = selected.len() - failed.len();
+    let passed = count - failed.len();
     if !failed.is_empty() {
         println!("\nfailures:");
         for name in &failed {
@@ -231,7 +323,7 @@ fn main() -> ExitCode {
         "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.1}s",
         if failed.is_empty() { "ok" } else { "FAILED" },
         failed.len(),
-        CASES.len() - selected.len(),
+        total - count,
         started.elapsed().as_secs_f64()
     );
     if failed.is_empty() {

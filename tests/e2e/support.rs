@@ -603,3 +603,92 @@ pub fn generated_policies(config: Option<&Path>) -> Vec<Value> {
         .map(|doc| serde::Deserialize::deserialize(doc).expect("policies YAML"))
         .collect()
 }
+
+/// The node of `scripts/cluster.sh up --node` (tests/e2e/node.rs): kube-scheduler, kubelet and
+/// containerd with runc and the Wasm shim, and the registry its containerd pulls from.
+pub struct Node {
+    /// `HOST:PORT` of the registry (`WASM_ADMISSION_REGISTRY`).
+    pub registry: String,
+    /// containerd's `ctr` and socket, to ask which runtime runs a container.
+    pub ctr: PathBuf,
+    pub socket: PathBuf,
+    /// The node's name, and the label its class `wasm` selects.
+    pub name: String,
+}
+
+impl Cluster {
+    /// `scripts/cluster.sh up --node`: the control plane plus one worker node.
+    pub fn up_with_node() -> (Self, Node) {
+        let dir = tempfile::Builder::new()
+            .prefix("wasm-admission-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let state = dir.path().join("cluster");
+        let mut command = Command::new("bash");
+        command
+            .arg(root().join("scripts/cluster.sh"))
+            .args(["up", "--node"])
+            .env("WASM_ADMISSION_CLUSTER_DIR", &state)
+            .stderr(Stdio::inherit());
+        let out = run(command, None);
+        let mut cluster = Self {
+            kubeconfig: state.join("kubeconfig"),
+            kubectl: PathBuf::new(),
+            dir,
+        };
+        assert!(
+            out.ok,
+            "scripts/cluster.sh up --node failed:\n{}",
+            out.stderr
+        );
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert!(lines.len() >= 2, "up --node printed {:?}", out.stdout);
+        assert_eq!(
+            lines[lines.len() - 1],
+            format!("export KUBECONFIG={}", cluster.kubeconfig.display()),
+            "the last line of `up --node`"
+        );
+        let registry = lines[lines.len() - 2]
+            .strip_prefix("export WASM_ADMISSION_REGISTRY=")
+            .unwrap_or_else(|| panic!("the line before the last of `up --node`: {lines:?}"))
+            .to_string();
+        let bin = std::fs::read_to_string(state.join("bin")).expect("cluster bin folder");
+        cluster.kubectl = Path::new(bin.trim()).join("kubectl");
+        let node_bin = std::fs::read_to_string(state.join("node/bin")).expect("node bin folder");
+        let node = Node {
+            registry,
+            ctr: Path::new(node_bin.trim()).join("ctr"),
+            socket: state.join("node/containerd.sock"),
+            name: "wasm-admission-node".to_string(),
+        };
+        (cluster, node)
+    }
+}
+
+impl World {
+    /// The world on a control plane with a node: classes, chart and `serve` as in `start`.
+    pub fn start_with_node() -> (Self, Node) {
+        let helm = helm_path();
+        let (cluster, node) = Cluster::up_with_node();
+        let webhook = Webhook {
+            port: free_port(),
+            metrics_port: free_port(),
+            dir: tempfile::tempdir().expect("webhook dir"),
+            child: None,
+            logs: None,
+            pairs: 0,
+        };
+        let world = Self {
+            cluster,
+            helm,
+            webhook: Mutex::new(webhook),
+        };
+        world.apply_runtime_classes();
+        world.helm_install(&[]);
+        world.fetch_release_files();
+        let mut webhook = world.webhook();
+        webhook.start(&world.cluster.kubeconfig);
+        drop(webhook);
+        (world, node)
+    }
+}
