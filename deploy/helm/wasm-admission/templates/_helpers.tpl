@@ -210,6 +210,7 @@ default when unset) plus the release namespace, which the server excludes by its
   sideEffects: None
   failurePolicy: {{ $fp }}
   matchPolicy: Equivalent
+  {{- with include "wasm-admission.matchConditions" $root }}{{ . | nindent 2 }}{{ end }}
   timeoutSeconds: {{ $timeout }}
   {{- if .reinvocationPolicy }}
   reinvocationPolicy: {{ .reinvocationPolicy }}
