@@ -316,7 +316,10 @@ mod tests {
             .collect();
         assert_eq!(names, [WASM_POSSIBLE, RULE_INPUT_CHANGED]);
         let wasm = expression(&c, WASM_POSSIBLE);
-        assert!(wasm.contains("runtimeClassName.orValue('') != ''"), "{wasm}");
+        assert!(
+            wasm.contains("runtimeClassName.orValue('') != ''"),
+            "{wasm}"
+        );
         assert!(wasm.contains("'wasm-admission.io/wasm'"), "{wasm}");
         assert!(wasm.ends_with("|| false"), "{wasm}");
         assert_eq!(c.max_containers, 0);
@@ -341,7 +344,10 @@ mod tests {
         .unwrap();
         let wasm = expression(&c, WASM_POSSIBLE);
         assert!(wasm.contains(".matches('(?:"), "{wasm}");
-        assert!(wasm.contains(&format!("size(i) > {MAX_IMAGE_LEN}")), "{wasm}");
+        assert!(
+            wasm.contains(&format!("size(i) > {MAX_IMAGE_LEN}")),
+            "{wasm}"
+        );
         assert_eq!(c.max_containers, MAX_CONTAINERS);
         assert!(
             wasm.contains(&format!("orValue([])) > {MAX_CONTAINERS}")),
@@ -354,7 +360,11 @@ mod tests {
         let c = generate(&config("detection:\n  registry:\n    enabled: true\n")).unwrap();
         assert_eq!(c.conditions.len(), 1);
         assert_eq!(c.conditions[0]["name"], RULE_INPUT_CHANGED);
-        assert!(c.notes[0].contains("detection.registry.enabled"), "{:?}", c.notes);
+        assert!(
+            c.notes[0].contains("detection.registry.enabled"),
+            "{:?}",
+            c.notes
+        );
     }
 
     #[test]
@@ -419,17 +429,32 @@ mod tests {
             let list: Vec<String> = (0..n)
                 .map(|i| format!("'registry{i}.example.com/team-{i}/*-wasm:*'"))
                 .collect();
-            config(&format!("detection:\n  imagePatterns: [{}]\n", list.join(", ")))
+            config(&format!(
+                "detection:\n  imagePatterns: [{}]\n",
+                list.join(", ")
+            ))
         };
         let few = generate(&patterns(20)).unwrap();
         let many = generate(&patterns(100)).unwrap();
         assert!(few.max_containers > many.max_containers);
-        assert!(many.max_containers >= MIN_CONTAINERS, "{}", many.max_containers);
+        assert!(
+            many.max_containers >= MIN_CONTAINERS,
+            "{}",
+            many.max_containers
+        );
         let too_many = generate(&patterns(5000)).unwrap();
         assert_eq!(too_many.max_containers, 0);
-        assert!(too_many.notes[0].contains("too costly"), "{:?}", too_many.notes);
+        assert!(
+            too_many.notes[0].contains("too costly"),
+            "{:?}",
+            too_many.notes
+        );
         let wasm = expression(&too_many, WASM_POSSIBLE);
         assert!(!wasm.contains("matches("), "{}", &wasm[..200]);
-        assert!(wasm.ends_with("orValue([])) > 0"), "{}", &wasm[wasm.len() - 100..]);
+        assert!(
+            wasm.ends_with("orValue([])) > 0"),
+            "{}",
+            &wasm[wasm.len() - 100..]
+        );
     }
 }
