@@ -1053,19 +1053,18 @@ def test_a_manifest_that_is_not_a_condition_list_is_refused(tmp_path):
     assert proc.returncode != 0 and "webhook.matchConditions.manifest must be the YAML list" in proc.stderr
 
 
-def test_registry_inspection_keeps_only_the_update_condition_and_says_so():
+def test_registry_inspection_keeps_only_the_update_condition_and_says_so(tmp_path):
     proc = helm_template("w", "w", ["--set", "config.detection.registry.enabled=true"])
     r = Rendered("w", "w", load_docs(proc.stdout))
     for found in conditions(r).values():
         assert [c["name"] for c in found] == ["create-or-rule-input-changed"]
-    notes = subprocess.run(
-        [HELM, "install", "w", str(CHART), "--dry-run=client", "--namespace", "w", "--set", "config.detection.registry.enabled=true"],
-        capture_output=True, text=True,
-    )
-    assert "every Pod and workload CREATE in an opted-in namespace reaches the webhook" in notes.stdout, notes.stderr
+    notes = render_notes(tmp_path, "--set", "config.detection.registry.enabled=true")
+    assert "every Pod and workload CREATE in an\nopted-in namespace reaches the webhook" in notes, notes
+    assert "reaches the webhook" not in render_notes(tmp_path / "default")
 
 
-def test_match_conditions_can_be_turned_off():
+def test_match_conditions_can_be_turned_off(tmp_path):
     proc = helm_template("w", "w", ["--set", "webhook.matchConditions.enabled=false"])
     r = Rendered("w", "w", load_docs(proc.stdout))
     assert conditions(r) == {"mutating": None, "validating": None}
+    assert "Match conditions are off" in render_notes(tmp_path, "--set", "webhook.matchConditions.enabled=false")
