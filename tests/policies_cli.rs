@@ -196,7 +196,10 @@ fn s6_registry_inspection_keeps_only_the_update_condition_and_says_why() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["name"], "create-or-rule-input-changed");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("every Pod and workload CREATE reaches the webhook"), "{err}");
+    assert!(
+        err.contains("every Pod and workload CREATE reaches the webhook"),
+        "{err}"
+    );
 }
 
 #[test]
