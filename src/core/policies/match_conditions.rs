@@ -216,6 +216,14 @@ fn image_regex(config: &Config) -> Result<Option<String>, MatchConditionError> {
             pattern: pattern.clone(),
             reason,
         };
+        if let Some(c) = pattern
+            .chars()
+            .find(|c| !c.is_ascii() || c.is_ascii_control())
+        {
+            return Err(refuse(format!(
+                "the character {c:?} is matched by bytes in the engine and by code points in CEL"
+            )));
+        }
         let glob = compile_pattern(pattern).map_err(refuse)?;
         let re = cel::glob_regex(&glob);
         re2_compatible(&re).map_err(refuse)?;
@@ -243,6 +251,13 @@ fn re2_compatible(re: &str) -> Result<(), String> {
 
 fn walk(ast: &Ast, problem: &mut Option<String>) {
     match ast {
+        // `\xC3` is a byte to the engine's matcher and the code point U+00C3 to RE2.
+        Ast::Literal(l) if !l.c.is_ascii() => {
+            *problem = Some(format!(
+                "the byte escape for {:?} means a byte in the engine and a code point in CEL",
+                l.c
+            ))
+        }
         Ast::ClassBracketed(class) => class_set(&class.kind, problem, 0),
         Ast::Repetition(r) => walk(&r.ast, problem),
         Ast::Group(g) => walk(&g.ast, problem),
@@ -388,6 +403,19 @@ mod tests {
         }
         assert!(!e.contains("deployment.kubernetes.io"), "{e}");
         assert!(e.contains("oldObject.spec[?f]"), "{e}");
+    }
+
+    #[test]
+    fn non_ascii_patterns_are_refused_with_the_key() {
+        let err = generate(&config(
+            "detection:\n  imagePatterns: ['ok/*', 'ghcr.io/acm\u{e9}/*']\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("detection.imagePatterns[1]"), "{err}");
+        assert!(err.contains("code points"), "{err}");
+        assert!(re2_compatible(r"^acm\xc3\xa9$").is_err());
+        assert!(re2_compatible(r"^acme\.io$").is_ok());
     }
 
     #[test]
