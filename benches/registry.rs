@@ -72,6 +72,7 @@ async fn one_review(engine: &Engine, inspector: Option<&Inspector>, body: &[u8])
         registry: facts.as_ref().map(|f| f as &dyn ImageClassifier),
         runtime_classes: None,
         nodes: None,
+        runtime_classes_pending: false,
     };
     let reply = review::answer(engine, &decoded, Endpoint::Mutate, &facts).expect("answered");
     assert!(

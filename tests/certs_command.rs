@@ -121,6 +121,34 @@ fn certs_writes_a_p256_serving_certificate_for_exactly_the_four_service_names_si
     assert_eq!(bundle, std::fs::read(out.join("ca.crt")).expect("ca.crt"));
 }
 
+/// Issue 28, item 8: the folder that receives the private keys is created 0700, nested
+/// folders included, whatever the umask; a folder that exists keeps its mode.
+#[test]
+fn certs_out_dir_is_created_0700() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("nested").join("out");
+    let output = certs(&out, &[]);
+    assert!(output.status.success(), "{output:?}");
+    for folder in [&out, &dir.path().join("nested")] {
+        let mode = std::fs::metadata(folder)
+            .expect("folder")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{} is private", folder.display());
+    }
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).expect("mkdir");
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let output = certs(&existing, &[]);
+    assert!(output.status.success(), "{output:?}");
+    let mode = std::fs::metadata(&existing)
+        .expect("folder")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o750, "an existing folder keeps its mode");
+}
+
 #[test]
 fn certs_refuses_to_overwrite_without_force() {
     let dir = tempfile::tempdir().expect("dir");

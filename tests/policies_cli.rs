@@ -162,6 +162,97 @@ fn s10_configuration_values_reach_the_policies_as_cel_literals() {
     assert!(!text.contains("container_engine_t"));
 }
 
+/// Issue 28, item 2: the validating policy never fails open, whatever `--failure-policy` says.
+#[test]
+fn s10_the_validating_policy_always_fails_closed() {
+    let out = policies(&["--failure-policy", "ignore"]);
+    assert!(out.status.success());
+    let docs: Vec<serde_json::Value> =
+        serde_yaml_ng::Deserializer::from_str(&String::from_utf8_lossy(&out.stdout))
+            .map(|d| serde::Deserialize::deserialize(d).expect("YAML document"))
+            .collect();
+    assert_eq!(
+        docs[0]["spec"]["failurePolicy"], "Ignore",
+        "the mutating policy follows the flag"
+    );
+    let validating = &docs[2]["spec"];
+    assert_eq!(validating["failurePolicy"], "Fail");
+    // behaviour.md §5, the boundary: no selector a pod's author controls, and Pod and Job UPDATEs.
+    assert!(
+        validating["matchConstraints"]
+            .get("objectSelector")
+            .is_none()
+    );
+    let conditions = validating["matchConditions"].to_string();
+    assert!(
+        !conditions.contains("wasm-admission.io/skip"),
+        "{conditions}"
+    );
+    let rules = validating["matchConstraints"]["resourceRules"].to_string();
+    assert!(
+        rules.contains(r#""operations":["CREATE","UPDATE"],"resources":["pods"]"#)
+            && rules.contains(r#""operations":["CREATE","UPDATE"],"resources":["jobs"]"#),
+        "{rules}"
+    );
+    // The lists it walks are bounded, and the new ephemeral containers found through a map.
+    let text = strings(&String::from_utf8_lossy(&out.stdout));
+    assert!(text.contains("variables.containerCount > 1024"), "{text}");
+    assert!(text.contains("transformMapEntry"), "{text}");
+}
+
+/// Issue 28, item 11: `POD_NAMESPACE` in the environment is not an exclusion; only
+/// `--namespace` is, and the command says which namespace it excludes.
+#[test]
+fn s10_pod_namespace_from_the_environment_is_not_excluded_silently() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+        .arg("policies")
+        .env("POD_NAMESPACE", "payments")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("payments"), "POD_NAMESPACE was excluded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("POD_NAMESPACE=payments is set but not used"),
+        "{stderr}"
+    );
+    let out = policies(&["--namespace", "payments"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("'payments'"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("namespace \"payments\" (--namespace) is excluded"),
+        "said loudly"
+    );
+}
+
+/// Issue 28, item 3, in the generated policies: `security.exemptions` reach the validating policy
+/// as CEL literals.
+#[test]
+fn s10_exemptions_reach_the_validating_policy() {
+    let file = config(
+        "security:\n  exemptions:\n    usernames: ['system:serviceaccount:ci:deployer']\n    namespaces: [legacy]\n    runtimeClasses: [gvisor]\n",
+    );
+    let out = policies(&["--config", file.path().to_str().expect("path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = strings(&String::from_utf8_lossy(&out.stdout));
+    assert!(text.contains("request.namespace in ['legacy']"), "{text}");
+    assert!(
+        text.contains(
+            "request.userInfo.?username.orValue('') in ['system:serviceaccount:ci:deployer']"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("variables.spec.?runtimeClassName.orValue('') in ['gvisor']"),
+        "{text}"
+    );
+}
+
 #[test]
 fn s6_match_conditions_print_one_yaml_list_for_both_webhooks() {
     let out = policies(&["--match-conditions"]);

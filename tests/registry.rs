@@ -76,6 +76,7 @@ async fn decide(
             registry: Some(&facts),
             runtime_classes: None,
             nodes: None,
+            runtime_classes_pending: false,
         },
     )
     .expect("answered");

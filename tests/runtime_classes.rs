@@ -94,6 +94,30 @@ async fn runtimeclasses(State(api): State<Arc<FakeApi>>, RawQuery(query): RawQue
         .into_response()
 }
 
+/// No nodes: an empty list, and a watch that stays open without events.
+async fn nodes(RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    if query.contains("watch=true") || query.contains("watch=1") {
+        let stream = futures_util::stream::pending::<Result<String, std::io::Error>>();
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(stream),
+        )
+            .into_response();
+    }
+    let list = json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": "100"},
+        "items": []
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        list.to_string(),
+    )
+        .into_response()
+}
+
 async fn start_fake_api(initial: Vec<Value>) -> (Arc<FakeApi>, std::net::SocketAddr) {
     let (events, _) = broadcast::channel(16);
     let api = Arc::new(FakeApi {
@@ -106,6 +130,7 @@ async fn start_fake_api(initial: Vec<Value>) -> (Arc<FakeApi>, std::net::SocketA
     });
     let app = axum::Router::new()
         .route("/apis/node.k8s.io/v1/runtimeclasses", get(runtimeclasses))
+        .route("/api/v1/nodes", get(nodes))
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -487,5 +512,60 @@ async fn s3_rule3b_a_custom_class_counts_as_wasm_through_its_handler_once_watche
         || async { unchanged(&response_for(&server, &privileged).await) },
     )
     .await;
+    server.stop().await;
+}
+
+/// `GET /readyz`: the status and the body.
+async fn readyz(server: &TestServer) -> (u16, String) {
+    let response = server
+        .client(Http::One)
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Issue 28, item 5: `/readyz` answers 503 until the first RuntimeClass list has completed (and
+/// the Node list beside it): before, it was 200 at once, and reviews were decided without knowing
+/// which classes run Wasm by their handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s28_item5_readyz_is_503_until_the_first_runtime_class_list_completes() {
+    let (api, addr) = start_fake_api(vec![runtime_class_with_handler("my-spin", "spin", 90)]).await;
+    let server = TestServer::start_with_tuning(
+        |args| args.watch_runtime_classes = WatchMode::Auto,
+        Tuning {
+            kube_config: Some(kube::Config::new(
+                format!("http://{addr}").parse().expect("url"),
+            )),
+            ..fast_tuning()
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(10), "the watch lists", || async {
+        api.lists.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let (status, body) = readyz(&server).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("RuntimeClasses"), "{body}");
+    // Still not ready a while later: the list has not arrived.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(readyz(&server).await.0, 503);
+
+    api.release();
+    eventually(Duration::from_secs(10), "ready once listed", || async {
+        readyz(&server).await.0 == 200
+    })
+    .await;
+    server.stop().await;
+}
+
+/// Without cluster access (`auto`) nothing is watched and nothing is waited for: ready at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s28_item5_without_a_watch_readyz_does_not_wait() {
+    let server = TestServer::start_with(|args| args.watch_runtime_classes = WatchMode::Off).await;
+    assert_eq!(readyz(&server).await.0, 200);
     server.stop().await;
 }

@@ -134,3 +134,97 @@ async fn own_namespace_is_never_touched() {
     assert!(response.get("patch").is_none(), "{response}");
     t.stop().await;
 }
+
+/// Issue 28, item 9, on the built binary: a 400 MB file at the config path is not read (before:
+/// RSS from 9 MB to 828 MB, every second); a FIFO there is refused without blocking the poll, so a
+/// rotated certificate is still served; and SIGTERM still exits (before: never).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s28_item9_a_huge_config_or_a_fifo_blocks_neither_certificate_reload_nor_sigterm() {
+    let pki = Pki::new("reload CA");
+    let first = pki.serving();
+    let (dir, cert, key) = pair_files(&first);
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "runtimeClassName: wasmtime\n").expect("config");
+    let mut spawned = spawn_serve(&[
+        "--tls-cert-file",
+        cert.to_str().expect("path"),
+        "--tls-private-key-file",
+        key.to_str().expect("path"),
+        "--config",
+        config.to_str().expect("path"),
+        "--watch-runtime-classes",
+        "off",
+    ]);
+    let peer = |ca: String, addr| async move {
+        let client = apiserver_client(&ca, addr, Http::One);
+        let url = format!("https://{SERVICE_HOST}:{}/mutate", addr.port());
+        post_review(&client, &url, DEPLOYMENT_CREATE)
+            .await
+            .ok()
+            .and_then(|a| a.peer_cert)
+    };
+    let addr = spawned.addr;
+    assert_eq!(
+        peer(pki.ca_pem.clone(), addr).await,
+        Some(first.cert_der.clone())
+    );
+    let before = spawned.status_kib("VmRSS");
+
+    // A 400 MB file (sparse: no disk used), for three polls.
+    let huge = dir.path().join("huge.yaml");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(400 * 1024 * 1024))
+        .expect("huge file");
+    std::fs::rename(&huge, &config).expect("swap in the huge file");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = spawned.status_kib("VmHWM");
+    eprintln!("RSS before {before} KiB, peak after 3 polls of a 400 MB config {after} KiB");
+    assert!(
+        after < before + 64 * 1024,
+        "read whole: {before} -> {after} KiB"
+    );
+
+    // A FIFO at the path, then a rotated certificate: served, without a writer ever opening it.
+    std::fs::remove_file(&config).expect("remove");
+    let c = std::ffi::CString::new(config.to_str().expect("path")).expect("cstring");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = pki.serving();
+    let staged = dir.path().join("staged");
+    std::fs::create_dir(&staged).expect("staged");
+    std::fs::write(staged.join("tls.crt"), &second.cert_pem).expect("cert");
+    std::fs::write(staged.join("tls.key"), &second.key_pem).expect("key");
+    std::fs::rename(staged.join("tls.key"), &key).expect("swap key");
+    std::fs::rename(staged.join("tls.crt"), &cert).expect("swap cert");
+    eventually(
+        Duration::from_secs(10),
+        "the rotated certificate served",
+        || {
+            let (ca, want) = (pki.ca_pem.clone(), second.cert_der.clone());
+            async move { peer(ca, addr).await == Some(want) }
+        },
+    )
+    .await;
+
+    let pid = libc::pid_t::try_from(spawned.child.id()).expect("pid");
+    // SAFETY: kill(2) with a pid this test spawned and still owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = spawned.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let logs = spawned.logs_after_exit();
+    assert!(
+        logs.iter().any(|l| l.contains("not a regular file")),
+        "the FIFO is named in the log: {logs:#?}"
+    );
+}

@@ -44,6 +44,7 @@ fn admit_with(
         registry: None,
         runtime_classes: classes,
         nodes,
+        runtime_classes_pending: false,
     };
     admit_review_with(
         &engine(),
@@ -161,6 +162,7 @@ fn the_configured_default_class_is_checked_when_injected() {
         registry: None,
         runtime_classes: Some(&classes),
         nodes: Some(&nodes),
+        runtime_classes_pending: false,
     };
     let out = admit_review_with(
         &engine,

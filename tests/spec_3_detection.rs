@@ -462,20 +462,30 @@ fn s3_rule3b_off_when_runtime_classes_and_handlers_are_emptied() {
     );
 }
 
+/// Rule 1 on a pod spec that names a Wasm class opts out of §4 only: §5's boundary still denies
+/// (behaviour.md §5, issue 28 item 3).
 #[test]
-fn s3_rule1_wasm_false_beats_a_wasm_class() {
+fn s3_rule1_wasm_false_on_a_wasm_class_opts_out_of_mutation_only() {
     let engine = engine();
     let cluster = cluster_classes(&[("my-spin", "spin")]);
     for class in ["wasmtime-spin-v2", "my-spin"] {
         for on_template in [true, false] {
-            let mut d = privileged_twin(&deployment_naming(class), 0);
-            annotate(&mut d, on_template, "wasm-admission.io/wasm", "false");
-            let out = admit_in_cluster(&engine, &d, &cluster);
+            let mut clean = deployment_naming(class);
+            annotate(&mut clean, on_template, "wasm-admission.io/wasm", "false");
+            let out = admit_in_cluster(&engine, &clean, &cluster);
             assert!(
                 out.allowed() && !out.patched(),
                 "{class} on template={on_template}"
             );
             assert!(out.decision.warnings.is_empty());
+            let mut d = privileged_twin(&deployment_naming(class), 0);
+            annotate(&mut d, on_template, "wasm-admission.io/wasm", "false");
+            let out = admit_in_cluster(&engine, &d, &cluster);
+            assert!(
+                !out.allowed() && out.message().contains("securityContext.privileged=true"),
+                "{class} on template={on_template}: {}",
+                out.message()
+            );
         }
     }
 }

@@ -60,6 +60,7 @@ fn decide_with(
             registry: Some(answers),
             runtime_classes: None,
             nodes: None,
+            runtime_classes_pending: false,
         },
     )
     .expect("answered")
@@ -81,8 +82,10 @@ fn s3_rule6_the_door_looks_up_each_container_image_once_unless_something_else_de
         ["envoy:1.30"]
     );
 
-    // Nothing to look up when annotations decide (rules 1–4), when the object is skipped or in
-    // an excluded namespace, for other kinds and operations, and for immutable updates.
+    // Nothing to look up when annotations say Wasm (rules 2–4), in an excluded namespace, for
+    // other kinds and operations, and for updates of Pods and Jobs that change no image or read
+    // annotation. The opt-outs (rule 1, the skip label) do not spare the lookup: §5's boundary
+    // reads the images whatever the pod says.
     let mut annotated = deployment(&["ghcr.io/acme/app:1"]);
     annotated["metadata"]["annotations"] = json!({"wasm-admission.io/wasm": "true"});
     let mut opted_out = deployment(&["ghcr.io/acme/app:1"]);
@@ -98,14 +101,22 @@ fn s3_rule6_the_door_looks_up_each_container_image_once_unless_something_else_de
     pod["spec"]["containers"][0]["image"] = json!("ghcr.io/acme/app:1");
     for (what, review) in [
         ("wasm: true", review_for(&annotated, "CREATE", None, None)),
-        ("wasm: false", review_for(&opted_out, "CREATE", None, None)),
         ("variant", review_for(&variant, "CREATE", None, None)),
-        ("skip label", review_for(&skipped, "CREATE", None, None)),
         ("kube-system", review_for(&excluded, "CREATE", None, None)),
         ("DELETE", review_for(&d, "DELETE", None, None)),
         ("Pod UPDATE", review_for(&pod, "UPDATE", Some(&pod), None)),
     ] {
         assert!(images_to_look_up(&engine, &review).is_empty(), "{what}");
+    }
+    for (what, review) in [
+        ("wasm: false", review_for(&opted_out, "CREATE", None, None)),
+        ("skip label", review_for(&skipped, "CREATE", None, None)),
+    ] {
+        assert_eq!(
+            images_to_look_up(&engine, &review),
+            ["ghcr.io/acme/app:1"],
+            "{what}"
+        );
     }
     // A Pod CREATE does need them.
     assert_eq!(

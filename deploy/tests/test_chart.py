@@ -210,9 +210,20 @@ def test_webhook_selectors(name):
         assert expr["key"] == "kubernetes.io/metadata.name"
         assert expr["operator"] == "NotIn"
         assert set(expr["values"]) >= SYSTEM_NAMESPACES | {r.namespace}
-        assert hook["objectSelector"] == {
-            "matchExpressions": [{"key": "wasm-admission.io/skip", "operator": "NotIn", "values": ["true"]}]
-        }
+    # The skip label opts out of mutation only.
+    assert r.webhooks()["mutating"][1]["objectSelector"] == {
+        "matchExpressions": [{"key": "wasm-admission.io/skip", "operator": "NotIn", "values": ["true"]}]
+    }
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_validating_webhook_has_no_selector_a_pod_author_controls(name):
+    """behaviour.md §5, the boundary: nothing on the pod turns the baseline check off, so the
+    validating webhook has no objectSelector, and it is sent Pod UPDATEs (a changed image)."""
+    _, hook = render(name).webhooks()["validating"]
+    assert "objectSelector" not in hook
+    assert ("", "v1", "pods", "UPDATE") in normalized_rules(hook)
+    assert ("batch", "v1", "jobs", "UPDATE") in normalized_rules(hook)
 
 
 def test_excluded_namespaces_follow_the_configuration():
@@ -869,9 +880,43 @@ def test_mode_policies_installs_the_generated_policies_and_no_webhook():
     assert all(d["spec"].get("failurePolicy", "Fail") == "Fail" for d in docs if "Binding" not in d["kind"])
 
 
-def test_mode_policies_follows_the_failure_policy():
-    docs = load_docs(helm_template("w", "w", ["--set", "mode=policies", "--set", "webhook.failurePolicy=Ignore"]).stdout)
-    assert [d["spec"]["failurePolicy"] for d in docs if "Binding" not in d["kind"]] == ["Ignore", "Ignore"]
+@pytest.mark.parametrize("mode", ["policies", "both"])
+def test_failure_policy_ignore_never_reaches_the_validating_policy(mode):
+    """Item 2 of issue 28: the validating policy fails closed whatever webhook.failurePolicy says;
+    Ignore reaches the mutating policy only."""
+    docs = load_docs(helm_template("w", "w", ["--set", f"mode={mode}", "--set", "webhook.failurePolicy=Ignore"]).stdout)
+    policies = {d["kind"]: d["spec"]["failurePolicy"] for d in docs if d["kind"].endswith("AdmissionPolicy")}
+    assert policies == {"MutatingAdmissionPolicy": "Ignore", "ValidatingAdmissionPolicy": "Fail"}
+    validating = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"][0]["spec"]
+    assert "objectSelector" not in validating["matchConstraints"]
+    assert [c["name"] for c in validating["matchConditions"]] == ["outside-excluded-namespaces"]
+
+
+def test_release_in_default_says_loudly_what_it_exempts(tmp_path):
+    """Item 11 of issue 28: a release in default excludes default; NOTES says so loudly."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        "data:\n  notes: {{ tpl (.Files.Get \"notes.txt\") . | toJson }}\n"
+    )
+    def notes(namespace):
+        proc = subprocess.run(
+            [HELM, "template", "w", str(chart), "--namespace", namespace, "--show-only", "templates/zz-notes.yaml"],
+            capture_output=True, text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return load_docs(proc.stdout)[0]["data"]["notes"]
+    loud = notes("default")
+    assert 'WARNING: this release is in namespace "default", so namespace "default" is EXCLUDED' in loud
+    assert "-n wasm-admission --create-namespace" in loud
+    quiet = notes("wasm-admission")
+    assert "WARNING" not in quiet
+    assert "namespace wasm-admission (this release's) is never mutated or checked" in quiet
+    # What the NOTES say is what the webhooks do.
+    _, hook = Rendered("w", "default", load_docs(helm_template("w", "default", []).stdout)).webhooks()["validating"]
+    assert "default" in hook["namespaceSelector"]["matchExpressions"][0]["values"]
 
 
 def test_mode_both_installs_the_webhook_and_the_policies():

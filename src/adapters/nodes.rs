@@ -27,6 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::adapters::runtime_classes::forbidden;
 use crate::core::schedulability::{ClusterNodes, NodeLabels};
 
 /// The state of the Node watch, as the `wasm_admission_node_watch_state` metric reports it.
@@ -51,6 +52,9 @@ pub struct KnownNodes {
     count: Gauge,
     /// A [`WatchState`] (`wasm_admission_node_watch_state`).
     state: Gauge,
+    /// A watch was started and has neither listed the nodes nor been refused for lack of
+    /// permission: `/readyz` waits (issue 28, item 5).
+    waiting: std::sync::atomic::AtomicBool,
 }
 
 impl KnownNodes {
@@ -60,7 +64,19 @@ impl KnownNodes {
             nodes: RwLock::default(),
             count,
             state,
+            waiting: false.into(),
         }
+    }
+
+    /// A watch runs and its first list has neither completed nor been refused for lack of
+    /// permission (the warning it feeds is off then, so nothing is waited for).
+    pub fn pending(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn settle(&self) {
+        self.waiting
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// The nodes, once the first list has completed. Hold the guard only while deciding: the
@@ -106,16 +122,13 @@ fn entry(node: PartialObjectMeta<Node>) -> Option<(String, NodeLabels)> {
     Some((name, NodeLabels::new(meta.labels.unwrap_or_default())))
 }
 
-/// Whether a watch error is the apiserver refusing for lack of permission.
-fn forbidden(error: &watcher::Error) -> bool {
-    let text = error.to_string();
-    text.contains("403") || text.contains("forbidden") || text.contains("Forbidden")
-}
-
 /// Lists and then watches the nodes' metadata until the task is aborted, keeping `known` current.
 pub fn spawn_watch(client: Client, known: Arc<KnownNodes>) -> JoinHandle<()> {
     let api: Api<PartialObjectMeta<Node>> = Api::all(client);
     known.set_state(WatchState::Listing);
+    known
+        .waiting
+        .store(true, std::sync::atomic::Ordering::Release);
     tokio::spawn(async move {
         let stream =
             watcher::watcher(api, watcher::Config::default().page_size(500)).default_backoff();
@@ -127,6 +140,9 @@ pub fn spawn_watch(client: Client, known: Arc<KnownNodes>) -> JoinHandle<()> {
                 Ok(event) => event,
                 Err(e) => {
                     known.set_state(WatchState::Failing);
+                    if forbidden(&e) {
+                        known.settle();
+                    }
                     if !failing {
                         if forbidden(&e) {
                             warn!(error = %e, "no permission to list and watch nodes; the warning for a RuntimeClass no node can run is off until it is granted (retrying with backoff)");
@@ -158,6 +174,7 @@ pub fn spawn_watch(client: Client, known: Arc<KnownNodes>) -> JoinHandle<()> {
                     let listed = std::mem::take(&mut listing);
                     known.write(|nodes| *nodes = Some(listed));
                     known.set_state(WatchState::Watching);
+                    known.settle();
                 }
                 Event::Apply(node) => {
                     if let Some((name, labels)) = entry(node) {

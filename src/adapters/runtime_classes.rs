@@ -5,11 +5,16 @@
 //! handler as Wasm.
 //!
 //! Until the first list has completed the names are unknown (`None`), so no review gets a false
-//! warning while the watch starts. After that, a broken watch keeps the last names it had while
-//! kube's watcher retries with backoff. Needs read-only RBAC: `get`, `list` and `watch` on
-//! `runtimeclasses.node.k8s.io`.
+//! warning while the watch starts; meanwhile the watch is *pending* ([`KnownRuntimeClasses::pending`],
+//! issue 28 item 5): `/readyz` answers 503 and the engine judges a class that is not Wasm by name
+//! as an unknown one (`Facts::runtime_classes_pending`). After that, a broken watch keeps the last
+//! names it had while kube's watcher retries with backoff. Needs read-only RBAC: `get`, `list` and
+//! `watch` on `runtimeclasses.node.k8s.io`. Without that permission, `--watch-runtime-classes auto`
+//! stops waiting (said once in the log, at warning level: classes are then known by name only, as
+//! without cluster access) and keeps retrying; `on` keeps waiting, so `serve` never becomes ready.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwapOption;
 use futures_util::StreamExt;
@@ -39,9 +44,24 @@ pub enum WatchMode {
 #[derive(Default)]
 pub struct KnownRuntimeClasses {
     known: ArcSwapOption<ClusterRuntimeClasses>,
+    /// A watch was started ([`spawn_watch`]).
+    watched: AtomicBool,
+    /// The watch is in `auto` mode and the apiserver refused the list for lack of permission:
+    /// not waited for.
+    not_permitted: AtomicBool,
 }
 
 impl KnownRuntimeClasses {
+    /// A watch runs but holds no list yet (the first list has not arrived, or keeps failing), and
+    /// is waited for: `/readyz` answers 503 and reviews are decided with
+    /// `Facts::runtime_classes_pending`. `false` without a watch, and in `auto` mode once the list
+    /// was refused for lack of permission.
+    pub fn pending(&self) -> bool {
+        self.watched.load(Ordering::Acquire)
+            && !self.not_permitted.load(Ordering::Acquire)
+            && self.known.load().is_none()
+    }
+
     /// The classes, once the first list has completed.
     pub fn current(&self) -> Option<Arc<ClusterRuntimeClasses>> {
         self.known.load_full()
@@ -108,9 +128,22 @@ fn entry(rc: RuntimeClass) -> Option<(String, RuntimeClassInfo)> {
     ))
 }
 
+/// Whether a watch error is the apiserver refusing for lack of permission.
+pub fn forbidden(error: &watcher::Error) -> bool {
+    let text = error.to_string();
+    text.contains("403") || text.contains("forbidden") || text.contains("Forbidden")
+}
+
 /// Lists and then watches RuntimeClasses until the task is aborted, keeping `names` current.
-pub fn spawn_watch(client: Client, names: Arc<KnownRuntimeClasses>) -> JoinHandle<()> {
+/// `mode` says whether a refused list is waited for ([`WatchMode::On`]) or not
+/// ([`WatchMode::Auto`]); see [`KnownRuntimeClasses::pending`].
+pub fn spawn_watch(
+    client: Client,
+    names: Arc<KnownRuntimeClasses>,
+    mode: WatchMode,
+) -> JoinHandle<()> {
     let api: Api<RuntimeClass> = Api::all(client);
+    names.watched.store(true, Ordering::Release);
     tokio::spawn(async move {
         let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
         futures_util::pin_mut!(stream);
@@ -121,8 +154,18 @@ pub fn spawn_watch(client: Client, names: Arc<KnownRuntimeClasses>) -> JoinHandl
                 Ok(event) => event,
                 Err(e) => {
                     // One line when the watch starts failing, not one per retry.
-                    if !failing {
-                        warn!(error = %e, "watching RuntimeClasses failed; retrying with backoff (the last known names stay in use)");
+                    let refused = forbidden(&e);
+                    if refused && mode == WatchMode::Auto && names.current().is_none() {
+                        if !names.not_permitted.swap(true, Ordering::AcqRel) {
+                            warn!(error = %e, "no permission to list RuntimeClasses (--watch-runtime-classes auto): not waiting for them; a class is Wasm by its name only until the list is granted (retrying with backoff)");
+                        }
+                        failing = true;
+                    } else if !failing {
+                        if names.current().is_none() {
+                            warn!(error = %e, "listing RuntimeClasses failed; /readyz answers 503 and a class that is not Wasm by name is judged as unknown until a list completes (retrying with backoff)");
+                        } else {
+                            warn!(error = %e, "watching RuntimeClasses failed; retrying with backoff (the last known names stay in use)");
+                        }
                         failing = true;
                     } else {
                         debug!(error = %e, "watching RuntimeClasses failed again");
@@ -146,6 +189,7 @@ pub fn spawn_watch(client: Client, names: Arc<KnownRuntimeClasses>) -> JoinHandl
                     sorted.sort();
                     info!(runtime_classes = ?sorted, "RuntimeClasses listed");
                     names.replace(std::mem::take(&mut listing));
+                    names.not_permitted.store(false, Ordering::Release);
                 }
                 Event::Apply(rc) => {
                     if let Some((name, info)) = entry(rc) {

@@ -428,7 +428,16 @@ pub fn write_certs(args: &CertsArgs) -> Result<Written, CertsError> {
             return Err(CertsError::Exists(existing));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|source| CertsError::OutDir {
+    // Created 0700 (issue 28): the folder holds private keys, and a file briefly world-readable
+    // under an umask of 022 would be enough. A folder that exists already keeps its mode.
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| CertsError::OutDir {
         path: dir.clone(),
         source,
     })?;

@@ -23,10 +23,12 @@ pub struct PoliciesArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The namespace the policies never act in besides `excludedNamespaces`, as the webhook
-    /// excludes its own (the chart's release namespace).
-    #[arg(long, env = "POD_NAMESPACE")]
+    /// excludes its own (the chart's release namespace). Only this flag names it: `POD_NAMESPACE`
+    /// in the environment is not read (an exclusion must never come from the environment unseen).
+    #[arg(long)]
     pub namespace: Option<String>,
-    /// What the apiserver does when a policy's expression fails.
+    /// What the apiserver does when the mutating policy's expression fails. The validating policy
+    /// always has `Fail`: a denial is never skipped because an expression failed.
     #[arg(long, value_enum, default_value = "fail")]
     pub failure_policy: FailurePolicyArg,
     /// The webhook runs beside the policies (the chart's mode both) and keeps what needs I/O:
@@ -69,6 +71,20 @@ pub fn run(args: PoliciesArgs) -> ExitCode {
         },
         None => Config::default(),
     };
+    if let Ok(env) = std::env::var("POD_NAMESPACE")
+        && !env.is_empty()
+        && args.namespace.is_none()
+    {
+        eprintln!(
+            "wasm-admission policies: POD_NAMESPACE={env} is set but not used; pass --namespace {env} \
+             to exclude that namespace too"
+        );
+    }
+    if let Some(ns) = args.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+        eprintln!(
+            "wasm-admission policies: namespace {ns:?} (--namespace) is excluded: nothing in it is mutated or checked"
+        );
+    }
     let config = config.with_own_namespace(args.namespace.as_deref());
     if args.match_conditions {
         return print_match_conditions(&config);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::core::baseline::{SecurityConfig, SecurityPolicy};
+pub use crate::core::baseline::{Exemptions, SecurityConfig, SecurityPolicy};
 use crate::core::quantity::Quantity;
 
 /// The largest configuration file accepted; a ConfigMap cannot be larger than 1 MiB anyway.
@@ -317,6 +317,36 @@ impl DetectionConfig {
     }
 }
 
+impl Exemptions {
+    /// Namespaces are DNS labels and RuntimeClass names DNS subdomains, as Kubernetes checks them;
+    /// a user name must not be empty.
+    fn validate(&self) -> Result<(), String> {
+        for name in &self.usernames {
+            if name.is_empty() {
+                return Err("security.exemptions.usernames: a user name must not be empty".into());
+            }
+        }
+        for (key, names, max, dots) in [
+            ("namespaces", &self.namespaces, 63, false),
+            ("runtimeClasses", &self.runtime_classes, 253, true),
+        ] {
+            for name in names {
+                if !is_dns_name(name, max, dots) {
+                    return Err(format!(
+                        "security.exemptions.{key}: {name:?} is not a valid {}",
+                        if dots {
+                            "RuntimeClass name"
+                        } else {
+                            "namespace name"
+                        }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A DNS-1123 label (`dots` false) or subdomain (`dots` true) of at most `max` characters.
 fn is_dns_name(name: &str, max: usize, dots: bool) -> bool {
     let label_ok = |label: &str| {
@@ -405,9 +435,19 @@ impl Config {
             }
         }
         for pattern in &self.detection.image_patterns {
+            // Image references are ASCII (the distribution spec's grammar): the engine's globs
+            // match bytes and CEL's regular expressions match code points, so a non-ASCII
+            // pattern would mean different things at the two doors. It can match no valid image.
+            if let Some(ch) = pattern.chars().find(|c| !c.is_ascii()) {
+                return Err(format!(
+                    "detection.imagePatterns: pattern {pattern:?} contains the non-ASCII character \
+                     {ch:?}; image references are ASCII, so it could never match a valid image"
+                ));
+            }
             crate::core::detection::compile_pattern(pattern)
                 .map_err(|e| format!("detection.imagePatterns: {e}"))?;
         }
+        self.security.exemptions.validate()?;
         self.detection.validate()?;
         for key in self.pod_annotations.keys() {
             if key.is_empty() {

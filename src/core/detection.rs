@@ -240,10 +240,31 @@ fn by_pod(view: &PodView<'_, '_>, signals: &Signals<'_>) -> Option<Detection> {
     None
 }
 
-/// The images rule 6 would classify: none when rules 1–4 decide, else each `containers` image
-/// that no pattern matches, once, in order. (`signals.registry` is not read.)
-pub fn registry_images(view: &PodView<'_, '_>, signals: &Signals<'_>) -> Vec<String> {
-    if by_pod(view, signals).is_some() {
+/// Whether the pod spec's own `runtimeClassName` names a class that runs Wasm (rule 3b), whatever
+/// the pod's annotations say: behaviour.md §5's boundary.
+pub fn names_wasm_class(view: &PodView<'_, '_>, signals: &Signals<'_>) -> bool {
+    view.spec
+        .runtime_class_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .is_some_and(|name| {
+            signals
+                .wasm_classes
+                .runs_wasm(name, signals.cluster_classes)
+        })
+}
+
+/// The images rule 6 would classify: none when the pod is Wasm without them (rules 2–4, unless
+/// `skipped`, or a Wasm class of its own), else each `containers` image that no pattern matches,
+/// once, in order. Rule 1 and the skip label do not spare the lookup: behaviour.md §5's boundary
+/// reads the images whatever the pod says. (`signals.registry` is not read.)
+pub fn registry_images(
+    view: &PodView<'_, '_>,
+    signals: &Signals<'_>,
+    skipped: bool,
+) -> Vec<String> {
+    let wasm_by_pod = !skipped && matches!(by_pod(view, signals), Some(Detection::Wasm { .. }));
+    if wasm_by_pod || names_wasm_class(view, signals) {
         return Vec::new();
     }
     // In first-seen order, de-duplicated through a set: linear in the number of containers (a
@@ -270,6 +291,16 @@ pub fn detect(
     if let Some(detection) = by_pod(view, signals) {
         return detection;
     }
+    by_images(view, signals, warnings)
+}
+
+/// Rules 5 and 6 alone: what the images say, whatever the annotations say (behaviour.md §5's
+/// boundary reads this for a pod that opted out).
+pub fn by_images(
+    view: &PodView<'_, '_>,
+    signals: &Signals<'_>,
+    warnings: &mut Vec<String>,
+) -> Detection {
     let (patterns, registry) = (signals.patterns, signals.registry);
     // Rules 5 and 6, container by container.
     let containers = view.spec.containers();

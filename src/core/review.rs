@@ -57,7 +57,7 @@ fn malformed(body: &[u8], error: serde_json::Error) -> ReviewError {
     }
 }
 
-/// Only what the webhook reads; everything else (`userInfo`, `options`, ...) is skipped unbuilt.
+/// Only what the webhook reads; everything else (`options`, most of `userInfo`, ...) is skipped unbuilt.
 /// `O` is what `object` is read as: the engine's lean [`Object`] on the way of every review, or
 /// raw JSON when that fails (see [`decode`]).
 #[derive(Deserialize)]
@@ -89,6 +89,15 @@ struct RequestIn<'a, O> {
     object: Option<O>,
     #[serde(default)]
     old_object: Option<&'a RawValue>,
+    /// Only `username` is read (`security.exemptions.usernames`); groups and extra are skipped.
+    #[serde(default)]
+    user_info: Option<UserInfoIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct UserInfoIn<'a> {
+    #[serde(borrow, default)]
+    username: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +166,7 @@ impl Decoded<'_> {
                 Input::Raw(raw) => ObjectInput::Raw(raw),
             }),
             old_object: req.old_object.filter(|v| v.get() != "null"),
+            username: req.user_info.as_ref().and_then(|u| u.username.as_deref()),
         }
     }
 
@@ -225,6 +235,7 @@ impl<'a, O> ReviewIn<'a, O> {
                 operation: r.operation,
                 object: None,
                 old_object: r.old_object,
+                user_info: r.user_info,
             }),
         }
     }

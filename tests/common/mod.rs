@@ -231,6 +231,7 @@ pub fn admit_in_cluster(
         registry: None,
         runtime_classes: Some(classes),
         nodes: None,
+        runtime_classes_pending: false,
     };
     admit_review_with(
         engine,

@@ -341,3 +341,135 @@ pub fn no_node_matches_warning_appears_and_disappears_without_restart(world: &Wo
         "{metrics}"
     );
 }
+
+/// Deletes what the RBAC case made at cluster scope, also when it fails.
+struct DeleteRbac<'w>(&'w World, String);
+
+impl Drop for DeleteRbac<'_> {
+    fn drop(&mut self) {
+        let c = &self.0.cluster;
+        c.kubectl(&[
+            "delete",
+            "clusterrolebinding",
+            &self.1,
+            "--ignore-not-found",
+        ]);
+        c.kubectl(&["delete", "clusterrole", &self.1, "--ignore-not-found"]);
+    }
+}
+
+/// Issue 28, item 7: the chart's audit ClusterRole, exactly as helm renders it, lets `audit
+/// --apply` create its reports and patch them on the next run, and nothing more: as that account,
+/// another tool's PolicyReport can be neither patched nor updated (before, it could be rewritten
+/// from fail to pass).
+pub fn audit_account_creates_and_patches_only_its_own_reports(world: &World) {
+    let cluster = &world.cluster;
+    let ns = cluster.namespace("audit-rbac", false);
+    for (_, _, json) in manifests(&ns) {
+        cluster
+            .kubectl_in(&["create", "-f", "-"], &json)
+            .expect_ok("create");
+    }
+    let crds = root().join("deploy/helm/wasm-admission/files/policyreport-crds.yaml");
+    let _delete = DeleteCrds(world, crds.clone());
+    cluster
+        .kubectl(&["apply", "-f", crds.to_str().expect("utf-8")])
+        .expect_ok("install the PolicyReport CRDs");
+    eventually(Duration::from_secs(20), "the CRDs to be served", || {
+        cluster.kubectl(&["get", "policyreports", "-A"]).ok
+    });
+
+    // The chart's ClusterRole, as rendered, bound to a fresh account.
+    let chart = root().join("deploy/helm/wasm-admission");
+    let rendered = world
+        .helm(&[
+            "template",
+            "e2e-rbac",
+            chart.to_str().expect("utf-8"),
+            "--set",
+            "audit.enabled=true",
+            "--set",
+            "policyReports.installCRDs=false",
+            "--show-only",
+            "templates/audit.yaml",
+        ])
+        .expect_ok("helm template the audit");
+    let role = rendered
+        .split("\n---")
+        .find(|doc| doc.contains("\nkind: ClusterRole\n"))
+        .unwrap_or_else(|| panic!("no ClusterRole in {rendered}"))
+        .to_string();
+    let role_name = "e2e-rbac-wasm-admission-audit".to_string();
+    assert!(role.contains(&role_name), "{role}");
+    let _rbac = DeleteRbac(world, role_name.clone());
+    cluster
+        .kubectl_in(&["apply", "-f", "-"], &role)
+        .expect_ok("apply the chart's ClusterRole");
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = kubeconfig_for(world, &ns, "auditor", dir.path());
+    cluster
+        .kubectl(&[
+            "create",
+            "clusterrolebinding",
+            &role_name,
+            "--clusterrole",
+            &role_name,
+            "--serviceaccount",
+            &format!("{ns}:auditor"),
+        ])
+        .expect_ok("bind the ClusterRole");
+
+    // Another tool's report, failing.
+    let foreign = format!(
+        r#"{{"apiVersion":"wgpolicyk8s.io/v1alpha2","kind":"PolicyReport","metadata":{{"name":"other-tool","namespace":"{ns}"}},"summary":{{"fail":1}},"results":[{{"policy":"other","result":"fail","source":"other-tool"}}]}}"#
+    );
+    cluster
+        .kubectl_in(&["create", "-f", "-"], &foreign)
+        .expect_ok("create a foreign PolicyReport");
+    let as_auditor = |args: &[&str]| {
+        let mut command = cluster.kubectl_command(args);
+        command.env("KUBECONFIG", &kubeconfig);
+        let out = command.output().expect("kubectl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for verb in ["patch", "update"] {
+        let (_, answer, _) =
+            as_auditor(&["auth", "can-i", verb, "policyreports/other-tool", "-n", &ns]);
+        assert_eq!(answer, "no", "{verb} a foreign report");
+    }
+    let (patched, _, stderr) = as_auditor(&[
+        "-n",
+        &ns,
+        "patch",
+        "policyreport",
+        "other-tool",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"summary":{"fail":0,"pass":1}}"#,
+    ]);
+    assert!(!patched, "the audit account rewrote a foreign report");
+    assert!(
+        stderr.contains("Forbidden") || stderr.contains("forbidden"),
+        "{stderr}"
+    );
+    let foreign_now = cluster.json(&["-n", &ns, "get", "policyreport", "other-tool"]);
+    assert_eq!(foreign_now["summary"]["fail"], 1, "{foreign_now:#}");
+
+    // audit --apply as that account: created, then patched on the second run.
+    for run in ["creates", "patches"] {
+        let out = world.audit_with(&kubeconfig, &["-n", &ns, "-o", "policyreport", "--apply"]);
+        assert_eq!(out.code, Some(0), "audit --apply {run}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("applied PolicyReport"),
+            "{}",
+            out.stderr
+        );
+    }
+    let ours = cluster.json(&["-n", &ns, "get", "policyreport", "wasm-admission"]);
+    assert_eq!(ours["summary"]["fail"], 1, "{ours:#}");
+}

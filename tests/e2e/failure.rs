@@ -144,3 +144,47 @@ pub fn helm_upgrade_keeps_the_generated_certificate(world: &World) {
     }
     world.helm_install(&[]);
 }
+
+/// Issue 28, item 1, the repro: under `failurePolicy: Ignore` (the README's emergency switch) a
+/// privileged, hostPID pod on a Wasm class, padded with 1.45 million `<` in its args, makes an
+/// AdmissionReview of about 8.7 MB (the apiserver writes each `<` as the six bytes `\u003c`), past
+/// the old 8 MiB limit: it was answered 413, the failure ignored, and the pod stored. The webhook
+/// now decides a review of that size, and the pod is denied for what it asks.
+pub fn an_oversized_review_under_ignore_is_denied_not_admitted(world: &World) {
+    let cluster = &world.cluster;
+    let ns = cluster.namespace("oversized-review", true);
+    world.apply_runtime_classes();
+    let recover = Recover { world };
+    set_failure_policy(world, "Ignore");
+    let padding = "<".repeat(1_450_000);
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "padded", "namespace": ns},
+        "spec": {
+            "runtimeClassName": "wasmtime",
+            "hostPID": true,
+            "containers": [{
+                "name": "app",
+                "image": "ghcr.io/acme/app:1",
+                "args": [padding],
+                "securityContext": {"privileged": true}
+            }]
+        }
+    })
+    .to_string();
+    let out = cluster.kubectl_in(&["create", "-f", "-"], &pod);
+    let stored = cluster.kubectl(&["-n", &ns, "get", "pod", "padded"]).ok;
+    drop(recover);
+    assert!(
+        !stored,
+        "the padded privileged pod was stored: {}",
+        out.stderr
+    );
+    assert!(!out.ok, "created: {}", out.stdout);
+    assert!(
+        out.stderr.contains("denied the request") && out.stderr.contains("privileged"),
+        "{}",
+        out.stderr
+    );
+}

@@ -13,6 +13,7 @@
 
 mod admission;
 mod audit;
+mod boundary;
 mod controllers;
 mod day_two;
 mod failure;
@@ -34,6 +35,14 @@ use support::World;
 type Case = (&'static str, fn(&World));
 
 const CASES: &[Case] = &[
+    (
+        "no_opt_out_on_the_pod_gets_a_privileged_wasm_pod_past_any_door",
+        boundary::no_opt_out_on_the_pod_gets_a_privileged_wasm_pod_past_any_door,
+    ),
+    (
+        "generated_policies_never_fail_open_on_cost",
+        boundary::generated_policies_never_fail_open_on_cost,
+    ),
     (
         "every_example_is_stored_as_check_predicts",
         admission::every_example_is_stored_as_check_predicts,
@@ -137,6 +146,14 @@ const CASES: &[Case] = &[
     (
         "with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass",
         failure::with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass,
+    ),
+    (
+        "an_oversized_review_under_ignore_is_denied_not_admitted",
+        failure::an_oversized_review_under_ignore_is_denied_not_admitted,
+    ),
+    (
+        "audit_account_creates_and_patches_only_its_own_reports",
+        audit::audit_account_creates_and_patches_only_its_own_reports,
     ),
     (
         "helm_upgrade_keeps_the_generated_certificate",

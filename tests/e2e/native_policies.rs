@@ -496,7 +496,7 @@ pub fn generated_pods_get_the_same_outcome_from_check_and_the_native_policies(wo
 }
 
 /// Deletes the policies [`apply_bound_policies`] applied, however the case ends.
-struct DeleteVersioned<'w>(&'w Cluster, Vec<String>);
+pub(crate) struct DeleteVersioned<'w>(pub(crate) &'w Cluster, pub(crate) Vec<String>);
 
 impl Drop for DeleteVersioned<'_> {
     fn drop(&mut self) {
@@ -516,7 +516,7 @@ impl Drop for DeleteVersioned<'_> {
 /// renamed with `suffix` and bound to the namespaces labelled `label=suffix` only, so that
 /// several configurations' policies can be in force at once beside the chart's. Returns the
 /// names given.
-fn apply_bound_policies(
+pub(crate) fn apply_bound_policies(
     cluster: &Cluster,
     config: &std::path::Path,
     suffix: &str,

@@ -17,8 +17,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use super::check::{self, Document, OutputFormat, ReportWriter, Tally};
-use crate::adapters::cluster_objects::{self, Pages, Timeouts};
+use super::check::{self, Document, OutputFormat, ReportWriter, Tally, printable};
+use crate::adapters::cluster_objects::{self, Deadline, Listing, Pages, Timeouts};
 use crate::adapters::registry::{Inspector, RegistryFacts};
 use crate::core::config::Config;
 use crate::core::detection::ImageClassifier;
@@ -56,6 +56,15 @@ pub struct AuditArgs {
     /// Seconds each request to the API server may take (connecting: at most 10 of them).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// Seconds the whole run may take, every request and the reading of every answer included
+    /// (an answer trickled a byte at a time ends here); exit 2 past it.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub deadline: u64,
+    /// Bytes of one list answer read at most; a page past it is asked for again with fewer
+    /// objects, and a single object past it is reported by name and skipped (exit 2).
+    #[arg(long, default_value_t = cluster_objects::DEFAULT_PAGE_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(65536..=1073741824))]
+    pub page_bytes: u64,
 }
 
 /// The source name of every audited object in the reports (`check` names the file).
@@ -104,10 +113,17 @@ async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
         connect: timeout.min(Duration::from_secs(10)),
         read: timeout,
     };
+    let deadline = Deadline::after(Duration::from_secs(args.deadline));
+    let listing = Listing {
+        timeouts,
+        deadline,
+        page_size: args.page_size,
+        page_bytes: usize::try_from(args.page_bytes).unwrap_or(usize::MAX),
+    };
     let (client, server) = match cluster_objects::client(timeouts).await {
         Ok(found) => found,
         Err(e) => {
-            eprintln!("wasm-admission audit: {e}");
+            eprintln!("wasm-admission audit: {}", printable(&e.to_string()));
             return 2;
         }
     };
@@ -138,28 +154,37 @@ async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
     let mut failed = false;
     let mut index = 0usize;
     'kinds: for kind in WorkloadKind::ALL {
-        let mut pages = Pages::new(
-            &client,
-            &server,
-            timeouts,
-            kind,
-            args.namespace.as_deref(),
-            args.page_size,
-        );
+        let mut pages = Pages::new(&client, &server, listing, kind, args.namespace.as_deref());
         while let Some(page) = pages.next().await {
             let objects = match page {
                 Ok(objects) => objects,
                 Err(e) => {
-                    eprintln!("wasm-admission audit: {e}");
+                    // Tenant strings (an object's name) reach the terminal: escaped.
+                    eprintln!("wasm-admission audit: {}", printable(&e.to_string()));
                     failed = true;
                     if e.is_unreachable() {
                         break 'kinds;
                     }
-                    continue 'kinds;
+                    // An object too large for a page is skipped; the kind goes on.
+                    continue;
                 }
             };
             let registry = match &inspector {
-                Some(inspector) => Some(inspect(engine, inspector, &objects).await),
+                Some(inspector) => {
+                    let inspected = deadline
+                        .run(|| "registry inspection".to_string(), async {
+                            Ok(inspect(engine, inspector, &objects).await)
+                        })
+                        .await;
+                    match inspected {
+                        Ok(facts) => Some(facts),
+                        Err(e) => {
+                            eprintln!("wasm-admission audit: {e}");
+                            failed = true;
+                            break 'kinds;
+                        }
+                    }
+                }
                 None => None,
             };
             let facts = Facts {
@@ -213,10 +238,20 @@ async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
                 let mut code = 0;
                 for report in &documents {
                     let what = policy_report::describe(report);
-                    match cluster_objects::apply_report(&client, &server, timeouts, report).await {
-                        Ok(()) => eprintln!("wasm-admission audit: applied {what}"),
+                    let applied = deadline
+                        .run(
+                            || what.clone(),
+                            cluster_objects::apply_report(&client, &server, timeouts, report),
+                        )
+                        .await;
+                    match applied {
+                        Ok(()) => eprintln!("wasm-admission audit: applied {}", printable(&what)),
                         Err(e) => {
-                            eprintln!("wasm-admission audit: cannot apply {what}: {e}");
+                            eprintln!(
+                                "wasm-admission audit: cannot apply {}: {}",
+                                printable(&what),
+                                printable(&e.to_string())
+                            );
                             code = 2;
                             if e.is_unreachable() {
                                 break;

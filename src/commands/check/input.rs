@@ -39,9 +39,14 @@ pub fn read_all(paths: &[String]) -> Vec<Document> {
         }
         let path = PathBuf::from(path);
         match manifest_files(&path) {
-            Ok(files) => {
-                for file in files {
-                    read_file(&file, &mut out);
+            Ok(found) => {
+                for entry in found {
+                    match entry {
+                        Found::File(file) => read_file(&file, &mut out),
+                        Found::Unreadable(entry, message) => {
+                            out.push(error(&entry.display().to_string(), message));
+                        }
+                    }
                 }
             }
             Err(e) => out.push(error(&path.display().to_string(), e)),
@@ -62,52 +67,262 @@ fn error(source: &str, message: String) -> Document {
     }
 }
 
+/// What a folder walk found: a manifest file to read, or an entry that could not be read (a
+/// dangling symbolic link, a folder without permission), reported as an error in its place.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Found {
+    File(PathBuf),
+    Unreadable(PathBuf, String),
+}
+
+impl Found {
+    fn path(&self) -> &Path {
+        match self {
+            Found::File(p) | Found::Unreadable(p, _) => p,
+        }
+    }
+}
+
 /// A file as itself; a folder as its `.yaml`, `.yml` and `.json` files, recursively, sorted.
-/// Symbolic links are followed, folders through them too, each folder read once (by its
-/// canonical path, which ends loops); in a folder only regular files are read, and anything else
+/// Symbolic links are followed, folders through them too, each folder read once (by its device
+/// and inode, which ends loops); in a folder only regular files are read, and anything else
 /// with a manifest's name (a FIFO, a socket, a device) is skipped with a note on standard error,
-/// so that a walk never blocks. A path named on the command line is read whatever it is, so that
-/// `check <(helm template ...)` works.
-fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+/// so that a walk never blocks. An entry that cannot be read (a dangling symbolic link, a folder
+/// without permission) is an error in the report, and the walk goes on with the rest (issue 28,
+/// item 10). A path named on the command line is read whatever it is, so that
+/// `check <(helm template ...)` works. Each folder costs one `stat` per entry, relative to the
+/// folder: the walk is linear in the number of folders, however deep (issue 28, item 10: it
+/// resolved every path from the root, 120 s for 2,000 levels).
+fn manifest_files(path: &Path) -> Result<Vec<Found>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if !meta.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
+        return Ok(vec![Found::File(path.to_path_buf())]);
     }
-    let mut files = Vec::new();
-    let mut dirs = vec![path.to_path_buf()];
+    let mut found = Vec::new();
+    // Each folder is opened relative to its parent's descriptor, and its entries looked at relative
+    // to its own: no path is resolved again from the root, so the walk costs the same per folder at
+    // any depth. A parent's descriptor is closed once its last subfolder is opened.
+    let mut pending = vec![Pending {
+        path: path.to_path_buf(),
+        parent: None,
+    }];
     let mut seen = std::collections::HashSet::new();
-    while let Some(dir) = dirs.pop() {
-        let canonical = std::fs::canonicalize(&dir)
-            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-        if !seen.insert(canonical) {
-            note(
-                &dir,
-                "skipped, a folder already read (a symbolic link loop or a second link)",
-            );
-            continue;
+    while let Some(Pending { path: dir, parent }) = pending.pop() {
+        let opened = match (&parent, dir.file_name()) {
+            (Some(parent), Some(name)) => walk::open_dir(Some(parent), name).or_else(|e| {
+                // Out of descriptors (a very wide and deep tree): by path instead.
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    walk::open_dir(None, dir.as_os_str())
+                } else {
+                    Err(e)
+                }
+            }),
+            _ => walk::open_dir(None, dir.as_os_str()),
+        };
+        drop(parent);
+        let fd = match opened {
+            Ok(fd) => std::rc::Rc::new(fd),
+            Err(e) => {
+                found.push(Found::Unreadable(
+                    dir,
+                    format!("cannot read the folder: {e}"),
+                ));
+                continue;
+            }
+        };
+        match walk::id(&fd) {
+            Ok(id) if !seen.insert(id) => {
+                note(
+                    &dir,
+                    "skipped, a folder already read (a symbolic link loop or a second link)",
+                );
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                found.push(Found::Unreadable(
+                    dir,
+                    format!("cannot read the folder: {e}"),
+                ));
+                continue;
+            }
         }
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-            let p = entry.path();
-            // Follows symbolic links; a dangling one is an error, as for a named path.
-            let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let names = match walk::entries(&fd) {
+            Ok(names) => names,
+            Err(e) => {
+                found.push(Found::Unreadable(
+                    dir,
+                    format!("cannot read the folder: {e}"),
+                ));
+                continue;
+            }
+        };
+        for name in names {
+            let p = dir.join(&name);
+            // Follows symbolic links; a dangling one is an error in its place.
+            let kind = match walk::kind(&fd, &name, true) {
+                Ok(kind) => kind,
+                Err(e) => {
+                    let why = match walk::kind(&fd, &name, false) {
+                        Ok(walk::Kind::Link) => {
+                            format!("cannot read (a symbolic link to nothing readable): {e}")
+                        }
+                        _ => format!("cannot read: {e}"),
+                    };
+                    found.push(Found::Unreadable(p, why));
+                    continue;
+                }
+            };
             let manifest_name = p
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
-            if meta.is_dir() {
-                dirs.push(p);
-            } else if manifest_name && meta.is_file() {
-                files.push(p);
-            } else if manifest_name {
-                note(&p, "skipped, not a regular file");
+            match kind {
+                walk::Kind::Dir => pending.push(Pending {
+                    path: p,
+                    parent: Some(fd.clone()),
+                }),
+                walk::Kind::File if manifest_name => found.push(Found::File(p)),
+                _ if manifest_name => note(&p, "skipped, not a regular file"),
+                _ => {}
             }
         }
     }
-    files.sort();
-    Ok(files)
+    found.sort_by(|a, b| a.path().cmp(b.path()));
+    Ok(found)
+}
+
+/// A folder still to read, and its parent's descriptor (`None` for the folder named on the
+/// command line).
+struct Pending {
+    path: PathBuf,
+    parent: Option<std::rc::Rc<std::os::fd::OwnedFd>>,
+}
+
+/// The system calls of the folder walk, relative to a folder's descriptor (`openat`, `fstatat`,
+/// `fdopendir`): what `std::fs` offers only by path.
+mod walk {
+    use std::ffi::{CStr, CString, OsStr, OsString};
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+    /// What an entry is.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Kind {
+        Dir,
+        File,
+        Link,
+        Other,
+    }
+
+    fn c_name(name: &OsStr) -> io::Result<CString> {
+        CString::new(name.as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in a name"))
+    }
+
+    /// Opens folder `name` inside `parent`, or the path `name` without one (never blocking: a
+    /// FIFO is not a folder and is refused by `O_DIRECTORY`).
+    pub fn open_dir(parent: Option<&OwnedFd>, name: &OsStr) -> io::Result<OwnedFd> {
+        let name = c_name(name)?;
+        let at = parent.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NONBLOCK;
+        // SAFETY: `name` is NUL-terminated; `at` is an open descriptor or AT_FDCWD.
+        let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned here alone.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn filled(rc: libc::c_int, stat: std::mem::MaybeUninit<libc::stat>) -> io::Result<libc::stat> {
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the call succeeded and filled `stat`.
+        Ok(unsafe { stat.assume_init() })
+    }
+
+    /// The folder's device and inode: its identity whatever path reached it.
+    pub fn id(dir: &OwnedFd) -> io::Result<(u64, u64)> {
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: an open descriptor, and room for one `stat`.
+        let rc = unsafe { libc::fstat(dir.as_raw_fd(), stat.as_mut_ptr()) };
+        let stat = filled(rc, stat)?;
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        Ok((stat.st_dev as u64, stat.st_ino as u64))
+    }
+
+    /// What entry `name` of `dir` is, through a symbolic link when `follow`.
+    pub fn kind(dir: &OwnedFd, name: &OsStr, follow: bool) -> io::Result<Kind> {
+        let name = c_name(name)?;
+        let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: an open descriptor, a NUL-terminated name, and room for one `stat`.
+        let rc = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), stat.as_mut_ptr(), flags) };
+        let stat = filled(rc, stat)?;
+        Ok(match stat.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFREG => Kind::File,
+            libc::S_IFLNK => Kind::Link,
+            _ => Kind::Other,
+        })
+    }
+
+    /// The names in a folder, without `.` and `..`.
+    pub fn entries(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
+        // `fdopendir` takes the descriptor it is given: a duplicate, closed by `closedir`.
+        // SAFETY: an open descriptor.
+        let dup = unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `dup` is an open descriptor of a folder, owned here.
+        let stream = unsafe { libc::fdopendir(dup) };
+        if stream.is_null() {
+            let e = io::Error::last_os_error();
+            // SAFETY: `dup` is still ours when fdopendir failed.
+            unsafe { libc::close(dup) };
+            return Err(e);
+        }
+        let mut names = Vec::new();
+        let result = loop {
+            clear_errno();
+            // SAFETY: `stream` is an open directory stream.
+            let entry = unsafe { libc::readdir(stream) };
+            if entry.is_null() {
+                let e = io::Error::last_os_error();
+                break match e.raw_os_error() {
+                    Some(0) | None => Ok(()),
+                    Some(_) => Err(e),
+                };
+            }
+            // SAFETY: readdir returned an entry whose `d_name` is NUL-terminated and valid until
+            // the next call on this stream; it is copied before that.
+            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsString::from_vec(name.to_vec()));
+            }
+        };
+        // SAFETY: `stream` is open, and closed once, here.
+        unsafe { libc::closedir(stream) };
+        result.map(|()| names)
+    }
+
+    /// `errno` set to 0, so that the end of a folder and a failed `readdir` can be told apart.
+    fn clear_errno() {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: the calling thread's errno.
+        unsafe {
+            *libc::__errno_location() = 0;
+        }
+        #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+        // SAFETY: the calling thread's errno.
+        unsafe {
+            *libc::__error() = 0;
+        }
+    }
 }
 
 fn note(path: &Path, message: &str) {

@@ -22,7 +22,7 @@ use crate::core::engine::{
 use crate::core::kinds::split_api_version;
 
 pub use input::{Document, parse_source, read_all};
-pub use report::{ReportWriter, Tally};
+pub use report::{ReportWriter, Tally, printable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -124,6 +124,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
         runtime_classes: None,
         nodes: None,
+        runtime_classes_pending: false,
     };
     let results = check_documents(&engine, &facts, documents, &args.namespace);
     let mut stdout = std::io::stdout().lock();
@@ -314,6 +315,7 @@ pub fn create_request<'a>(object: &'a Value, raw: &'a RawValue, namespace: &'a s
         name,
         object: Some(ObjectInput::Raw(raw)),
         old_object: None,
+        username: None,
     }
 }
 

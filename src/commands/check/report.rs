@@ -270,37 +270,66 @@ fn location(r: &Checked) -> String {
     format!("{}#{}", r.source, r.index)
 }
 
-/// One line per object, its warnings below it.
+/// One line per object, its warnings below it. Every line is written through [`printable`]: the
+/// names, messages and warnings carry tenant strings (a capability name, an annotation) that the
+/// apiserver stores as given.
 fn text_entry(out: &mut dyn Write, r: &Checked) -> io::Result<()> {
+    let mut line = |text: String| writeln!(out, "{}", printable(&text));
     match &r.result {
-        Err(e) => writeln!(out, "ERROR     {}: {e}", location(r)),
+        Err(e) => line(format!("ERROR     {}: {e}", location(r))),
         Ok(ev) => {
             let d = &ev.decision;
             match d.outcome() {
                 Outcome::Mutated => {
                     let what = d.audit_annotations.get("injected").map(String::as_str);
-                    writeln!(
-                        out,
+                    line(format!(
                         "mutated   {} ({}): {}",
                         subject(r),
                         location(r),
                         what.unwrap_or("patched")
-                    )?;
+                    ))?;
                 }
                 Outcome::Unchanged => {
-                    writeln!(out, "unchanged {} ({})", subject(r), location(r))?;
+                    line(format!("unchanged {} ({})", subject(r), location(r)))?;
                 }
                 Outcome::Denied => {
                     let message = d.message.as_deref().unwrap_or("denied");
-                    writeln!(out, "DENIED    {} ({}): {message}", subject(r), location(r))?;
+                    line(format!(
+                        "DENIED    {} ({}): {message}",
+                        subject(r),
+                        location(r)
+                    ))?;
                 }
             }
             for w in &d.warnings {
-                writeln!(out, "          warning: {w}")?;
+                line(format!("          warning: {w}"))?;
             }
             Ok(())
         }
     }
+}
+
+/// `text` with every character that a terminal acts on instead of showing written as a visible
+/// escape (issue 28, item 8): C0 controls (ESC, BEL, CR, LF, backspace, ...), DEL, C1 controls
+/// (CSI, OSC, ...) and the bidirectional overrides that reorder what is shown. An OSC 52 clipboard
+/// write `ESC ] 52 ; ...` becomes the text `\u{1b}]52;...`; a newline cannot forge a report line.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// One element of the array of behaviour.md §7, in its field order. A document that could not be read

@@ -25,8 +25,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Reviews decided at once, at most (the apiserver sends one call per admission request).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
-/// Request body bytes held in memory at once, over all reviews: four of the largest (8 MiB)
-/// reviews, or thousands of ordinary ones (a few KiB each).
+/// Request body bytes held in memory at once, over all reviews: one of the largest (24 MiB, an
+/// UPDATE of an object that etcd can just store, written with the apiserver's six-byte escapes)
+/// beside thousands of ordinary ones (a few KiB each), or four 8 MiB reviews.
 pub const DEFAULT_MAX_BODY_MEMORY: usize = 32 * 1024 * 1024;
 
 /// A body up to this size draws on the whole budget only; a larger one on the large-body share
@@ -50,8 +51,9 @@ pub struct Load {
 impl Load {
     pub fn new(max_in_flight: usize, max_body_memory: usize) -> Self {
         let units = max_body_memory.div_ceil(UNIT).max(1);
-        // Three quarters, but never below one 8 MiB body (the largest review).
-        let large = (units - units / 4).max((8 * 1024 * 1024 / UNIT).min(units));
+        // Three quarters, but never below one body of the largest review decided in full.
+        let largest = super::routes::MAX_BODY_BYTES / UNIT;
+        let large = (units - units / 4).max(largest.min(units));
         Self {
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             bytes: Arc::new(Semaphore::new(units)),

@@ -512,7 +512,11 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         .as_ref()
         .map(|client| crate::adapters::nodes::spawn_watch(client.clone(), state.nodes.clone()));
     let runtime_class_watch = kube_client.map(|client| {
-        crate::adapters::runtime_classes::spawn_watch(client, state.runtime_classes.clone())
+        crate::adapters::runtime_classes::spawn_watch(
+            client,
+            state.runtime_classes.clone(),
+            args.watch_runtime_classes,
+        )
     });
     state.ready.store(true, Ordering::Release);
     info!(

@@ -17,11 +17,22 @@ use tracing::{error, info, warn};
 
 use super::AppState;
 use super::metrics::ReloadWhat;
+use crate::adapters::config_file::read_bounded;
 use crate::adapters::tls::{self, PairPaths};
 use crate::core::engine::Engine;
 
 /// How often the files are looked at by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The most read of a certificate, key or CA bundle file: a bundle of thousands of certificates.
+/// Like the configuration file, each is read with [`read_bounded`]: a FIFO or device at the path is
+/// refused at once instead of blocking the poll (and with it every other reload and shutdown).
+pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// A certificate, key or CA file, bounded.
+fn read_pem(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_bounded(path, MAX_PEM_BYTES).map_err(std::io::Error::from)
+}
 
 /// Reads a set of files so that the result is one consistent version: when a swap happens while
 /// they are read, the files are read again (a Secret's certificate and key must come from the same
@@ -30,7 +41,7 @@ fn read_consistent(paths: &[&Path]) -> std::io::Result<Vec<Vec<u8>>> {
     let read_all = || {
         paths
             .iter()
-            .map(std::fs::read)
+            .map(|p| read_pem(p))
             .collect::<std::io::Result<Vec<_>>>()
     };
     let mut previous = read_all()?;
@@ -56,11 +67,11 @@ impl CertSource {
         paths: PairPaths,
         provider: &CryptoProvider,
     ) -> Result<(Self, tls::LoadedPair), tls::TlsError> {
-        let cert = std::fs::read(&paths.cert).map_err(|source| tls::TlsError::ReadCert {
+        let cert = read_pem(&paths.cert).map_err(|source| tls::TlsError::ReadCert {
             path: paths.cert.clone(),
             source,
         })?;
-        let key = std::fs::read(&paths.key).map_err(|source| tls::TlsError::ReadKey {
+        let key = read_pem(&paths.key).map_err(|source| tls::TlsError::ReadKey {
             path: paths.key.clone(),
             source,
         })?;
@@ -133,7 +144,7 @@ pub struct ClientCaSource {
 
 impl ClientCaSource {
     pub fn load(path: PathBuf) -> Result<(Self, rustls::RootCertStore), tls::TlsError> {
-        let pem = std::fs::read(&path).map_err(|source| tls::TlsError::ReadClientCa {
+        let pem = read_pem(&path).map_err(|source| tls::TlsError::ReadClientCa {
             path: path.clone(),
             source,
         })?;
@@ -148,7 +159,7 @@ impl ClientCaSource {
     }
 
     fn poll(&mut self, state: &AppState) {
-        let pem = match std::fs::read(&self.path) {
+        let pem = match read_pem(&self.path) {
             Ok(pem) => pem,
             Err(e) => {
                 if self.last_seen.take().is_some() {
@@ -187,6 +198,8 @@ pub struct ConfigSource {
     pub path: PathBuf,
     pub namespace: Option<String>,
     last_seen: Option<Vec<u8>>,
+    /// Why the file could not be read at the last poll.
+    last_error: Option<String>,
 }
 
 impl ConfigSource {
@@ -195,35 +208,44 @@ impl ConfigSource {
         path: PathBuf,
         namespace: Option<String>,
     ) -> Result<(Self, Engine), crate::core::config::ConfigError> {
-        let seen = std::fs::read(&path).ok();
-        let engine = build_engine(&path, namespace.as_deref())?;
+        let bytes = crate::adapters::config_file::read_bytes(&path)?;
+        let engine = build_engine_from(&path, &bytes, namespace.as_deref())?;
         Ok((
             Self {
                 path,
                 namespace,
-                last_seen: seen,
+                last_seen: Some(bytes),
+                last_error: None,
             },
             engine,
         ))
     }
 
+    /// One read of at most `MAX_CONFIG_BYTES + 1` bytes per tick, never blocking (issue 28, item
+    /// 9): a file too large, or not a regular file, is refused like any broken version.
     fn poll(&mut self, state: &AppState) {
-        let bytes = match std::fs::read(&self.path) {
+        let bytes = match crate::adapters::config_file::read_bytes(&self.path) {
             Ok(bytes) => bytes,
             Err(e) => {
-                if self.last_seen.take().is_some() {
+                // One line per new reason (a file too large, then a FIFO), not one per tick.
+                let reason = e.to_string();
+                let new_reason = self.last_error.as_deref() != Some(reason.as_str());
+                if self.last_seen.take().is_some() || new_reason {
                     warn!(what = "config", path = %self.path.display(), error = %e,
                         "cannot read the configuration file; the last good configuration stays in force");
                     state.metrics.reload(ReloadWhat::Config, false);
                 }
+                self.last_error = Some(reason);
                 return;
             }
         };
+        self.last_error = None;
         if self.last_seen.as_ref() == Some(&bytes) {
             return;
         }
+        let built = build_engine_from(&self.path, &bytes, self.namespace.as_deref());
         self.last_seen = Some(bytes);
-        match build_engine(&self.path, self.namespace.as_deref()) {
+        match built {
             Ok(engine) => {
                 // A changed `detection.registry` gets its new inspector here, off the request path.
                 state
@@ -242,12 +264,13 @@ impl ConfigSource {
     }
 }
 
-/// The engine for the configuration file at `path`, with the webhook's own namespace excluded.
-pub fn build_engine(
+/// The engine for configuration bytes read from `path`, with the webhook's own namespace excluded.
+fn build_engine_from(
     path: &Path,
+    bytes: &[u8],
     namespace: Option<&str>,
 ) -> Result<Engine, crate::core::config::ConfigError> {
-    let config = crate::adapters::config_file::read(path)?.with_own_namespace(namespace);
+    let config = crate::adapters::config_file::parse(path, bytes)?.with_own_namespace(namespace);
     Engine::new(config).map_err(|e| match e {
         crate::core::config::ConfigError::Invalid { message, .. } => {
             crate::core::config::ConfigError::Invalid {

@@ -23,14 +23,24 @@ use crate::core::detection::{ClusterRuntimeClasses, ImageClassifier};
 use crate::core::engine::{Endpoint, Engine, Facts};
 use crate::core::review::{self, ReviewError};
 
-/// The largest AdmissionReview body accepted. The apiserver limits an object to 3 MiB and an
-/// UPDATE review carries both `object` and `oldObject`, so 8 MiB answers every review a real
-/// apiserver can send; anything larger is refused with 413 before it is read in full.
-pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The largest AdmissionReview body decided in full (issue 28, item 1). etcd stores an object of at
+/// most 1.5 MiB (its default `--max-request-bytes`), and the apiserver's JSON writes each `<`, `>`,
+/// `&`, control character or invalid UTF-8 byte of a string as a six-byte `\u003c` escape: an object
+/// that can be stored is at most 9 MiB in a review, and an UPDATE carries `object` and `oldObject`,
+/// 18 MiB. 24 MiB leaves room for the envelope, `managedFields` and the request's own metadata. A
+/// larger review is denied (see [`DRAIN_LIMIT_BYTES`]), never refused with an HTTP error that a
+/// `failurePolicy: Ignore` would turn into an admission.
+pub const MAX_BODY_BYTES: usize = 24 * 1024 * 1024;
 
-/// How much of an oversized body is read (and dropped) so the client sees the 413; a body
-/// declared larger is refused at once.
-pub const DRAIN_LIMIT_BYTES: usize = 32 * 1024 * 1024;
+/// How much of a review larger than [`MAX_BODY_BYTES`] is read (and dropped, but for its first
+/// [`HEAD_BYTES`]) before it is denied: the apiserver's request limit (3 MiB) escaped six times
+/// over, twice (object and oldObject of an UPDATE whose patch grew the object) is about 40 MiB. A
+/// body declared or found larger is denied as soon as its uid is known, without reading on.
+pub const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
+/// The start of an oversized review kept to find its `request.uid`: the apiserver writes `uid`
+/// first in `request`, a few hundred bytes into the body.
+pub const HEAD_BYTES: usize = 64 * 1024;
 
 /// The webhook's routes: `POST /mutate`, `POST /validate`, `GET /healthz`, `GET /readyz`,
 /// `GET /metrics`.
@@ -91,22 +101,34 @@ async fn healthz() -> Response {
         .into_response()
 }
 
-/// 200 once certificates and configuration are loaded, 503 while draining after SIGTERM (so the
-/// Service stops sending new calls here).
+/// 200 once certificates and configuration are loaded and, when `serve` watches them, the first
+/// RuntimeClass and Node lists have completed (issue 28, item 5: a review decided before then
+/// does not know which classes run Wasm); 503 while draining after SIGTERM (so the Service stops
+/// sending new calls here).
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.draining.load(Ordering::Acquire) {
         json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
-    } else if state.ready.load(Ordering::Acquire) {
+    } else if !state.ready.load(Ordering::Acquire) {
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "certificates and configuration not loaded yet",
+        )
+    } else if state.runtime_classes.pending() {
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the first list of RuntimeClasses has not completed (see the log for why)",
+        )
+    } else if state.nodes.pending() {
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the first list of nodes has not completed (see the log for why)",
+        )
+    } else {
         (
             [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
             "ok\n",
         )
             .into_response()
-    } else {
-        json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "certificates and configuration not loaded yet",
-        )
     }
 }
 
@@ -163,46 +185,60 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Reads the body, at most [`MAX_BODY_BYTES`] of it, held against the global body budget
-/// (`ticket`, see [`super::load`]; 429 when it is spent). A larger body is still read to its end (and
-/// thrown away, up to [`DRAIN_LIMIT_BYTES`]) before the 413 goes out: an HTTP/1.1 client that is
-/// still sending when the server answers and closes sees a broken pipe instead of the 413.
+/// (`ticket`, see [`super::load`]; 429 when it is spent). A larger body is read on to its end (and
+/// thrown away but for its first [`HEAD_BYTES`], up to [`DRAIN_LIMIT_BYTES`]) and comes back as
+/// [`Body::Oversized`]: an HTTP/1.1 client that is still sending when the server answers and
+/// closes sees a broken pipe instead of the answer.
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
     budget: &Budget,
     ticket: &mut Ticket,
-) -> Result<Vec<u8>, Refusal> {
+) -> Result<ReadBody, Refusal> {
     if !is_json(headers) {
         return Err(Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/json (an admission.k8s.io/v1 AdmissionReview)",
         ));
     }
-    let too_large = || {
-        Refusal::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {MAX_BODY_BYTES} bytes"),
-        )
-    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > DRAIN_LIMIT_BYTES as u64) {
-        return Err(too_large());
-    }
     // A body still arriving after the budget (at least a few seconds) is not worth waiting for.
     let wait = budget
         .remaining()
         .max(std::time::Duration::from_secs(5))
         .min(MAX_BUDGET);
-    let capacity = declared.map_or(64 * 1024, |n| n.min(MAX_BODY_BYTES as u64) as usize);
+    let oversized = declared.is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    let capacity = match declared {
+        _ if oversized => HEAD_BYTES,
+        Some(n) => n as usize,
+        None => 64 * 1024,
+    };
     if !ticket.reserve(capacity) {
         return Err(busy());
     }
-    match tokio::time::timeout(wait, collect_limited(body, capacity, ticket)).await {
-        Ok(Ok(Collected::Body(bytes))) => Ok(bytes),
-        Ok(Ok(Collected::TooLarge)) => Err(too_large()),
+    let stop_after = if declared.is_some_and(|n| n > DRAIN_LIMIT_BYTES as u64) {
+        HEAD_BYTES
+    } else {
+        DRAIN_LIMIT_BYTES
+    };
+    match tokio::time::timeout(
+        wait,
+        collect_limited(body, capacity, oversized, stop_after, ticket),
+    )
+    .await
+    {
+        Ok(Ok(Collected::Body(bytes))) => Ok(ReadBody::Whole(bytes)),
+        Ok(Ok(Collected::TooLarge { head, seen, whole })) => Ok(ReadBody::Oversized {
+            head,
+            size: if whole {
+                Size::Exactly(seen)
+            } else {
+                Size::AtLeast(declared.map_or(seen, |n| n as usize).max(seen))
+            },
+        }),
         Ok(Ok(Collected::Busy)) => Err(busy()),
         Ok(Err(e)) => Err(Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -212,6 +248,32 @@ async fn read_body(
             StatusCode::REQUEST_TIMEOUT,
             "the request body did not arrive in time",
         )),
+    }
+}
+
+/// A body as read: whole, or too large to decide.
+enum ReadBody {
+    Whole(Vec<u8>),
+    /// Larger than [`MAX_BODY_BYTES`]: its first [`HEAD_BYTES`] and its size.
+    Oversized {
+        head: Vec<u8>,
+        size: Size,
+    },
+}
+
+/// The size of an oversized body: read to its end, or given up on.
+#[derive(Clone, Copy)]
+enum Size {
+    Exactly(usize),
+    AtLeast(usize),
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Size::Exactly(n) => write!(f, "{n} bytes"),
+            Size::AtLeast(n) => write!(f, "at least {n} bytes"),
+        }
     }
 }
 
@@ -226,47 +288,131 @@ fn busy() -> Refusal {
 /// What reading a body ended with.
 enum Collected {
     Body(Vec<u8>),
-    /// Larger than [`MAX_BODY_BYTES`] (read on, and dropped, up to [`DRAIN_LIMIT_BYTES`]).
-    TooLarge,
+    /// Larger than [`MAX_BODY_BYTES`]: the first [`HEAD_BYTES`], the bytes seen, and whether the
+    /// body was read to its end (`false` past the drain limit).
+    TooLarge {
+        head: Vec<u8>,
+        seen: usize,
+        whole: bool,
+    },
     /// The global body budget cannot hold it.
     Busy,
 }
 
 /// The body's bytes, each growth of the buffer reserved in `ticket` first (`capacity` already
-/// is).
+/// is). Once `oversized` (declared, or found past [`MAX_BODY_BYTES`]) only the first [`HEAD_BYTES`] are kept, and reading stops after
+/// `stop_after` bytes.
 async fn collect_limited(
     mut body: Body,
     capacity: usize,
+    mut oversized: bool,
+    stop_after: usize,
     ticket: &mut Ticket,
 ) -> Result<Collected, axum::Error> {
-    let mut bytes = Vec::with_capacity(capacity);
+    let mut bytes = Vec::with_capacity(capacity.min(MAX_BODY_BYTES));
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue; // trailers
         };
         seen = seen.saturating_add(data.len());
-        if seen > DRAIN_LIMIT_BYTES {
-            return Ok(Collected::TooLarge);
+        if seen > MAX_BODY_BYTES && !oversized {
+            oversized = true;
+            bytes.truncate(HEAD_BYTES);
+            bytes.shrink_to_fit();
         }
-        if seen > MAX_BODY_BYTES {
-            bytes = Vec::new();
-        } else {
-            if seen > bytes.capacity() {
-                let target = seen.max(bytes.capacity() * 2).min(MAX_BODY_BYTES);
-                if !ticket.reserve(target) {
-                    return Ok(Collected::Busy);
-                }
-                bytes.reserve_exact(target - bytes.len());
+        if oversized {
+            let room = HEAD_BYTES.saturating_sub(bytes.len());
+            bytes.extend_from_slice(&data[..room.min(data.len())]);
+            if seen >= stop_after {
+                return Ok(Collected::TooLarge {
+                    head: bytes,
+                    seen,
+                    whole: false,
+                });
             }
-            bytes.extend_from_slice(&data);
+            continue;
+        }
+        if seen > bytes.capacity() {
+            let target = seen.max(bytes.capacity() * 2).min(MAX_BODY_BYTES);
+            if !ticket.reserve(target) {
+                return Ok(Collected::Busy);
+            }
+            bytes.reserve_exact(target - bytes.len());
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(if oversized {
+        Collected::TooLarge {
+            head: bytes,
+            seen,
+            whole: true,
+        }
+    } else {
+        Collected::Body(bytes)
+    })
+}
+
+/// The `request.uid` of a review from the start of its body, without reading the rest: the keys
+/// before it are skipped, and reading stops at the uid (the truncated remainder is never parsed).
+/// `None` when the head holds no non-empty `request.uid` before it ends.
+fn uid_in_head(head: &[u8]) -> Option<String> {
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    /// The review: skips to `request`.
+    struct Review<'a>(&'a mut Option<String>);
+    /// The request: skips to `uid`, keeps it, and stops the parse.
+    struct Request<'a>(&'a mut Option<String>);
+
+    impl<'de> DeserializeSeed<'de> for Review<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
         }
     }
-    Ok(if seen <= MAX_BODY_BYTES {
-        Collected::Body(bytes)
-    } else {
-        Collected::TooLarge
-    })
+    impl<'de> Visitor<'de> for Review<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an AdmissionReview")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "request" {
+                    return map.next_value_seed(Request(self.0));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Request<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Request<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an AdmissionRequest")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "uid" {
+                    *self.0 = Some(map.next_value::<String>()?);
+                    // The rest of the head may be cut anywhere: not read.
+                    return Err(de::Error::custom("uid found"));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_slice(head);
+    let _ = Review(&mut found).deserialize(&mut de);
+    found.filter(|uid| !uid.is_empty())
 }
 
 async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
@@ -280,7 +426,10 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
         return refuse(state, endpoint, &budget, busy());
     };
     let bytes = match read_body(headers, body, &budget, &mut ticket).await {
-        Ok(bytes) => bytes,
+        Ok(ReadBody::Whole(bytes)) => bytes,
+        Ok(ReadBody::Oversized { head, size }) => {
+            return deny_oversized(state, endpoint, &budget, &head, size);
+        }
         Err(refusal) => return refuse(state, endpoint, &budget, refusal),
     };
     let engine = state.engine.load_full();
@@ -304,6 +453,8 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
                 registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
                 runtime_classes: runtime_classes.as_deref(),
                 nodes: nodes.as_ref(),
+                runtime_classes_pending: runtime_classes.is_none()
+                    && state.runtime_classes.pending(),
             };
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 review::answer(&engine, &decoded, endpoint, &facts)
@@ -380,6 +531,77 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
             HeaderValue::from_static("application/json"),
         )],
         reply.body,
+    )
+        .into_response()
+}
+
+/// A review too large to decide (issue 28, item 1): denied, with a message naming the limit, so
+/// that no `failurePolicy: Ignore` turns it into an admission. Without a uid in its first
+/// [`HEAD_BYTES`] it is no review an apiserver sends, and is refused with 413.
+fn deny_oversized(
+    state: &AppState,
+    endpoint: Endpoint,
+    budget: &Budget,
+    head: &[u8],
+    size: Size,
+) -> Response {
+    let Some(uid) = uid_in_head(head) else {
+        return refuse(
+            state,
+            endpoint,
+            budget,
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "body of {size}, larger than {MAX_BODY_BYTES} bytes, and no request.uid in its first {HEAD_BYTES} bytes"
+                ),
+            ),
+        );
+    };
+    let message = format!(
+        "wasm-admission: denied: the AdmissionReview is {size}, larger than the {MAX_BODY_BYTES} bytes \
+         (24 MiB) this webhook decides; no object that etcd can store makes a review this large"
+    );
+    let decision = crate::core::engine::Decision {
+        allowed: false,
+        message: Some(message.clone()),
+        ..Default::default()
+    };
+    let body = match review::encode(&uid, &decision) {
+        Ok(body) => body,
+        Err(e) => {
+            return refuse(
+                state,
+                endpoint,
+                budget,
+                Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            );
+        }
+    };
+    let elapsed = budget.start.elapsed();
+    state.metrics.review(
+        endpoint,
+        "",
+        "",
+        Counted::Decided(crate::core::engine::Outcome::Denied),
+        elapsed.as_secs_f64(),
+    );
+    warn!(
+        endpoint = endpoint.as_str(),
+        uid = uid.as_str(),
+        size = %size,
+        limit = MAX_BODY_BYTES as u64,
+        outcome = "denied",
+        duration_us = elapsed.as_micros() as u64,
+        "admission review too large to decide: denied"
+    );
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
     )
         .into_response()
 }

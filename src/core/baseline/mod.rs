@@ -27,6 +27,42 @@ pub struct SecurityConfig {
     pub policy: SecurityPolicy,
     /// The Pod Security Standards version of the baseline checks, as PSA's `enforce-version`.
     pub baseline_version: BaselineVersion,
+    /// Who and what the baseline checks never apply to: the cluster administrator's, as Pod
+    /// Security Admission's `AdmissionConfiguration` exemptions (behaviour.md §5, the boundary).
+    pub exemptions: Exemptions,
+}
+
+/// `security.exemptions`: requests the baseline checks (behaviour.md §5) never apply to. Only the
+/// administrator's configuration can say this; nothing on the pod can.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Exemptions {
+    /// Authenticated user names (the request's `userInfo.username`), e.g. a controller's
+    /// `system:serviceaccount:NS:NAME`.
+    pub usernames: Vec<String>,
+    /// Namespaces whose pods are not checked (they are still mutated).
+    pub namespaces: Vec<String>,
+    /// RuntimeClass names: a pod spec whose own `runtimeClassName` is one of these is not checked.
+    pub runtime_classes: Vec<String>,
+}
+
+impl Exemptions {
+    /// Whether a request is exempt: by its user, its namespace, or the class its pod spec names.
+    pub fn exempt(
+        &self,
+        username: Option<&str>,
+        namespace: &str,
+        runtime_class: Option<&str>,
+    ) -> bool {
+        username.is_some_and(|u| self.usernames.iter().any(|x| x == u))
+            || self.namespaces.iter().any(|x| x == namespace)
+            || runtime_class
+                .is_some_and(|c| !c.is_empty() && self.runtime_classes.iter().any(|x| x == c))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.usernames.is_empty() && self.namespaces.is_empty() && self.runtime_classes.is_empty()
+    }
 }
 
 /// Which Pod Security Standards level Wasm pods must meet (behaviour.md §5).
@@ -45,6 +81,7 @@ impl Default for SecurityConfig {
         Self {
             policy: SecurityPolicy::Baseline,
             baseline_version: BaselineVersion::Latest,
+            exemptions: Exemptions::default(),
         }
     }
 }

@@ -30,6 +30,10 @@ const EPHEMERAL_CONTAINERS: &str = "ephemeralcontainers";
 struct InScope<'a> {
     kind: WorkloadKind,
     ephemeral: bool,
+    /// An UPDATE of a Pod or Job, whose pod spec is immutable but for its images: judged like a
+    /// CREATE when it changes an image or an annotation a rule reads, never patched (behaviour.md §2,
+    /// §5).
+    immutable_update: bool,
     object: Cow<'a, Object<'a>>,
 }
 
@@ -71,16 +75,89 @@ fn in_scope<'a>(
             })?),
         };
     check_object_kind(kind, &object)?;
-    if request.operation == Operation::Update && !ephemeral && !kind.pod_spec_mutable_on_update() {
-        // The pod spec of a Pod or Job is immutable: a patch would make the apiserver refuse
-        // unrelated updates such as a label change.
-        return Ok(None);
-    }
+    // The pod spec of a Pod or Job is immutable: a patch would make the apiserver refuse
+    // unrelated updates such as a label change. Their images and annotations are not.
+    let immutable_update =
+        request.operation == Operation::Update && !ephemeral && !kind.pod_spec_mutable_on_update();
     Ok(Some(InScope {
         kind,
         ephemeral,
+        immutable_update,
         object,
     }))
+}
+
+/// behaviour.md §5: whether an UPDATE of a Pod or Job changes what the rules read, an image (of
+/// any of the three container lists) or an annotation a rule reads, so that it is judged like a
+/// CREATE. An old object that is missing or unreadable counts as changed: never failed open.
+fn update_is_judged(kind: WorkloadKind, view: &PodView<'_, '_>, request: &Request<'_>) -> bool {
+    let Some(old) = request.old_object.and_then(|o| model::parse(o.get()).ok()) else {
+        return true;
+    };
+    let old_view = PodView::new(kind, &old);
+    images_of(view) != images_of(&old_view) || read_annotations(view) != read_annotations(&old_view)
+}
+
+/// Every container's name and image, in the order of the three lists.
+fn images_of<'v>(view: &'v PodView<'_, '_>) -> Vec<(&'v str, &'v str)> {
+    let spec = view.spec;
+    spec.containers()
+        .iter()
+        .chain(spec.init_containers())
+        .chain(spec.ephemeral_containers())
+        .map(|c| (&*c.name, c.image.as_deref().unwrap_or("")))
+        .collect()
+}
+
+/// The annotations a rule reads (this project's, the variant annotation, AppArmor's), on the
+/// object and its pod template.
+fn read_annotations<'v>(view: &'v PodView<'_, '_>) -> Vec<(&'v str, &'v str)> {
+    let read = |k: &str| {
+        k.starts_with("wasm-admission.io/")
+            || k == detection::ANN_WASM_VARIANT
+            || k.starts_with(baseline::APPARMOR_ANNOTATION_PREFIX)
+    };
+    let own = view.meta.annotations.iter().flatten();
+    let pod = view.pod_annotations().iter();
+    own.chain(pod)
+        .filter(|(k, _)| read(k))
+        .map(|(k, v)| (&**k, &**v))
+        .collect()
+}
+
+/// Why behaviour.md §5 applies to a pod spec whatever the pod itself says (the boundary).
+enum Boundary {
+    /// Its own `runtimeClassName` runs Wasm (rule 3b), or its images are Wasm (rules 5–6).
+    Wasm,
+    /// It names a class that is not Wasm by name while `serve` has no complete list of the
+    /// cluster's RuntimeClasses: the class is unknown, so it is checked (deny by default).
+    PendingClass(String),
+}
+
+fn boundary(
+    view: &PodView<'_, '_>,
+    signals: &detection::Signals<'_>,
+    facts: &Facts<'_>,
+) -> Option<Boundary> {
+    if detection::names_wasm_class(view, signals) {
+        return Some(Boundary::Wasm);
+    }
+    if facts.runtime_classes_pending
+        && let Some(name) = view
+            .spec
+            .runtime_class_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
+    {
+        return Some(Boundary::PendingClass(name.to_string()));
+    }
+    // Warnings of rule 6 were given by detection already, or belong to a pod that opted out.
+    let mut ignored = Vec::new();
+    matches!(
+        detection::by_images(view, signals, &mut ignored),
+        Detection::Wasm { .. }
+    )
+    .then_some(Boundary::Wasm)
 }
 
 /// The images [`decide`] would ask the registry about (behaviour.md §3 rule 6), so that a door can look
@@ -95,15 +172,15 @@ pub(super) fn registry_images(
         return Vec::new();
     };
     let view = PodView::new(scope.kind, &scope.object);
-    if view.label_anywhere(LABEL_SKIP, "true") {
+    if scope.immutable_update && !update_is_judged(scope.kind, &view, request) {
         return Vec::new();
     }
+    let skipped = view.label_anywhere(LABEL_SKIP, "true");
     let facts = Facts {
-        registry: None,
         runtime_classes,
-        nodes: None,
+        ..Facts::default()
     };
-    detection::registry_images(&view, &engine.signals(&facts))
+    detection::registry_images(&view, &engine.signals(&facts), skipped)
 }
 
 pub(super) fn decide(
@@ -116,27 +193,36 @@ pub(super) fn decide(
     let Some(InScope {
         kind,
         ephemeral,
+        immutable_update,
         object,
     }) = in_scope(engine, request)?
     else {
         return Ok(Decision::allow());
     };
     let view = PodView::new(kind, &object);
-    if view.label_anywhere(LABEL_SKIP, "true") {
+    if immutable_update && !update_is_judged(kind, &view, request) {
         return Ok(Decision::allow());
     }
+    // The opt-outs (the skip label, rule 1) opt out of detection for §4; §5's boundary below
+    // does not read them.
+    let skipped = view.label_anywhere(LABEL_SKIP, "true");
 
     let mut decision = Decision::allow();
     let signals = engine.signals(facts);
-    let (rule, runtime_class) = match detection::detect(&view, &signals, &mut decision.warnings) {
-        Detection::NotWasm => return Ok(only_warnings(decision, endpoint)),
+    let detected = if skipped {
+        Detection::NotWasm
+    } else {
+        detection::detect(&view, &signals, &mut decision.warnings)
+    };
+    let wasm = match detected {
+        Detection::NotWasm => None,
         Detection::Mixed { wasm, other } => {
             decision.warnings.push(warning(&format!(
                 "mixed pod left unchanged: Wasm containers [{}], other containers [{}]",
                 wasm.join(","),
                 other.join(",")
             )));
-            return Ok(only_warnings(decision, endpoint));
+            None
         }
         Detection::Wasm {
             rule,
@@ -145,26 +231,74 @@ pub(super) fn decide(
             decision
                 .audit_annotations
                 .insert("wasm-detected-by".into(), rule.as_str().into());
-            (
+            Some((
                 rule,
                 runtime_class.unwrap_or_else(|| config.runtime_class_name.clone()),
-            )
+            ))
         }
     };
+    // behaviour.md §5, the boundary: a pod spec on a Wasm class, or whose images are Wasm, is
+    // checked whatever its labels and annotations say.
+    let boundary = match wasm {
+        Some(_) => None,
+        None => boundary(&view, &signals, facts),
+    };
+    if wasm.is_none() && boundary.is_none() {
+        return Ok(only_warnings(decision, endpoint));
+    }
+    let pending_note = match &boundary {
+        Some(Boundary::PendingClass(name)) => {
+            decision.warnings.push(warning(&format!(
+                "RuntimeClass \"{name}\" is checked as Wasm: the cluster's RuntimeClasses are not listed yet"
+            )));
+            format!(
+                " (RuntimeClass \"{name}\" counts as Wasm until the cluster's RuntimeClasses are listed)"
+            )
+        }
+        _ => String::new(),
+    };
+    if boundary.is_some() {
+        decision
+            .audit_annotations
+            .insert("baseline-boundary".into(), "true".into());
+    }
+    let exempt = config.security.exemptions.exempt(
+        request.username,
+        request.namespace,
+        view.spec.runtime_class_name.as_deref(),
+    );
+    if exempt {
+        decision
+            .audit_annotations
+            .insert("baseline-exempt".into(), "true".into());
+    }
     // Denials (behaviour.md §5), on both endpoints and whatever `mutateTemplates` says. The words of a
     // denial are only put together for one.
     if ephemeral {
+        if exempt {
+            return Ok(only_warnings(decision, endpoint));
+        }
         let subject = subject(&view, request);
         return Ok(decide_ephemeral(
-            engine, &view, request, subject, decision, endpoint,
+            engine,
+            &view,
+            request,
+            subject,
+            decision,
+            endpoint,
+            &pending_note,
         ));
     }
-    let violations = baseline::violations(
-        view.spec,
-        view.pod_annotations(),
-        &config.security,
-        &Scope::WholePod,
-    );
+    let violations = if exempt {
+        Vec::new()
+    } else {
+        baseline::violations(
+            view.spec,
+            view.pod_annotations(),
+            &config.security,
+            &Scope::WholePod,
+        )
+    };
     // "Wasm pod \"ns/name\"" or "Wasm pod template of Deployment \"ns/name\"".
     let what = || {
         let subject = subject(&view, request);
@@ -178,11 +312,18 @@ pub(super) fn decide(
         return Ok(deny(
             decision,
             format!(
-                "wasm-admission: {} is not allowed: {}",
+                "wasm-admission: {} is not allowed: {}{pending_note}",
                 what(),
                 violations.join("; ")
             ),
         ));
+    }
+    // The rest is §4's, for pods detected as Wasm; an UPDATE of a Pod or Job is never patched.
+    let Some((rule, runtime_class)) = wasm else {
+        return Ok(only_warnings(decision, endpoint));
+    };
+    if immutable_update {
+        return Ok(only_warnings(decision, endpoint));
     }
     let profile = match resource_profile(engine, &view) {
         Ok(p) => p,
@@ -269,6 +410,7 @@ fn decide_ephemeral(
     subject: String,
     decision: Decision,
     endpoint: Endpoint,
+    pending_note: &str,
 ) -> Decision {
     let old = request.old_object.and_then(|o| model::parse(o.get()).ok());
     let existing = old
@@ -292,7 +434,7 @@ fn decide_ephemeral(
     deny(
         decision,
         format!(
-            "wasm-admission: ephemeral containers of Wasm pod {subject} are not allowed: {}",
+            "wasm-admission: ephemeral containers of Wasm pod {subject} are not allowed: {}{pending_note}",
             violations.join("; ")
         ),
     )

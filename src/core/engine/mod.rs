@@ -57,6 +57,9 @@ pub struct Request<'a> {
     /// The object as received; the engine reads it through [`model`].
     pub object: Option<ObjectInput<'a>>,
     pub old_object: Option<&'a RawValue>,
+    /// Who asks (the review's `userInfo.username`), for `security.exemptions.usernames`; `None`
+    /// where there is no user (`check`, `audit`).
+    pub username: Option<&'a str>,
 }
 
 /// The object of a request: raw JSON, which the engine parses into its [`model`] only when the
@@ -79,6 +82,9 @@ pub struct Facts<'a> {
     /// The labels of the cluster's nodes, when `serve` watches them (behaviour.md §11): with
     /// `runtime_classes`, a warning when no node can run the pod's class.
     pub nodes: Option<&'a ClusterNodes>,
+    /// `serve` watches RuntimeClasses but holds no complete list yet (the first list has not arrived, or
+    /// it failed): a class that is not Wasm by name is unknown, and §5 is checked as for a Wasm pod.
+    pub runtime_classes_pending: bool,
 }
 
 /// How a review ended, for logs, metrics and `check`'s report.

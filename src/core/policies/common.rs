@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 
 use super::cel;
+use crate::core::baseline::APPARMOR_ANNOTATION_PREFIX;
 use crate::core::config::Config;
 use crate::core::detection::{ANN_RUNTIME_CLASS, ANN_WASM, ANN_WASM_VARIANT, compile_pattern};
 use crate::core::engine::{ANN_RESOURCE_PROFILE, LABEL_SKIP};
@@ -97,15 +98,6 @@ pub fn detect(config: &Config, vars: &mut Variables) {
         "runtimeClassAnnotation",
         format!("{}.orValue('')", annotation(ANN_RUNTIME_CLASS)),
     );
-    let mut classes: Vec<&str> = config
-        .detection
-        .runtime_classes
-        .iter()
-        .map(String::as_str)
-        .collect();
-    if !classes.contains(&config.runtime_class_name.as_str()) {
-        classes.push(&config.runtime_class_name);
-    }
     let image_rule = if config.detection.image_patterns.is_empty() {
         "''".to_string()
     } else {
@@ -124,13 +116,132 @@ pub fn detect(config: &Config, vars: &mut Variables) {
              {variant}.orValue('') in ['compat', 'compat-smart'] ? 'variant-annotation' : \
              {image_rule}",
             wasm_ann = annotation(ANN_WASM),
-            classes = cel::strings(classes.into_iter().filter(|c| !c.is_empty())),
+            classes = wasm_classes(config),
             variant = annotation(ANN_WASM_VARIANT),
         ),
     );
     vars.add(
         "isWasm",
         "variables.rule != '' && variables.rule != 'mixed'",
+    );
+}
+
+/// The configured Wasm RuntimeClass names (rule 3b), `runtimeClassName` included, as a CEL list.
+fn wasm_classes(config: &Config) -> String {
+    let mut classes: Vec<&str> = config
+        .detection
+        .runtime_classes
+        .iter()
+        .map(String::as_str)
+        .collect();
+    if !classes.contains(&config.runtime_class_name.as_str()) {
+        classes.push(&config.runtime_class_name);
+    }
+    cel::strings(classes.into_iter().filter(|c| !c.is_empty()))
+}
+
+/// behaviour.md §5's boundary, for the validating policy (after [`locate`] and [`detect`]):
+/// `skipped` (the skip label, which opts out of §4 only), `immutableUpdate` and `judged` (a Pod
+/// or Job UPDATE is judged when it changes an image or an annotation a rule reads), `exempt`
+/// (`security.exemptions`) and `mustCheck`: the pod spec is checked when it names a Wasm class or
+/// its images are Wasm, whatever its labels and annotations say, or when detection says Wasm and
+/// it is not skipped.
+pub fn boundary(config: &Config, vars: &mut Variables) {
+    let skip = cel::string(LABEL_SKIP);
+    vars.add(
+        "skipped",
+        format!(
+            "object.metadata.?labels[?{skip}].orValue('') == 'true' || \
+             variables.podLabels[?{skip}].orValue('') == 'true'"
+        ),
+    );
+    vars.add(
+        "immutableUpdate",
+        "request.operation == 'UPDATE' && !has(request.subResource) && \
+         (request.kind.kind == 'Pod' || request.kind.kind == 'Job')",
+    );
+    vars.add("oldPod", pod_of("oldObject"));
+    let images = |spec: &str| {
+        ["containers", "initContainers", "ephemeralContainers"]
+            .iter()
+            .map(|list| {
+                format!("{spec}.?{list}.orValue([]).map(c, c.name + '=' + c.?image.orValue(''))")
+            })
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    let read = format!(
+        "k.startsWith('wasm-admission.io/') || k == {} || k.startsWith({})",
+        cel::string(ANN_WASM_VARIANT),
+        cel::string(APPARMOR_ANNOTATION_PREFIX)
+    );
+    let annotations = |own: &str, pod: &str| {
+        format!(
+            "({own}.filter(k, {read}).map(k, k + '=' + {own}[k]) + \
+             {pod}.filter(k, {read}).map(k, k + '=' + {pod}[k])).sort()"
+        )
+    };
+    vars.add(
+        "judged",
+        format!(
+            "!variables.immutableUpdate || oldObject == null || \
+             {new_images} != {old_images} || {new_ann} != {old_ann}",
+            new_images = images("variables.spec"),
+            old_images = images("variables.oldPod.?spec.orValue({})"),
+            new_ann = annotations("variables.ownAnnotations", "variables.podAnnotations"),
+            old_ann = annotations(
+                "oldObject.metadata.?annotations.orValue({})",
+                "variables.oldPod.?metadata.?annotations.orValue({})"
+            ),
+        ),
+    );
+    let exemptions = &config.security.exemptions;
+    let mut exempt = Vec::new();
+    if !exemptions.namespaces.is_empty() {
+        exempt.push(format!(
+            "request.namespace in {}",
+            cel::strings(exemptions.namespaces.iter().map(String::as_str))
+        ));
+    }
+    if !exemptions.usernames.is_empty() {
+        exempt.push(format!(
+            "request.userInfo.?username.orValue('') in {}",
+            cel::strings(exemptions.usernames.iter().map(String::as_str))
+        ));
+    }
+    if !exemptions.runtime_classes.is_empty() {
+        exempt.push(format!(
+            "variables.spec.?runtimeClassName.orValue('') in {}",
+            cel::strings(exemptions.runtime_classes.iter().map(String::as_str))
+        ));
+    }
+    vars.add(
+        "exempt",
+        if exempt.is_empty() {
+            "false".to_string()
+        } else {
+            exempt.join(" || ")
+        },
+    );
+    vars.add(
+        "classWasm",
+        format!(
+            "variables.spec.?runtimeClassName.orValue('') in {}",
+            wasm_classes(config)
+        ),
+    );
+    vars.add(
+        "imagesWasm",
+        if config.detection.image_patterns.is_empty() {
+            "false"
+        } else {
+            "size(variables.imageWasm) > 0 && variables.imageWasm.all(w, w)"
+        },
+    );
+    vars.add(
+        "mustCheck",
+        "variables.judged && !variables.exempt && (variables.classWasm || variables.imagesWasm || \
+         (!variables.skipped && variables.isWasm))",
     );
 }
 
@@ -200,30 +311,32 @@ pub fn subject() -> &'static str {
      object.metadata.?generateName.orValue('')) + '\"'"
 }
 
-/// behaviour.md §6: the excluded namespaces and the skip label on the object or its pod template.
+/// behaviour.md §6: the excluded namespaces and, with `honour_skip` (the mutating policy only: the
+/// skip label opts out of §4, never of §5), the skip label on the object or its pod template.
 /// (Match conditions cannot read variables: they run first.)
-pub fn match_conditions(config: &Config) -> Value {
+pub fn match_conditions(config: &Config, honour_skip: bool) -> Value {
     let skip = cel::string(LABEL_SKIP);
     let template_labels = format!(
         "(request.kind.kind == 'CronJob' ? object.spec.?jobTemplate.?spec.?template.?metadata.?labels : \
          object.spec.?template.?metadata.?labels).orValue({{}})[?{skip}].orValue('')"
     );
-    json!([
-        {
-            "name": "outside-excluded-namespaces",
-            "expression": format!(
-                "!(request.namespace in {})",
-                cel::strings(config.excluded_namespaces.iter().map(String::as_str))
-            ),
-        },
-        {
+    let mut conditions = vec![json!({
+        "name": "outside-excluded-namespaces",
+        "expression": format!(
+            "!(request.namespace in {})",
+            cel::strings(config.excluded_namespaces.iter().map(String::as_str))
+        ),
+    })];
+    if honour_skip {
+        conditions.push(json!({
             "name": "not-skipped",
             "expression": format!(
                 "object.metadata.?labels[?{skip}].orValue('') != 'true' && \
                  (request.kind.kind == 'Pod' || {template_labels} != 'true')"
             ),
-        },
-    ])
+        }));
+    }
+    Value::Array(conditions)
 }
 
 /// The namespaces a policy acts in: opted in by label, and not excluded (as the webhook
@@ -239,7 +352,8 @@ pub fn namespace_selector(config: &Config) -> Value {
     })
 }
 
-/// Objects without the skip label (the webhook configurations' `objectSelector`).
+/// Objects without the skip label (the mutating webhook configuration's `objectSelector`; the
+/// validating one has none, behaviour.md §5).
 pub fn object_selector() -> Value {
     json!({
         "matchExpressions": [{"key": LABEL_SKIP, "operator": "NotIn", "values": ["true"]}],
@@ -249,8 +363,9 @@ pub fn object_selector() -> Value {
 /// The `resourceRules` of behaviour.md §2: Pod and Job CREATE, the other workloads' CREATE and
 /// UPDATE (their templates are mutable); `templates: false` leaves the workloads out (the
 /// mutating policy under `mutateTemplates: false`); `ephemeral` adds `kubectl debug`'s
-/// subresource.
-pub fn resource_rules(templates: bool, ephemeral: bool) -> Vec<Value> {
+/// subresource; `pod_updates` adds Pod and Job UPDATE (the validating policy: an UPDATE that
+/// changes an image or an annotation a rule reads is judged, behaviour.md §5).
+pub fn resource_rules(templates: bool, ephemeral: bool, pod_updates: bool) -> Vec<Value> {
     let rule = |group: &str, resources: &[&str], operations: &[&str]| {
         json!({
             "apiGroups": [group],
@@ -260,7 +375,12 @@ pub fn resource_rules(templates: bool, ephemeral: bool) -> Vec<Value> {
             "scope": "Namespaced",
         })
     };
-    let mut rules = vec![rule("", &["pods"], &["CREATE"])];
+    let pod_operations: &[&str] = if pod_updates {
+        &["CREATE", "UPDATE"]
+    } else {
+        &["CREATE"]
+    };
+    let mut rules = vec![rule("", &["pods"], pod_operations)];
     if ephemeral {
         rules.push(rule("", &["pods/ephemeralcontainers"], &["UPDATE"]));
     }
@@ -270,7 +390,7 @@ pub fn resource_rules(templates: bool, ephemeral: bool) -> Vec<Value> {
             &["deployments", "statefulsets", "daemonsets", "replicasets"],
             &["CREATE", "UPDATE"],
         ));
-        rules.push(rule("batch", &["jobs"], &["CREATE"]));
+        rules.push(rule("batch", &["jobs"], pod_operations));
         rules.push(rule("batch", &["cronjobs"], &["CREATE", "UPDATE"]));
     }
     rules

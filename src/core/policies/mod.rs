@@ -35,7 +35,8 @@ pub enum PolicyError {
     RegistryInspection,
 }
 
-/// How a policy answers when its expressions fail (`failurePolicy`).
+/// How the mutating policy answers when its expressions fail (`failurePolicy`). The validating
+/// policy always fails closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailurePolicy {
     #[default]
@@ -92,7 +93,7 @@ pub fn generate(
         object(
             "ValidatingAdmissionPolicy",
             VALIDATING_NAME,
-            validating::spec(config, failure.as_str()),
+            validating::spec(config),
         ),
         object(
             "ValidatingAdmissionPolicyBinding",

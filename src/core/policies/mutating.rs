@@ -36,11 +36,11 @@ pub fn spec(config: &Config, failure_policy: &str) -> Value {
         "failurePolicy": failure_policy,
         "reinvocationPolicy": "IfNeeded",
         "matchConstraints": {
-            "resourceRules": common::resource_rules(config.mutate_templates, false),
+            "resourceRules": common::resource_rules(config.mutate_templates, false, false),
             "namespaceSelector": common::namespace_selector(config),
             "objectSelector": common::object_selector(),
         },
-        "matchConditions": common::match_conditions(config),
+        "matchConditions": common::match_conditions(config, true),
         "variables": vars.to_json(),
         "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": patch}}],
     })

@@ -17,7 +17,16 @@ use crate::core::baseline::{
 use crate::core::config::Config;
 use crate::core::engine::ANN_RESOURCE_PROFILE;
 
-pub fn spec(config: &Config, failure_policy: &str) -> Value {
+/// The most containers (of the three lists together) and volumes a checked pod spec may have
+/// under the native policy: the lists its expressions walk are bounded, so that a padded pod is
+/// denied with a message instead of running past the apiserver's CEL cost limit (behaviour.md §10).
+pub const MAX_CONTAINERS: usize = 1024;
+pub const MAX_VOLUMES: usize = 1024;
+
+/// The validating policy always fails closed (`failurePolicy: Fail`): an expression that errors
+/// or runs out of cost denies the request, whatever the mutating policy's setting (behaviour.md §5:
+/// a review is never failed open).
+pub fn spec(config: &Config) -> Value {
     let mut vars = Variables::default();
     common::locate(&mut vars);
     common::detect(config, &mut vars);
@@ -26,10 +35,25 @@ pub fn spec(config: &Config, failure_policy: &str) -> Value {
         "ephemeral",
         "has(request.subResource) && request.subResource == 'ephemeralcontainers'",
     );
+    common::boundary(config, &mut vars);
+    // The names of the ephemeral containers the pod had, as a map: one lookup per new container,
+    // linear in the list (a list `in` was n×m and ran past the cost limit at 1,000 containers).
     vars.add(
         "oldEphemeral",
         "variables.ephemeral && oldObject != null ? \
-         oldObject.spec.?ephemeralContainers.orValue([]).map(c, c.name) : []",
+         oldObject.spec.?ephemeralContainers.orValue([]).transformMapEntry(i, c, {c.name: true}) : {}",
+    );
+    vars.add(
+        "containerCount",
+        "size(variables.spec.?containers.orValue([])) + size(variables.spec.?initContainers.orValue([])) + \
+         size(variables.spec.?ephemeralContainers.orValue([]))",
+    );
+    vars.add("volumeCount", "size(variables.spec.?volumes.orValue([]))");
+    vars.add(
+        "tooLarge",
+        format!(
+            "variables.containerCount > {MAX_CONTAINERS} || variables.volumeCount > {MAX_VOLUMES}"
+        ),
     );
     let checks = Checks::new(config);
     let list = |field: &str, label: &str, filter: &str| {
@@ -70,13 +94,23 @@ pub fn spec(config: &Config, failure_policy: &str) -> Value {
         .collect();
     let validations = json!([
         {
-            "expression": "!variables.isWasm || variables.ephemeral || size(variables.violations) == 0",
+            "expression": "!variables.mustCheck || !variables.tooLarge",
+            "messageExpression": format!(
+                "'wasm-admission: ' + variables.what + ' is not allowed: ' + string(variables.containerCount) + \
+                 ' containers and ' + string(variables.volumeCount) + ' volumes; the native policy checks at most \
+                 {MAX_CONTAINERS} containers and {MAX_VOLUMES} volumes'"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": "!variables.mustCheck || variables.tooLarge || variables.ephemeral || size(variables.violations) == 0",
             "messageExpression":
                 "'wasm-admission: ' + variables.what + ' is not allowed: ' + variables.violations.join('; ')",
             "reason": "Forbidden",
         },
         {
-            "expression": "!variables.isWasm || variables.ephemeral || size(variables.violations) > 0 || variables.profileKnown",
+            "expression": "!variables.isWasm || variables.skipped || variables.immutableUpdate || variables.ephemeral || \
+                 (variables.mustCheck && (variables.tooLarge || size(variables.violations) > 0)) || variables.profileKnown",
             "messageExpression": format!(
                 "'wasm-admission: ' + variables.what + ' is not allowed: unknown resource profile \"' + \
                  variables.profileName.value() + '\" in {ANN_RESOURCE_PROFILE}; known profiles: ' + {}",
@@ -85,7 +119,7 @@ pub fn spec(config: &Config, failure_policy: &str) -> Value {
             "reason": "Forbidden",
         },
         {
-            "expression": "!variables.isWasm || !variables.ephemeral || size(variables.ephemeralViolations) == 0",
+            "expression": "!variables.mustCheck || variables.tooLarge || !variables.ephemeral || size(variables.ephemeralViolations) == 0",
             "messageExpression": format!(
                 "'wasm-admission: ephemeral containers of Wasm pod ' + {} + ' are not allowed: ' + \
                  variables.ephemeralViolations.join('; ')",
@@ -95,13 +129,12 @@ pub fn spec(config: &Config, failure_policy: &str) -> Value {
         },
     ]);
     json!({
-        "failurePolicy": failure_policy,
+        "failurePolicy": "Fail",
         "matchConstraints": {
-            "resourceRules": common::resource_rules(true, true),
+            "resourceRules": common::resource_rules(true, true, true),
             "namespaceSelector": common::namespace_selector(config),
-            "objectSelector": common::object_selector(),
         },
-        "matchConditions": common::match_conditions(config),
+        "matchConditions": common::match_conditions(config, false),
         "variables": vars.to_json(),
         "validations": validations,
     })

@@ -194,7 +194,12 @@ default when unset) plus the release namespace, which the server excludes by its
 {{- toYaml (append $list .Release.Namespace | uniq) }}
 {{- end }}
 
-{{/* One webhook entry; call with (dict "root" $ "name" ... "path" ... "failurePolicy" ... "caBundle" ...). */}}
+{{/*
+One webhook entry; call with (dict "root" $ "name" ... "path" ... "failurePolicy" ... "caBundle" ...
+"skipSelector" true|false). The skip label's objectSelector is on the mutating webhook only: the
+label opts out of mutation, never of the baseline check (behaviour.md §5, the boundary), so the
+validating webhook has no selector that a pod's author controls.
+*/}}
 {{- define "wasm-admission.webhook" -}}
 {{- $root := .root }}
 {{- $fp := .failurePolicy }}
@@ -257,11 +262,13 @@ default when unset) plus the release namespace, which the server excludes by its
         operator: NotIn
         values:
           {{- include "wasm-admission.excludedNamespaces" $root | nindent 10 }}
+  {{- if .skipSelector }}
   objectSelector:
     matchExpressions:
       - key: wasm-admission.io/skip
         operator: NotIn
         values: ["true"]
+  {{- end }}
 {{- end }}
 
 {{/*
