@@ -539,3 +539,55 @@ pub fn the_largest_image_conditions_stay_inside_the_cel_cost_budget(world: &Worl
         );
     }
 }
+
+/// Both webhook configurations with the conditions generated for `config` (a case that gives
+/// `serve` image patterns must give the apiserver their conditions too, as the chart's
+/// `webhook.matchConditions.manifest` does); the chart's own are put back on drop.
+pub struct ConditionsFor<'w> {
+    world: &'w World,
+    saved: Vec<(&'static str, Value)>,
+}
+
+impl<'w> ConditionsFor<'w> {
+    pub fn apply(world: &'w World, config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).expect("config");
+        let conditions = generated_conditions(&path);
+        let mut saved = Vec::new();
+        for kind in [
+            "mutatingwebhookconfiguration",
+            "validatingwebhookconfiguration",
+        ] {
+            let current = world.cluster.json(&["get", kind, crate::support::RELEASE])["webhooks"]
+                [0]["matchConditions"]
+                .clone();
+            saved.push((kind, current));
+            patch(world, kind, &conditions);
+        }
+        Self { world, saved }
+    }
+}
+
+fn patch(world: &World, kind: &str, conditions: &Value) {
+    let op = json!([{"op": "replace", "path": "/webhooks/0/matchConditions", "value": conditions}]);
+    world
+        .cluster
+        .kubectl(&[
+            "patch",
+            kind,
+            crate::support::RELEASE,
+            "--type=json",
+            "-p",
+            &op.to_string(),
+        ])
+        .expect_ok("patch matchConditions");
+}
+
+impl Drop for ConditionsFor<'_> {
+    fn drop(&mut self) {
+        for (kind, conditions) in &self.saved {
+            patch(self.world, kind, conditions);
+        }
+    }
+}
