@@ -15,6 +15,12 @@
 //! and the ratios of each to the namespace nothing acts on.
 //! The target: at least 99% of the apiserver's calls to `serve` in its first bucket (≤ 5 ms) at
 //! 100 creates/s.
+//!
+//! The opted-in namespace also gets two more fixed-rate phases, ordinary Pods only and mixed
+//! (90% ordinary, 10% Wasm), against the targets of the webhooks' `matchConditions`: an
+//! ordinary Pod ≤ 1.1× and the mixed namespace ≤ 2× the baseline's apiserver admission time per
+//! create, a Wasm Pod's added admission time ≤ 2 ms per create, ≥ 99% of its calls in the first
+//! bucket.
 
 #[allow(dead_code)]
 #[path = "../tests/e2e/support.rs"]
@@ -69,14 +75,22 @@ fn positive(flag: &str, value: &str) -> u64 {
     }
 }
 
-fn pod(n: u64) -> Pod {
+/// Which pods a phase creates: a Wasm pod every `wasm_every` creates (1: all Wasm; 10: the mixed
+/// namespace's 10%), ordinary pods otherwise (0: none Wasm).
+fn pod(n: u64, wasm_every: u64) -> Pod {
+    let wasm = wasm_every != 0 && n.is_multiple_of(wasm_every);
+    let annotations = if wasm {
+        serde_json::json!({"wasm-admission.io/wasm": "true"})
+    } else {
+        serde_json::json!({})
+    };
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": format!("bench-{n}"),
             "labels": {"app.kubernetes.io/name": "bench"},
-            "annotations": {"wasm-admission.io/wasm": "true"}
+            "annotations": annotations
         },
         "spec": {"containers": [{"name": "app", "image": "ghcr.io/acme/app:1"}]}
     }))
@@ -155,6 +169,7 @@ async fn phase(
     rate: Option<u32>,
     concurrency: usize,
     seconds: u64,
+    wasm_every: u64,
 ) -> Phase {
     use std::sync::atomic::Ordering;
     let before = webhook_calls(world);
@@ -172,7 +187,10 @@ async fn phase(
                 let (api, n) = (api.clone(), next.fetch_add(1, Ordering::Relaxed));
                 tasks.push(tokio::spawn(async move {
                     let t = Instant::now();
-                    let ok = api.create(&PostParams::default(), &pod(n)).await.is_ok();
+                    let ok = api
+                        .create(&PostParams::default(), &pod(n, wasm_every))
+                        .await
+                        .is_ok();
                     vec![(ok, t.elapsed())]
                 }));
             }
@@ -185,7 +203,10 @@ async fn phase(
                     while Instant::now() < deadline {
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         let t = Instant::now();
-                        let ok = api.create(&PostParams::default(), &pod(n)).await.is_ok();
+                        let ok = api
+                            .create(&PostParams::default(), &pod(n, wasm_every))
+                            .await
+                            .is_ok();
                         results.push((ok, t.elapsed()));
                     }
                     results
@@ -291,6 +312,63 @@ fn print_rows(title: &str, off: &Phase, on: &Phase, policies: &Phase) {
     );
 }
 
+/// The opted-in namespace's ordinary and mixed Pods against the baseline, with the targets of
+/// the webhooks' matchConditions (README, "Which objects reach the webhook").
+/// `off` is the baseline measured next to `ordinary` and `mixed`; `wasm` is the all-Wasm phase
+/// with the baseline measured next to it.
+fn print_mixed(
+    rate: u32,
+    off: &Phase,
+    ordinary: &Phase,
+    mixed: &Phase,
+    (wasm_off, wasm): (&Phase, &Phase),
+) {
+    let per_create = |p: &Phase| p.admission / p.creates.max(1) as f64;
+    println!(
+        "\nopted-in namespace, fixed rate, {rate} creates/s: what cannot be Wasm skips the webhook"
+    );
+    println!(
+        "  {:<34} {:>10} {:>12} {:>9} {:>12}",
+        "pods", "creates/s", "admission", "failures", "/mutate calls"
+    );
+    for (name, p) in [
+        ("baseline (namespace not opted in)", off),
+        ("ordinary", ordinary),
+        ("mixed (90% ordinary, 10% Wasm)", mixed),
+        ("baseline, next to the Wasm phase", wasm_off),
+        ("Wasm", wasm),
+    ] {
+        println!(
+            "  {:<34} {:>10.1} {:>12} {:>9} {:>12}",
+            name,
+            p.rate(),
+            ms(Duration::from_secs_f64(per_create(p))),
+            p.failures,
+            p.calls.0
+        );
+    }
+    let ratio = |p: &Phase| per_create(p) / per_create(off).max(1e-9);
+    let added_ms = (per_create(wasm) - per_create(wasm_off)) * 1e3;
+    let (calls, first, _) = wasm.calls;
+    let first_share = 100.0 * first / calls.max(1.0);
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!(
+        "  ordinary / baseline admission per create: {:.2}x (target <= 1.1x: {})",
+        ratio(ordinary),
+        verdict(ratio(ordinary) <= 1.1)
+    );
+    println!(
+        "  mixed / baseline admission per create: {:.2}x (target <= 2x: {})",
+        ratio(mixed),
+        verdict(ratio(mixed) <= 2.0)
+    );
+    println!(
+        "  a Wasm Pod's added admission time: {added_ms:.2} ms per create (target <= 2 ms: {}); {first_share:.2}% of its /mutate calls in the first bucket (target >= 99%: {})",
+        verdict(added_ms <= 2.0),
+        verdict(first_share >= 99.0)
+    );
+}
+
 /// The generated policies, renamed and bound to namespaces with [`POLICIES_LABEL`] only, so
 /// they act beside the chart's webhook without overlapping it.
 fn apply_bench_policies(world: &World) {
@@ -357,8 +435,8 @@ fn main() {
         let api_pol: Api<Pod> = Api::namespaced(client, &pol);
         // A short warm-up of the three paths (connections, the webhook's TLS session, the
         // policies' compiled expressions, caches); it also waits until the policies act.
-        phase(&world, api_off.clone(), &next, Some(50), 1, 1).await;
-        phase(&world, api_on.clone(), &next, Some(50), 1, 1).await;
+        phase(&world, api_off.clone(), &next, Some(50), 1, 1, 1).await;
+        phase(&world, api_on.clone(), &next, Some(50), 1, 1, 1).await;
         let started = Instant::now();
         while !mutated_by_policies(&api_pol, &next).await {
             assert!(
@@ -367,21 +445,72 @@ fn main() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        phase(&world, api_pol.clone(), &next, Some(50), 1, 1).await;
+        phase(&world, api_pol.clone(), &next, Some(50), 1, 1, 1).await;
 
-        let fixed_off = phase(&world, api_off.clone(), &next, Some(o.rate), 1, o.seconds).await;
-        let fixed_on = phase(&world, api_on.clone(), &next, Some(o.rate), 1, o.seconds).await;
-        let fixed_pol = phase(&world, api_pol.clone(), &next, Some(o.rate), 1, o.seconds).await;
+        let fixed_off = phase(
+            &world,
+            api_off.clone(),
+            &next,
+            Some(o.rate),
+            1,
+            o.seconds,
+            1,
+        )
+        .await;
+        let fixed_on = phase(&world, api_on.clone(), &next, Some(o.rate), 1, o.seconds, 1).await;
+        let fixed_pol = phase(
+            &world,
+            api_pol.clone(),
+            &next,
+            Some(o.rate),
+            1,
+            o.seconds,
+            1,
+        )
+        .await;
         print_rows(
             &format!("fixed rate, {} creates/s", o.rate),
             &fixed_off,
             &fixed_on,
             &fixed_pol,
         );
+        // The opted-in namespace with ordinary Pods only, and mixed (90% ordinary, 10% Wasm):
+        // what the webhooks' matchConditions spare.
+        // The baseline again, next to them: the ratios compare phases minutes apart
+        // otherwise, on a machine whose load changes.
+        let fixed_off_again = phase(
+            &world,
+            api_off.clone(),
+            &next,
+            Some(o.rate),
+            1,
+            o.seconds,
+            1,
+        )
+        .await;
+        let fixed_ordinary =
+            phase(&world, api_on.clone(), &next, Some(o.rate), 1, o.seconds, 0).await;
+        let fixed_mixed = phase(
+            &world,
+            api_on.clone(),
+            &next,
+            Some(o.rate),
+            1,
+            o.seconds,
+            10,
+        )
+        .await;
+        print_mixed(
+            o.rate,
+            &fixed_off_again,
+            &fixed_ordinary,
+            &fixed_mixed,
+            (&fixed_off, &fixed_on),
+        );
 
-        let max_off = phase(&world, api_off, &next, None, o.concurrency, o.seconds).await;
-        let max_on = phase(&world, api_on, &next, None, o.concurrency, o.seconds).await;
-        let max_pol = phase(&world, api_pol, &next, None, o.concurrency, o.seconds).await;
+        let max_off = phase(&world, api_off, &next, None, o.concurrency, o.seconds, 1).await;
+        let max_on = phase(&world, api_on, &next, None, o.concurrency, o.seconds, 1).await;
+        let max_pol = phase(&world, api_pol, &next, None, o.concurrency, o.seconds, 1).await;
         print_rows(
             &format!("most the machine holds, {} creators", o.concurrency),
             &max_off,
@@ -394,7 +523,7 @@ fn main() {
 /// Whether a Pod created in the policies' namespace came back with the injected class.
 async fn mutated_by_policies(api: &Api<Pod>, next: &Arc<std::sync::atomic::AtomicU64>) -> bool {
     let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    match api.create(&PostParams::default(), &pod(n)).await {
+    match api.create(&PostParams::default(), &pod(n, 1)).await {
         Ok(created) => created
             .spec
             .and_then(|s| s.runtime_class_name)

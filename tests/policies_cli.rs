@@ -252,3 +252,49 @@ fn s10_exemptions_reach_the_validating_policy() {
         "{text}"
     );
 }
+
+#[test]
+fn s6_match_conditions_print_one_yaml_list_for_both_webhooks() {
+    let out = policies(&["--match-conditions"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<serde_json::Value> = serde_yaml_ng::from_slice(&out.stdout).expect("a YAML list");
+    let names: Vec<&str> = list.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["wasm-possible", "create-or-rule-input-changed"]);
+}
+
+#[test]
+fn s6_a_pattern_cel_cannot_read_as_the_engine_does_is_exit_2_naming_the_key() {
+    let file = config("detection:\n  imagePatterns: ['ghcr.io/acme/*', 'ghcr.io/acmé/*']\n");
+    let path = file.path().to_str().expect("utf-8 path");
+    let out = policies(&["--match-conditions", "--config", path]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("detection.imagePatterns"), "{err}");
+}
+
+#[test]
+fn s6_registry_inspection_keeps_only_the_update_condition_and_says_why() {
+    let file = config("detection:\n  registry:\n    enabled: true\n");
+    let path = file.path().to_str().expect("utf-8 path");
+    let out = policies(&["--match-conditions", "--config", path]);
+    assert!(out.status.success());
+    let list: Vec<serde_json::Value> = serde_yaml_ng::from_slice(&out.stdout).expect("a YAML list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["name"], "create-or-rule-input-changed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("every Pod and workload CREATE reaches the webhook"),
+        "{err}"
+    );
+}
+
+#[test]
+fn s6_match_conditions_take_no_policy_only_flags() {
+    let out = policies(&["--match-conditions", "--failure-policy", "ignore"]);
+    assert_eq!(out.status.code(), Some(2));
+}

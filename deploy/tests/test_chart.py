@@ -1424,3 +1424,92 @@ def test_alerts_and_panels_parse_with_the_prometheus_parser(promql, served_metri
     ((error, _, _), (_, metrics, labels)) = promql(["rate(x[5m", 'sum by (a) (rate(x_total{b="c"}[5m]))'])
     assert "unclosed left parenthesis" in error
     assert metrics == {"x_total"} and labels == {"a", "b"}
+
+
+# ---------------------------------------------------------------- match conditions (README, "Which objects reach the webhook")
+
+
+def conditions(r):
+    out = {}
+    for which, (_, hook) in r.webhooks().items():
+        out[which] = hook.get("matchConditions")
+    return out
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_both_webhooks_skip_what_cannot_be_wasm_with_the_same_generated_conditions(name):
+    r = render(name)
+    found = conditions(r)
+    assert found["mutating"] == found["validating"]
+    assert [c["name"] for c in found["mutating"]] == ["wasm-possible", "create-or-rule-input-changed"]
+    committed = yaml.safe_load((CHART / "files" / "match-conditions.yaml").read_text())
+    assert found["mutating"] == committed
+
+
+def test_the_chart_match_conditions_are_what_the_binary_generates_for_the_default_configuration(tmp_path):
+    """files/match-conditions.yaml is generated (deploy/render.sh), never edited, and records the
+    configuration it was generated for, as files/policies.yaml does."""
+    cm = render("generated").one("ConfigMap")
+    config = tmp_path / "config.yaml"
+    config.write_text(cm["data"]["config.yaml"])
+    generated = subprocess.run(
+        [BIN, "policies", "--match-conditions", "--config", str(config)], capture_output=True, text=True, check=True
+    ).stdout
+    committed = (CHART / "files" / "match-conditions.yaml").read_text()
+    assert yaml.safe_load(committed) == yaml.safe_load(generated)
+    assert f"# config-sha256: {cm['metadata']['annotations']['wasm-admission.io/config-sha256']}" in committed
+
+
+def test_no_match_condition_skips_on_the_skip_label_or_wasm_false():
+    text = json.dumps(conditions(render("generated")))
+    assert "wasm-admission.io/skip" not in text
+    assert "== 'false'" not in text
+
+
+def test_a_configuration_without_image_patterns_keeps_the_generated_conditions():
+    proc = helm_template("w", "w", ["--set", "config.runtimeClassName=spin", "--set", "config.otel.enabled=false"])
+    r = Rendered("w", "w", load_docs(proc.stdout))
+    assert conditions(r) == conditions(render("generated"))
+
+
+def test_image_patterns_need_conditions_generated_for_them(tmp_path):
+    args = ["--set", "config.detection.imagePatterns={ghcr.io/acme/*-wasm:*}"]
+    proc = helm_template("w", "w", args, check=False)
+    assert proc.returncode != 0
+    assert "config.detection.imagePatterns" in proc.stderr
+    assert "wasm-admission policies --match-conditions" in proc.stderr
+    assert "webhook.matchConditions.manifest" in proc.stderr
+    config = tmp_path / "config.yaml"
+    config.write_text("detection:\n  imagePatterns: ['ghcr.io/acme/*-wasm:*']\n")
+    generated = tmp_path / "match-conditions.yaml"
+    generated.write_text(subprocess.run(
+        [BIN, "policies", "--match-conditions", "--config", str(config)], capture_output=True, text=True, check=True
+    ).stdout)
+    r = Rendered("w", "w", load_docs(helm_template("w", "w", [*args, "--set-file", f"webhook.matchConditions.manifest={generated}"]).stdout))
+    for found in conditions(r).values():
+        assert ".matches(" in found[0]["expression"]
+        assert "acme/[^/]*" in found[0]["expression"]
+
+
+def test_a_manifest_that_is_not_a_condition_list_is_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\n")
+    proc = helm_template("w", "w", ["--set-file", f"webhook.matchConditions.manifest={bad}"], check=False)
+    assert proc.returncode != 0 and "webhook.matchConditions.manifest must be the YAML list" in proc.stderr
+
+
+def test_registry_inspection_keeps_only_the_update_condition_and_says_so(tmp_path):
+    proc = helm_template("w", "w", ["--set", "config.detection.registry.enabled=true"])
+    r = Rendered("w", "w", load_docs(proc.stdout))
+    for found in conditions(r).values():
+        assert [c["name"] for c in found] == ["create-or-rule-input-changed"]
+    notes = render_notes(tmp_path, "--set", "config.detection.registry.enabled=true")
+    assert "every Pod and workload CREATE in an\nopted-in namespace reaches the webhook" in notes, notes
+    assert "reaches the webhook" not in render_notes(tmp_path / "default")
+
+
+def test_match_conditions_can_be_turned_off(tmp_path):
+    proc = helm_template("w", "w", ["--set", "webhook.matchConditions.enabled=false"])
+    r = Rendered("w", "w", load_docs(proc.stdout))
+    assert conditions(r) == {"mutating": None, "validating": None}
+    assert "Match conditions are off" in render_notes(tmp_path, "--set", "webhook.matchConditions.enabled=false")

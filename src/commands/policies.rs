@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::adapters::config_file;
 use crate::core::config::Config;
-use crate::core::policies::{self, FailurePolicy};
+use crate::core::policies::{self, FailurePolicy, match_conditions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FailurePolicyArg {
@@ -35,6 +35,29 @@ pub struct PoliciesArgs {
     /// a configuration with registry inspection is accepted, and rule 6 stays with the webhook.
     #[arg(long)]
     pub webhook_does_io: bool,
+    /// Print instead the `matchConditions` of both webhook configurations (a YAML list):
+    /// the CEL that lets the apiserver skip objects no rule can make Wasm, and UPDATEs that
+    /// change nothing the rules read (behaviour.md §6, "Which objects reach the webhook").
+    #[arg(long, conflicts_with_all = ["failure_policy", "webhook_does_io"])]
+    pub match_conditions: bool,
+}
+
+/// `--match-conditions`: the conditions on standard output, what still reaches the webhook on
+/// standard error; a pattern CEL cannot read is exit code 2 with the key named.
+fn print_match_conditions(config: &Config) -> ExitCode {
+    match match_conditions::generate(config) {
+        Ok(conditions) => {
+            for line in &conditions.notes {
+                eprintln!("wasm-admission policies: {line}");
+            }
+            print!("{}", match_conditions::to_yaml(&conditions));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wasm-admission policies: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 pub fn run(args: PoliciesArgs) -> ExitCode {
@@ -63,6 +86,9 @@ pub fn run(args: PoliciesArgs) -> ExitCode {
         );
     }
     let config = config.with_own_namespace(args.namespace.as_deref());
+    if args.match_conditions {
+        return print_match_conditions(&config);
+    }
     let failure = match args.failure_policy {
         FailurePolicyArg::Fail => FailurePolicy::Fail,
         FailurePolicyArg::Ignore => FailurePolicy::Ignore,

@@ -164,12 +164,17 @@ pub fn no_opt_out_on_the_pod_gets_a_privileged_wasm_pod_past_any_door(world: &Wo
     let mut yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&config).expect("config YAML");
     yaml["detection"]["imagePatterns"] =
         serde_yaml_ng::from_str(&format!("['{PATTERN}']")).expect("list");
-    world.reconfigure(&serde_yaml_ng::to_string(&yaml).expect("YAML"));
+    let text = serde_yaml_ng::to_string(&yaml).expect("YAML");
+    world.reconfigure(&text);
+    // The apiserver's matchConditions for the same patterns (README, "Which objects reach the
+    // webhook").
+    let conditions = crate::match_conditions::ConditionsFor::apply(world, &text);
     let webhook = Door {
         name: "webhook",
         ns: cluster.namespace("boundary-webhook", true),
     };
     let mut through = attempts(cluster, &webhook);
+    drop(conditions);
     drop(restore);
     // The generated policies for the same configuration, bound to a namespace of their own (not
     // opted in: the webhook stays out of it).

@@ -20,6 +20,7 @@ mod chart;
 mod controllers;
 mod day_two;
 mod failure;
+mod match_conditions;
 mod metrics;
 mod native_policies;
 mod node;
@@ -134,6 +135,22 @@ const CASES: &[Case] = &[
     (
         "image_patterns_make_pods_wasm_in_the_policies_as_in_check",
         native_policies::image_patterns_make_pods_wasm_in_the_policies_as_in_check,
+    ),
+    (
+        "objects_that_cannot_be_wasm_cost_no_webhook_call",
+        match_conditions::objects_that_cannot_be_wasm_cost_no_webhook_call,
+    ),
+    (
+        "a_scale_and_a_rollout_make_no_workload_update_call",
+        match_conditions::a_scale_and_a_rollout_make_no_workload_update_call,
+    ),
+    (
+        "with_serve_down_only_new_wasm_pods_wait_for_the_webhook",
+        match_conditions::with_serve_down_only_new_wasm_pods_wait_for_the_webhook,
+    ),
+    (
+        "the_largest_image_conditions_stay_inside_the_cel_cost_budget",
+        match_conditions::the_largest_image_conditions_stay_inside_the_cel_cost_budget,
     ),
     (
         "with_serve_down_fail_blocks_opted_in_creates_and_ignore_lets_them_pass",

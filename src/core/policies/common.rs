@@ -60,7 +60,7 @@ fn path_by_kind(path: fn(WorkloadKind) -> &'static [&'static str]) -> String {
 }
 
 /// The pod template (or the Pod itself), given the CEL text of the object.
-fn pod_of(object: &str) -> String {
+pub(super) fn pod_of(object: &str) -> String {
     format!(
         "request.kind.kind == 'Pod' ? {object} : request.kind.kind == 'CronJob' ? \
          {object}.spec.?jobTemplate.?spec.?template.orValue({{}}) : {object}.spec.?template.orValue({{}})"

@@ -12,6 +12,7 @@
 
 mod cel;
 mod common;
+pub mod match_conditions;
 mod mutating;
 mod validating;
 

@@ -215,6 +215,7 @@ validating webhook has no selector that a pod's author controls.
   sideEffects: None
   failurePolicy: {{ $fp }}
   matchPolicy: Equivalent
+  {{- with include "wasm-admission.matchConditions" $root }}{{ . | nindent 2 }}{{ end }}
   timeoutSeconds: {{ $timeout }}
   {{- if .reinvocationPolicy }}
   reinvocationPolicy: {{ .reinvocationPolicy }}
