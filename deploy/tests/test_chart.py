@@ -1008,8 +1008,14 @@ def test_the_audit_cronjob_applies_policy_reports_with_exactly_that_rbac():
     assert args[args.index("--namespace") + 1] == "shop"
     (role,) = [c for c in r.all("ClusterRole") if c["metadata"]["name"].endswith("-audit")]
     expected = {(g, res, "list") for g, res in SEVEN_KINDS}
-    expected |= {("wgpolicyk8s.io", res, v) for res in ("policyreports", "clusterpolicyreports") for v in ("create", "update", "patch")}
+    # Least privilege (issue 28 item 7): create any report, patch only the project's own by name,
+    # never update; another tool's reports cannot be rewritten.
+    expected |= {("wgpolicyk8s.io", res, v) for res in ("policyreports", "clusterpolicyreports") for v in ("create", "patch")}
     assert grants(role) == expected
+    (patch_rule,) = [rule for rule in role["rules"] if "patch" in rule["verbs"]]
+    assert patch_rule["resourceNames"] == ["wasm-admission"]
+    (create_rule,) = [rule for rule in role["rules"] if "create" in rule["verbs"]]
+    assert "resourceNames" not in create_rule
     (binding,) = [b for b in r.all("ClusterRoleBinding") if b["metadata"]["name"].endswith("-audit")]
     assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
 
