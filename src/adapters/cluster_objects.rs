@@ -2,8 +2,9 @@
 //! page, and applying the PolicyReports it writes.
 //!
 //! Each kind is listed with `limit` and `continue`: one page (at most `page_size` objects, each at
-//! most etcd's 1.5 MiB) is held at a time, handed to the caller, and dropped before the next is
-//! fetched, so memory does not grow with the size of the cluster. Every request has a connect
+//! most etcd's 1.5 MiB) is held at a time, as the bytes of its answer ([`Page`]), handed to the
+//! caller, who decodes its objects one at a time, and dropped before the next is fetched, so
+//! memory does not grow with the size of the cluster. Every request has a connect
 //! and a read timeout, so a dead API server ends the run with a message instead of a hang.
 //!
 //! Bounds against a cluster whose objects are large or whose answers misbehave (issue 28, item 6):
@@ -122,8 +123,10 @@ impl Deadline {
     }
 }
 
-/// The most bytes of one list answer read by default (`audit --page-bytes`): with its decoded
-/// objects, about 60 MiB at the peak, well under the chart's 256Mi for the audit job.
+/// The most bytes of one list answer read by default (`audit --page-bytes`). A page is held as
+/// these bytes, its objects decoded one at a time, so the peak is about this plus a few copies of
+/// one object. Not smaller: one object's JSON can be several times etcd's 1.5 MiB (the apiserver
+/// writes `<` as `\u003c`, 6 bytes for 1), and an object past the budget is skipped.
 pub const DEFAULT_PAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// What an error answer is read to, at most.
@@ -292,13 +295,55 @@ enum Fetched {
     TooLarge(Vec<u8>),
 }
 
-/// A list answer: the items stay JSON values, decoded once.
+/// A list answer as first read: each item stays the raw JSON it is in the answer, borrowed, so
+/// reading a page costs its bytes once (no decoded copy of the whole page).
 #[derive(Deserialize)]
-struct ListPage {
+struct ListPage<'a> {
     #[serde(default)]
     metadata: ListMeta,
-    #[serde(default)]
-    items: Vec<Value>,
+    #[serde(default, borrow)]
+    items: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// One page of a list: the answer's bytes and where each item lies in them. Its objects are
+/// decoded one at a time ([`Page::objects`]), so while a page is decided only its bytes and the
+/// object at hand are in memory, whatever the number of objects in it.
+pub struct Page {
+    bytes: Vec<u8>,
+    items: Vec<std::ops::Range<usize>>,
+    api_version: String,
+    kind: String,
+}
+
+impl Page {
+    /// The number of objects in the page.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The page's objects, each decoded when it is reached and carrying its `apiVersion` and
+    /// `kind` (list items come without them); drop each before taking the next.
+    pub fn objects(&self) -> impl Iterator<Item = Result<Value, serde_json::Error>> + '_ {
+        self.items.iter().map(|range| {
+            let mut value: Value = serde_json::from_slice(&self.bytes[range.clone()])?;
+            if let Some(map) = value.as_object_mut() {
+                map.insert("apiVersion".into(), self.api_version.clone().into());
+                map.insert("kind".into(), self.kind.clone().into());
+            }
+            Ok(value)
+        })
+    }
+}
+
+/// Where `part` (a slice of `whole`) lies in `whole`.
+fn span_in(whole: &[u8], part: &str) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    let start = start.min(whole.len());
+    start..(start + part.len()).min(whole.len())
 }
 
 impl<'c> Pages<'c> {
@@ -369,7 +414,7 @@ impl<'c> Pages<'c> {
     /// The next page; each object carries its `apiVersion` and `kind` (list items come without
     /// them). `None` after the last page, and after an error that ends the kind
     /// ([`Pages::is_done`]); after [`ClusterError::ObjectTooLarge`] the kind goes on.
-    pub async fn next(&mut self) -> Option<Result<Vec<Value>, ClusterError>> {
+    pub async fn next(&mut self) -> Option<Result<Page, ClusterError>> {
         if self.done {
             return None;
         }
@@ -415,37 +460,33 @@ impl<'c> Pages<'c> {
                     return Some(Err(e));
                 }
             };
-            let page: ListPage = match serde_json::from_slice(&bytes) {
-                Ok(page) => page,
+            let (token, items) = match serde_json::from_slice::<ListPage<'_>>(&bytes) {
+                Ok(page) => (
+                    page.metadata.continue_,
+                    page.items
+                        .iter()
+                        .map(|item| span_in(&bytes, item.get()))
+                        .collect::<Vec<_>>(),
+                ),
                 Err(e) => {
                     return Some(Err(self.fail(kube::Error::SerdeError(e))));
                 }
             };
             let used = bytes.len();
-            drop(bytes);
             // A page well under the budget (a quarter): ask for more objects again, up to
             // --page-size.
             if self.limit < self.page_size && used.saturating_mul(4) < self.page_bytes {
                 self.limit = self.limit.saturating_mul(2).min(self.page_size);
             }
-            if let Err(e) = self.follow(page.metadata.continue_) {
+            if let Err(e) = self.follow(token) {
                 return Some(Err(e));
             }
-            let objects = page
-                .items
-                .into_iter()
-                .map(|mut value| {
-                    if let Some(map) = value.as_object_mut() {
-                        map.insert(
-                            "apiVersion".into(),
-                            self.resource.api_version.clone().into(),
-                        );
-                        map.insert("kind".into(), self.resource.kind.clone().into());
-                    }
-                    value
-                })
-                .collect();
-            return Some(Ok(objects));
+            return Some(Ok(Page {
+                bytes,
+                items,
+                api_version: self.resource.api_version.clone(),
+                kind: self.resource.kind.clone(),
+            }));
         }
     }
 

@@ -4,8 +4,12 @@
 //! cluster RuntimeClasses or nodes, so the answer equals `check`'s on the same manifest), and
 //! reported with `check`'s report code, or as PolicyReports.
 //!
-//! The cluster is read one page at a time (`--page-size`, default 500); each page is decided,
-//! reported and dropped before the next is fetched.
+//! The cluster is read one page at a time (`--page-size`, default 500, at most `--page-bytes`);
+//! each page is decided, reported and dropped before the next is fetched. Within a page, objects
+//! are decoded from the answer's bytes one at a time, decided, reported and dropped: memory is
+//! the page's bytes plus one object, whatever the number of objects or pages. Only `-o json`
+//! keeps the object as it would be admitted (it is printed); text, JUnit and PolicyReport output
+//! keep the verdict, message, warnings and rule.
 
 mod policy_report;
 
@@ -17,8 +21,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use super::check::{self, Document, OutputFormat, ReportWriter, Tally, printable};
-use crate::adapters::cluster_objects::{self, Deadline, Listing, Pages, Timeouts};
+use super::check::{self, Document, KeepObject, OutputFormat, ReportWriter, Tally, printable};
+use crate::adapters::cluster_objects::{self, Deadline, Listing, Page, Pages, Timeouts};
 use crate::adapters::registry::{Inspector, RegistryFacts};
 use crate::core::config::Config;
 use crate::core::detection::ImageClassifier;
@@ -151,13 +155,19 @@ async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
         }
     };
 
+    // Only JSON output shows the object as it would be admitted; the other formats keep no copy.
+    let keep = if args.output == AuditFormat::Json {
+        KeepObject::Yes
+    } else {
+        KeepObject::No
+    };
     let mut failed = false;
     let mut index = 0usize;
     'kinds: for kind in WorkloadKind::ALL {
         let mut pages = Pages::new(&client, &server, listing, kind, args.namespace.as_deref());
         while let Some(page) = pages.next().await {
-            let objects = match page {
-                Ok(objects) => objects,
+            let page = match page {
+                Ok(page) => page,
                 Err(e) => {
                     // Tenant strings (an object's name) reach the terminal: escaped.
                     eprintln!("wasm-admission audit: {}", printable(&e.to_string()));
@@ -173,7 +183,7 @@ async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
                 Some(inspector) => {
                     let inspected = deadline
                         .run(|| "registry inspection".to_string(), async {
-                            Ok(inspect(engine, inspector, &objects).await)
+                            Ok(inspect(engine, inspector, &page).await)
                         })
                         .await;
                     match inspected {
@@ -191,26 +201,23 @@ async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
                 registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
                 ..Facts::default()
             };
-            let refs: Vec<policy_report::ObjectRef> =
-                objects.iter().map(policy_report::ObjectRef::of).collect();
-            let documents = objects
-                .into_iter()
-                .map(|object| {
-                    let doc = Document {
-                        source: SOURCE.to_string(),
-                        index,
-                        content: Ok(object),
-                    };
-                    index += 1;
-                    doc
-                })
-                .collect();
-            let checked = check::check_documents(engine, &facts, documents, "default");
-            for (r, object_ref) in checked.iter().zip(refs) {
+            // One object at a time: decoded from the page's bytes, decided, reported, dropped.
+            for object in page.objects() {
+                let object_ref = object
+                    .as_ref()
+                    .map(policy_report::ObjectRef::of)
+                    .unwrap_or_default();
+                let doc = Document {
+                    source: SOURCE.to_string(),
+                    index,
+                    content: object.map_err(|e| format!("cannot read the object: {e}")),
+                };
+                index += 1;
+                let r = check::check_document(engine, &facts, doc, "default", keep);
                 let written = match &mut sink {
-                    Sink::Report(w) => w.entry(r),
+                    Sink::Report(w) => w.entry(&r),
                     Sink::PolicyReports(reports) => {
-                        reports.add(r, object_ref);
+                        reports.add(&r, object_ref);
                         Ok(())
                     }
                 };
@@ -219,6 +226,7 @@ async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
                     return 2;
                 }
             }
+            drop(page);
         }
     }
 
@@ -273,10 +281,12 @@ async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
 }
 
 /// Registry inspection (behaviour.md §3 rule 6) for the images of one page, with the configured
-/// settings; the inspector caches what it has seen across pages.
-async fn inspect(engine: &Engine, inspector: &Inspector, objects: &[Value]) -> RegistryFacts {
+/// settings; the inspector caches what it has seen across pages. The page's objects are decoded
+/// one at a time for it, and dropped.
+async fn inspect(engine: &Engine, inspector: &Inspector, page: &Page) -> RegistryFacts {
     let mut images = Vec::new();
-    for object in objects {
+    for object in page.objects().flatten() {
+        let object = &object;
         let namespace = object["metadata"]["namespace"]
             .as_str()
             .unwrap_or("default");

@@ -67,8 +67,10 @@ pub struct Evaluated {
     pub decision: Decision,
     /// The decision's patch as typed operations, for the report.
     pub operations: json_patch::Patch,
-    /// The object with the patch applied (the object as given when denied or unchanged).
-    pub object: Value,
+    /// The object with the patch applied (the object as given when denied or unchanged); `None`
+    /// when the report does not show it ([`KeepObject::No`]: `audit`'s text, JUnit and
+    /// PolicyReport output), so a decided object is not held twice.
+    pub object: Option<Value>,
 }
 
 impl Checked {
@@ -136,7 +138,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         for r in &results {
             if r.result
                 .as_ref()
-                .is_ok_and(|ev| report::is_admission_review(&ev.object))
+                .is_ok_and(|ev| ev.object.as_ref().is_some_and(report::is_admission_review))
             {
                 eprintln!(
                     "{}: document {}: an AdmissionReview (a request to a webhook, not a manifest) is left out of the YAML output",
@@ -209,6 +211,13 @@ fn namespace_of(object: &Value, default_namespace: &str) -> String {
         .to_string()
 }
 
+/// Whether a [`Checked`] keeps the object as it would be admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepObject {
+    Yes,
+    No,
+}
+
 /// Decides on every document.
 pub fn check_documents(
     engine: &Engine,
@@ -218,57 +227,63 @@ pub fn check_documents(
 ) -> Vec<Checked> {
     documents
         .into_iter()
-        .map(|doc| {
-            let object = match doc.content {
-                Ok(object) => object,
-                Err(e) => {
-                    return Checked {
-                        source: doc.source,
-                        index: doc.index,
-                        kind: String::new(),
-                        namespace: String::new(),
-                        name: String::new(),
-                        result: Err(e),
-                    };
-                }
-            };
-            let meta = |f: &str| {
-                object
-                    .get("metadata")
-                    .and_then(|m| m.get(f))
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-            };
-            let namespace = namespace_of(&object, default_namespace);
-            let name = meta("name")
-                .or_else(|| meta("generateName"))
-                .unwrap_or_default();
-            let kind = object["kind"].as_str().unwrap_or_default().to_string();
-            let result = evaluate(engine, facts, &object, &namespace)
-                .map(|decision| {
-                    let mutated = apply(&object, &decision);
-                    (decision, mutated)
-                })
-                .map_err(|e| e.to_string())
-                .and_then(|(decision, mutated)| {
-                    let (operations, object) = mutated?;
-                    Ok(Evaluated {
-                        decision,
-                        operations,
-                        object,
-                    })
-                });
-            Checked {
+        .map(|doc| check_document(engine, facts, doc, default_namespace, KeepObject::Yes))
+        .collect()
+}
+
+/// Decides on one document; the object given is dropped here, and only its mutated copy is
+/// kept, when `keep` says so.
+pub fn check_document(
+    engine: &Engine,
+    facts: &Facts<'_>,
+    doc: Document,
+    default_namespace: &str,
+    keep: KeepObject,
+) -> Checked {
+    let object = match doc.content {
+        Ok(object) => object,
+        Err(e) => {
+            return Checked {
                 source: doc.source,
                 index: doc.index,
-                kind,
-                namespace,
-                name,
-                result,
-            }
-        })
-        .collect()
+                kind: String::new(),
+                namespace: String::new(),
+                name: String::new(),
+                result: Err(e),
+            };
+        }
+    };
+    let meta = |f: &str| {
+        object
+            .get("metadata")
+            .and_then(|m| m.get(f))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let namespace = namespace_of(&object, default_namespace);
+    let name = meta("name")
+        .or_else(|| meta("generateName"))
+        .unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default().to_string();
+    let result = evaluate(engine, facts, &object, &namespace)
+        .map_err(|e| e.to_string())
+        .and_then(|decision| {
+            let (operations, object) = apply(object, &decision, keep)?;
+            Ok(Evaluated {
+                decision,
+                operations,
+                object,
+            })
+        });
+    Checked {
+        source: doc.source,
+        index: doc.index,
+        kind,
+        namespace,
+        name,
+        result,
+    }
 }
 
 /// Decides on a manifest as `serve` would on a CREATE of it.
@@ -319,13 +334,20 @@ pub fn create_request<'a>(object: &'a Value, raw: &'a RawValue, namespace: &'a s
     }
 }
 
-/// The decision's operations, and the object with them applied.
-fn apply(object: &Value, decision: &Decision) -> Result<(json_patch::Patch, Value), String> {
+/// The decision's operations, and the object with them applied (when `keep` says so).
+fn apply(
+    object: Value,
+    decision: &Decision,
+    keep: KeepObject,
+) -> Result<(json_patch::Patch, Option<Value>), String> {
     let internal = |e: &dyn std::fmt::Display| {
         format!("internal error: the patch does not apply ({e}); please report this")
     };
     let operations = decision.patch.operations().map_err(|e| internal(&e))?;
-    let mut out = object.clone();
+    if keep == KeepObject::No {
+        return Ok((operations, None));
+    }
+    let mut out = object;
     json_patch::patch(&mut out, &operations).map_err(|e| internal(&e))?;
-    Ok((operations, out))
+    Ok((operations, Some(out)))
 }

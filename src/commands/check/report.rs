@@ -367,7 +367,7 @@ fn json_entry(r: &Checked) -> Entry<'_> {
             message: ev.decision.message.as_deref(),
             warnings: &ev.decision.warnings,
             patch: &ev.operations.0,
-            object: Some(&ev.object),
+            object: ev.object.as_ref(),
             ..base
         },
         Err(e) => Entry {
@@ -393,10 +393,13 @@ fn yaml_entry(out: &mut dyn Write, r: &Checked) -> io::Result<()> {
     let Ok(ev) = &r.result else {
         return Ok(());
     };
-    if !ev.decision.allowed || is_admission_review(&ev.object) {
+    let Some(object) = &ev.object else {
+        return Ok(());
+    };
+    if !ev.decision.allowed || is_admission_review(object) {
         return Ok(());
     }
-    let text = serde_yaml_ng::to_string(&ev.object).map_err(io::Error::other)?;
+    let text = serde_yaml_ng::to_string(object).map_err(io::Error::other)?;
     writeln!(out, "---")?;
     out.write_all(text.as_bytes())
 }
