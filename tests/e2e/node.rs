@@ -520,9 +520,12 @@ pub fn registry_detection_runs_an_unannotated_wasm_image_under_the_shim(w: &Node
     let ns = cluster.namespace("node-registry", true);
     let path = w.world.webhook().config_path();
     let before = std::fs::read_to_string(path).expect("config");
-    w.world
-        .reconfigure(&with_registry_detection(&before, &w.node.registry));
+    let config = with_registry_detection(&before, &w.node.registry);
+    w.world.reconfigure(&config);
     let _restore = RestoreConfig(&w.world, before);
+    // Registry inspection makes every image possibly Wasm: the webhooks get the conditions
+    // generated for that configuration (no skipping one), as the chart renders them.
+    let _conditions = crate::match_conditions::ConditionsFor::apply(&w.world, &config);
     let image = w.image("env-service:artifact");
     create(cluster, &deployment("found-wasm", &ns, &image, &[]));
     rollout(cluster, &ns, "found-wasm");
