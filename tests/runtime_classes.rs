@@ -439,13 +439,27 @@ async fn s3_rule3b_a_custom_class_counts_as_wasm_through_its_handler_once_watche
     let spin = deployment_naming("orders", "my-spin");
     let privileged = privileged_twin(&spin, 0);
 
-    // Before the first list, `my-spin` is only a name: not Wasm, not judged.
+    // Before the first list, `my-spin` is only a name: not mutated, but judged as Wasm for the
+    // baseline (§5's boundary: a class whose handler is not known yet is checked), with a warning
+    // that says why; the privileged twin is denied.
     eventually(Duration::from_secs(10), "the watch lists", || async {
         api.lists.load(Ordering::SeqCst) > 0
     })
     .await;
-    assert!(unchanged(&response_for(&server, &spin).await));
-    assert!(unchanged(&response_for(&server, &privileged).await));
+    let plain = response_for(&server, &spin).await;
+    assert!(unchanged(&plain), "{plain}");
+    assert!(
+        plain["warnings"].to_string().contains("not listed yet"),
+        "{plain}"
+    );
+    let denied = response_for(&server, &privileged).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert!(
+        denied["status"]["message"]
+            .to_string()
+            .contains("securityContext.privileged=true"),
+        "{denied}"
+    );
 
     api.release();
     eventually(
