@@ -46,7 +46,10 @@ pub fn check_decision(object: Option<&Value>, decision: &Decision) -> Option<Val
     let mut patched = object.clone();
     let operations = match decision.patch.operations() {
         Ok(operations) => operations,
-        Err(e) => panic!("the patch is not JSON Patch: {e}\npatch: {}", decision.patch.as_json()),
+        Err(e) => panic!(
+            "the patch is not JSON Patch: {e}\npatch: {}",
+            decision.patch.as_json()
+        ),
     };
     if let Err(e) = json_patch::patch(&mut patched, &operations) {
         panic!(
