@@ -17,27 +17,13 @@ use wasm_admission::core::detection::ImageClass;
 use wasm_admission::core::engine::{Decision, Endpoint, Engine, Facts};
 use wasm_admission::core::review;
 
-use common::{fixture, review_for};
+use common::{deployment_with_images, fixture, review_for};
 use registry_support::*;
 
 /// A Deployment whose containers run these images (`app`, `sidecar`, ...).
 fn deployment(name: &str, images: &[&str]) -> Value {
-    let mut object = fixture("deployment-plain");
+    let mut object = deployment_with_images(images);
     object["metadata"]["name"] = json!(name);
-    let template = object["spec"]["template"]["spec"]["containers"][0].clone();
-    let names = ["app", "sidecar", "third"];
-    object["spec"]["template"]["spec"]["containers"] = Value::Array(
-        images
-            .iter()
-            .zip(names)
-            .map(|(image, name)| {
-                let mut c = template.clone();
-                c["name"] = json!(name);
-                c["image"] = json!(image);
-                c
-            })
-            .collect(),
-    );
     object
 }
 
@@ -566,16 +552,7 @@ async fn https_is_used_unless_the_registry_is_listed_as_insecure() {
     let Some(registry) = LocalRegistry::start().await else {
         return;
     };
-    registry
-        .pusher()
-        .push_image(
-            "wasm/tls:v1",
-            &[layer("application/wasm", WASM_MODULE)],
-            wasm_arch_config(),
-            None,
-        )
-        .await;
-    let image = registry.image("wasm/tls:v1");
+    let image = registry.push_wasm("wasm/tls:v1").await;
     // Not listed: an HTTPS handshake with a plain-HTTP server fails; nothing is sent in clear.
     let inspector = Inspector::new(&settings(&[]));
     let facts = inspector
@@ -841,15 +818,7 @@ async fn a_token_realm_on_another_host_is_asked_only_when_listed() {
     let Some(mut registry) = LocalRegistry::start().await else {
         return;
     };
-    registry
-        .pusher()
-        .push_image(
-            "wasm/behind-token:v1",
-            &[layer("application/wasm", WASM_MODULE)],
-            wasm_arch_config(),
-            None,
-        )
-        .await;
+    registry.push_wasm("wasm/behind-token:v1").await;
     let (token_addr, asked, task) = counting_token_service().await;
     registry.use_token_auth(&format!("http://{token_addr}/token"));
     registry.restart().await;
@@ -900,16 +869,7 @@ async fn images_on_registries_outside_allowed_hosts_are_not_fetched() {
     let Some(registry) = LocalRegistry::start().await else {
         return;
     };
-    registry
-        .pusher()
-        .push_image(
-            "wasm/allowed:v1",
-            &[layer("application/wasm", WASM_MODULE)],
-            wasm_arch_config(),
-            None,
-        )
-        .await;
-    let image = registry.image("wasm/allowed:v1");
+    let image = registry.push_wasm("wasm/allowed:v1").await;
     let before = registry.gets("/v2/wasm/allowed/manifests/");
     let elsewhere = Inspector::new(&RegistryConfig {
         allowed_hosts: vec!["ghcr.io".into(), "*.dkr.ecr.*.amazonaws.com".into()],

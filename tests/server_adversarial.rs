@@ -466,14 +466,11 @@ async fn adversarial_reviews_get_a_correct_decision_or_a_clear_4xx_in_bounded_me
     let (dir, cert, key) = pair_files(&pki.serving());
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, CONFIG).expect("config");
-    let spawned = spawn_serve(&[
-        "--tls-cert-file",
-        cert.to_str().expect("path"),
-        "--tls-private-key-file",
-        key.to_str().expect("path"),
-        "--config",
-        config.to_str().expect("path"),
-    ]);
+    let spawned = spawn_serve(&tls_flags(
+        &cert,
+        &key,
+        &["--config", config.to_str().expect("path")],
+    ));
     let url = format!("https://{SERVICE_HOST}:{}/mutate", spawned.addr.port());
     let rss_at_start = spawned.status_kib("VmRSS");
 

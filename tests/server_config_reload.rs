@@ -145,16 +145,16 @@ async fn s28_item9_a_huge_config_or_a_fifo_blocks_neither_certificate_reload_nor
     let (dir, cert, key) = pair_files(&first);
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, "runtimeClassName: wasmtime\n").expect("config");
-    let mut spawned = spawn_serve(&[
-        "--tls-cert-file",
-        cert.to_str().expect("path"),
-        "--tls-private-key-file",
-        key.to_str().expect("path"),
-        "--config",
-        config.to_str().expect("path"),
-        "--watch-runtime-classes",
-        "off",
-    ]);
+    let mut spawned = spawn_serve(&tls_flags(
+        &cert,
+        &key,
+        &[
+            "--config",
+            config.to_str().expect("path"),
+            "--watch-runtime-classes",
+            "off",
+        ],
+    ));
     let peer = |ca: String, addr| async move {
         let client = apiserver_client(&ca, addr, Http::One);
         let url = format!("https://{SERVICE_HOST}:{}/mutate", addr.port());

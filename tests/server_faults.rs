@@ -246,14 +246,11 @@ async fn ten_thousand_idle_connections_neither_stop_answers_nor_exhaust_descript
     );
     let pki = Pki::new("test CA");
     let (dir, cert, key) = pair_files(&pki.serving());
-    let spawned = spawn_serve(&[
-        "--tls-cert-file",
-        cert.to_str().expect("path"),
-        "--tls-private-key-file",
-        key.to_str().expect("path"),
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ]);
+    let spawned = spawn_serve(&tls_flags(
+        &cert,
+        &key,
+        &["--metrics-listen", "127.0.0.1:0"],
+    ));
     let url = format!("https://{SERVICE_HOST}:{}/mutate", spawned.addr.port());
     let warm = apiserver_client(&pki.ca_pem, spawned.addr, Http::One);
     for _ in 0..20 {
@@ -371,14 +368,7 @@ async fn connections_over_the_cap_are_closed_at_once_and_descriptors_never_run_o
     // The server gets 512 descriptors: its HTTPS cap is 512 - 128 reserved - 64 for the metrics
     // listener = 320 connections.
     let spawned = spawn_serve_with(
-        &[
-            "--tls-cert-file",
-            cert.to_str().expect("path"),
-            "--tls-private-key-file",
-            key.to_str().expect("path"),
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
+        &tls_flags(&cert, &key, &["--metrics-listen", "127.0.0.1:0"]),
         |command| {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
@@ -486,12 +476,7 @@ async fn certificate_files_deleted_or_corrupted_keep_the_last_good_pair_and_read
     let pki = Pki::new("test CA");
     let pair = pki.serving();
     let (dir, cert, key) = pair_files(&pair);
-    let spawned = spawn_serve(&[
-        "--tls-cert-file",
-        cert.to_str().expect("path"),
-        "--tls-private-key-file",
-        key.to_str().expect("path"),
-    ]);
+    let spawned = spawn_serve(&tls_flags(&cert, &key, &[]));
     let base = format!("https://{SERVICE_HOST}:{}", spawned.addr.port());
     let fresh = || apiserver_client(&pki.ca_pem, spawned.addr, Http::One);
     let failures = || async {
@@ -717,14 +702,7 @@ async fn bare_connections_are_capped_by_the_memory_limit() {
     let pki = Pki::new("test CA");
     let (dir, cert, key) = pair_files(&pki.serving());
     let spawned = spawn_serve_with(
-        &[
-            "--tls-cert-file",
-            cert.to_str().expect("path"),
-            "--tls-private-key-file",
-            key.to_str().expect("path"),
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
+        &tls_flags(&cert, &key, &["--metrics-listen", "127.0.0.1:0"]),
         |command| {
             command
                 .env("WASM_ADMISSION_MEMORY_LIMIT", "8Mi")

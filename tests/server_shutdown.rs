@@ -15,19 +15,8 @@ use tokio::sync::watch;
 async fn sigterm_finishes_every_request_in_flight_then_exits_0() {
     let pki = Pki::new("test CA");
     let pair = pki.serving();
-    let dir = tempfile::tempdir().expect("dir");
-    let cert = dir.path().join("tls.crt");
-    let key = dir.path().join("tls.key");
-    std::fs::write(&cert, &pair.cert_pem).expect("cert");
-    std::fs::write(&key, &pair.key_pem).expect("key");
-    let mut spawned = spawn_serve(&[
-        "--tls-cert-file",
-        cert.to_str().expect("path"),
-        "--tls-private-key-file",
-        key.to_str().expect("path"),
-        "--shutdown-delay",
-        "0s",
-    ]);
+    let (dir, cert, key) = pair_files(&pair);
+    let mut spawned = spawn_serve(&tls_flags(&cert, &key, &["--shutdown-delay", "0s"]));
     let addr = spawned.addr;
 
     // 16 reviews whose bodies stop halfway until released: 8 over HTTP/1.1 (one connection
@@ -146,22 +135,10 @@ async fn sigterm_finishes_every_request_in_flight_then_exits_0() {
 async fn sigterm_keeps_accepting_for_the_shutdown_delay_with_readyz_503() {
     let pki = Pki::new("test CA");
     let pair = pki.serving();
-    let dir = tempfile::tempdir().expect("dir");
-    let cert = dir.path().join("tls.crt");
-    let key = dir.path().join("tls.key");
-    std::fs::write(&cert, &pair.cert_pem).expect("cert");
-    std::fs::write(&key, &pair.key_pem).expect("key");
-    let mut spawned = spawn_serve_with(
-        &[
-            "--tls-cert-file",
-            cert.to_str().expect("path"),
-            "--tls-private-key-file",
-            key.to_str().expect("path"),
-        ],
-        |command| {
-            command.env("WASM_ADMISSION_SHUTDOWN_DELAY", "4s");
-        },
-    );
+    let (dir, cert, key) = pair_files(&pair);
+    let mut spawned = spawn_serve_with(&tls_flags(&cert, &key, &[]), |command| {
+        command.env("WASM_ADMISSION_SHUTDOWN_DELAY", "4s");
+    });
     let addr = spawned.addr;
     let base = format!("https://{SERVICE_HOST}:{}", addr.port());
     let ready = |client: reqwest::Client, url: String| async move {

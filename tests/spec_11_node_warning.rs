@@ -18,10 +18,11 @@ fn classes() -> ClusterRuntimeClasses {
     let spin = RuntimeClassInfo {
         handler: "spin".into(),
         node_selector: BTreeMap::from([(SPIN_LABEL.to_string(), "true".to_string())]),
+        ..Default::default()
     };
     let wasm = RuntimeClassInfo {
         handler: "wasm".into(),
-        node_selector: BTreeMap::new(),
+        ..Default::default()
     };
     ClusterRuntimeClasses::from([("spin".to_string(), spin), ("wasm".to_string(), wasm)])
 }
@@ -62,6 +63,14 @@ fn no_node_warnings(out: &Admitted) -> Vec<&String> {
         .collect()
 }
 
+fn assert_no_node_warning(out: &Admitted) {
+    assert!(
+        no_node_warnings(out).is_empty(),
+        "{:?}",
+        out.decision.warnings
+    );
+}
+
 #[test]
 fn injected_class_with_no_matching_node_warns_naming_class_and_selector() {
     let classes = classes();
@@ -90,11 +99,7 @@ fn a_node_with_the_selector_labels_silences_the_warning() {
         Some(&labelled),
         Endpoint::Mutate,
     );
-    assert!(
-        no_node_warnings(&out).is_empty(),
-        "{:?}",
-        out.decision.warnings
-    );
+    assert_no_node_warning(&out);
 }
 
 #[test]
@@ -115,11 +120,7 @@ fn a_class_without_node_selector_never_warns_even_with_no_nodes() {
         Some(&nodes(&[])),
         Endpoint::Mutate,
     );
-    assert!(
-        no_node_warnings(&out).is_empty(),
-        "{:?}",
-        out.decision.warnings
-    );
+    assert_no_node_warning(&out);
 }
 
 #[test]
@@ -132,11 +133,7 @@ fn without_the_node_watch_nothing_is_looked_up() {
             nodes.as_ref(),
             Endpoint::Mutate,
         );
-        assert!(
-            no_node_warnings(&out).is_empty(),
-            "{:?}",
-            out.decision.warnings
-        );
+        assert_no_node_warning(&out);
     }
 }
 

@@ -23,21 +23,7 @@ impl ImageClassifier for Answers {
 }
 
 fn deployment(images: &[&str]) -> Value {
-    let mut object = fixture("deployment-plain");
-    let template = object["spec"]["template"]["spec"]["containers"][0].clone();
-    object["spec"]["template"]["spec"]["containers"] = Value::Array(
-        images
-            .iter()
-            .zip(["app", "sidecar", "third"])
-            .map(|(image, name)| {
-                let mut c = template.clone();
-                c["name"] = json!(name);
-                c["image"] = json!(image);
-                c
-            })
-            .collect(),
-    );
-    object
+    deployment_with_images(images)
 }
 
 fn images_to_look_up(engine: &Engine, review: &Value) -> Vec<String> {

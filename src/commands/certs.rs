@@ -15,13 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use base64::Engine as _;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-};
+use rcgen::{Issuer, KeyPair};
 use time::OffsetDateTime;
 
-use crate::adapters::tls::certificates::{Issued, service_dns_names};
+use crate::adapters::tls::certificates::{MAX_DAYS, new_ca, service_dns_names, serving_pair};
 
 use clap::{Args, Subcommand};
 
@@ -78,9 +75,6 @@ pub const CA_KEY_FILE: &str = "ca.key";
 pub const CERT_FILE: &str = "tls.crt";
 pub const KEY_FILE: &str = "tls.key";
 
-/// The longest validity accepted, in days (100 years).
-pub const MAX_DAYS: u32 = 36_500;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
     #[error(
@@ -128,76 +122,6 @@ pub enum CertsError {
     },
     #[error("cannot make the certificates: {0}")]
     Generate(#[from] rcgen::Error),
-}
-
-/// A new CA (ECDSA P-256) and its key.
-fn new_ca(
-    common_name: &str,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-) -> Result<(String, KeyPair, CertificateParams), CertsError> {
-    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(DnType::CommonName, common_name);
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca.not_before = not_before;
-    ca.not_after = not_after;
-    let ca_cert = ca.self_signed(&ca_key)?;
-    Ok((ca_cert.pem(), ca_key, ca))
-}
-
-/// An ECDSA P-256 serving certificate for `names` (DNS names or IP addresses) signed by `issuer`;
-/// the certificate and key PEM.
-fn serving_pair(
-    issuer: &Issuer<'_, KeyPair>,
-    common_name: &str,
-    names: &[String],
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-) -> Result<(String, String), CertsError> {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut leaf = CertificateParams::new(names.to_vec())?;
-    leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name
-        .push(DnType::CommonName, common_name);
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.use_authority_key_identifier_extension = true;
-    leaf.not_before = not_before;
-    leaf.not_after = not_after;
-    let cert = leaf.signed_by(&key, issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
-/// Makes a throwaway CA and, signed by it, an ECDSA P-256 serving certificate for `names` (DNS
-/// names or IP addresses), valid for `days` from now (backdated 5 minutes for clock skew).
-pub fn issue(
-    ca_common_name: &str,
-    common_name: &str,
-    names: &[String],
-    days: u32,
-) -> Result<Issued, CertsError> {
-    if days == 0 || days > MAX_DAYS {
-        return Err(CertsError::BadDays(days));
-    }
-    let now = OffsetDateTime::now_utc();
-    let not_before = now - time::Duration::minutes(5);
-    let not_after = now + time::Duration::days(i64::from(days));
-    let (ca_pem, ca_key, ca) = new_ca(ca_common_name, not_before, not_after)?;
-    let issuer = Issuer::new(ca, ca_key);
-    let (cert_pem, key_pem) = serving_pair(&issuer, common_name, names, not_before, not_after)?;
-    Ok(Issued {
-        ca_pem,
-        cert_pem,
-        key_pem,
-        not_after,
-    })
 }
 
 /// An existing CA, loaded from `--ca-cert` and `--ca-key`.
@@ -607,28 +531,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn service_names_are_the_four_the_apiserver_may_use() {
-        assert_eq!(
-            service_dns_names("wh", "ns"),
-            ["wh", "wh.ns", "wh.ns.svc", "wh.ns.svc.cluster.local"]
-        );
-    }
-
-    #[test]
     fn labels_follow_kubernetes_rules() {
         assert!(check_label("service", "wasm-admission", true).is_ok());
         assert!(check_label("namespace", "1team", false).is_ok());
         for bad in ["", "Upper", "-x", "x-", "a.b", "1svc", &"a".repeat(64)] {
             assert!(check_label("service", bad, true).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn days_out_of_range_are_refused() {
-        assert!(matches!(
-            issue("ca", "cn", &["a".into()], 0),
-            Err(CertsError::BadDays(0))
-        ));
-        assert!(issue("ca", "cn", &["a".into()], MAX_DAYS + 1).is_err());
     }
 }

@@ -24,6 +24,25 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The plain Deployment fixture with one container per image (named `app`, `sidecar`, `third`).
+pub fn deployment_with_images(images: &[&str]) -> Value {
+    let mut object = fixture("deployment-plain");
+    let template = object["spec"]["template"]["spec"]["containers"][0].clone();
+    object["spec"]["template"]["spec"]["containers"] = Value::Array(
+        images
+            .iter()
+            .zip(["app", "sidecar", "third"])
+            .map(|(image, name)| {
+                let mut c = template.clone();
+                c["name"] = json!(name);
+                c["image"] = json!(image);
+                c
+            })
+            .collect(),
+    );
+    object
+}
+
 /// Every fixture's name.
 pub fn all_fixtures() -> Vec<String> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");

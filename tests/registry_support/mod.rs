@@ -152,6 +152,20 @@ impl LocalRegistry {
         format!("{}/{repository_and_tag}", self.host())
     }
 
+    /// Pushes a one-module Wasm image (an `application/wasm` layer, `wasm` architecture) and
+    /// returns its reference.
+    pub async fn push_wasm(&self, repository_and_tag: &str) -> String {
+        self.pusher()
+            .push_image(
+                repository_and_tag,
+                &[layer("application/wasm", WASM_MODULE)],
+                wasm_arch_config(),
+                None,
+            )
+            .await;
+        self.image(repository_and_tag)
+    }
+
     /// Stops the registry process (its storage stays).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -499,6 +499,18 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// Writes a certificate pair into a fresh folder: `(dir, tls.crt, tls.key)`.
+/// `serve`'s flags for a serving pair's files, then `extra`.
+pub fn tls_flags<'a>(cert: &'a Path, key: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut flags = vec![
+        "--tls-cert-file",
+        cert.to_str().expect("path"),
+        "--tls-private-key-file",
+        key.to_str().expect("path"),
+    ];
+    flags.extend_from_slice(extra);
+    flags
+}
+
 pub fn pair_files(pair: &Pair) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().expect("dir");
     let cert = dir.path().join("tls.crt");

@@ -328,97 +328,13 @@ fn own_namespace(args: &ServeArgs) -> Option<String> {
 /// Loads certificates and configuration, binds the listeners and starts serving. Returns once
 /// the server accepts connections.
 pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError> {
-    let mut tuning = tuning;
-    if let Some(n) = args.max_reviews_in_flight {
-        tuning.max_reviews_in_flight = n as usize;
-    }
-    if let Some(bytes) = args.max_body_memory {
-        tuning.max_body_memory = usize::try_from(bytes).unwrap_or(usize::MAX);
-    }
-    if let Some(d) = args.h2_idle_timeout {
-        tuning.h2_idle_timeout = d;
-    }
-    if let Some(d) = args.tls_handshake_timeout {
-        tuning.tls_handshake_timeout = d;
-    }
+    let tuning = tuning.with_flags(&args);
     install_crypto_provider();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let namespace = own_namespace(&args);
     let mut sources = Sources::default();
-
-    let (pair, dev_ca) = if args.dev {
-        let made = dev::make_pair()?;
-        let paths = PairPaths {
-            cert: PathBuf::from("<in-memory dev certificate>"),
-            key: PathBuf::from("<in-memory dev key>"),
-        };
-        let pair = tls::load_pair(
-            made.cert_pem.as_bytes(),
-            made.key_pem.as_bytes(),
-            &paths,
-            &provider,
-        )?;
-        (pair, Some(made.ca_pem))
-    } else {
-        let paths = PairPaths {
-            cert: args.tls_cert_file.clone(),
-            key: args.tls_private_key_file.clone(),
-        };
-        let (source, pair) = CertSource::load(paths, &provider)?;
-        sources.cert = Some(source);
-        (pair, None)
-    };
-    let resolver = Arc::new(CertResolver::new(pair.key.clone()));
-    let client_ca = match &args.client_ca_file {
-        Some(path) => {
-            let (source, roots) = ClientCaSource::load(path.clone())?;
-            sources.client_ca = Some(source);
-            Some(roots)
-        }
-        None => None,
-    };
-    let rustls = RustlsConfig::from_config(Arc::new(tls::server_config(
-        provider.clone(),
-        resolver.clone(),
-        client_ca,
-    )?));
-
-    let engine = match &args.config {
-        Some(path) => {
-            let (source, engine) =
-                ConfigSource::load(path.clone(), namespace.clone()).map_err(StartError::Config)?;
-            sources.config = Some(source);
-            engine
-        }
-        None => Engine::new(Config::default().with_own_namespace(namespace.as_deref()))
-            .map_err(StartError::Config)?,
-    };
-
-    let metrics = Metrics::new();
-    metrics.certificate_expiry(pair.not_after);
-    let (nodes_watched, node_watch_state) = metrics.node_gauges();
-    let registry_counters = metrics.registry_counters();
-    let state = Arc::new(AppState {
-        engine: ArcSwap::from_pointee(engine),
-        metrics,
-        resolver,
-        provider,
-        rustls: Some(rustls.clone()),
-        ready: AtomicBool::new(false),
-        draining: AtomicBool::new(false),
-        registry: crate::adapters::registry::InspectorSlot::with_counters(registry_counters),
-        runtime_classes: Arc::default(),
-        nodes: Arc::new(crate::adapters::nodes::KnownNodes::with_gauges(
-            nodes_watched,
-            node_watch_state,
-        )),
-        load: load::Load::new(tuning.max_reviews_in_flight, tuning.max_body_memory),
-    });
-    // Built now rather than on the first review: the HTTP client reads the system's CA
-    // certificates, which takes a while and blocks.
-    state
-        .registry
-        .for_settings(&state.engine.load().config().detection.registry);
+    let tls = load_tls(&args, &provider, &mut sources)?;
+    let engine = load_engine(&args, &mut sources)?;
+    let state = new_state(engine, &tls, provider, &tuning);
     let kube_client = crate::adapters::runtime_classes::client_for(
         args.watch_runtime_classes,
         tuning.kube_config.clone(),
@@ -438,73 +354,18 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         }
         None => None,
     };
-    let dev = match dev_ca {
-        Some(ca_pem) => Some(dev::DevFiles::write(&ca_pem, addr)?),
+    let dev = match &tls.dev_ca {
+        Some(ca_pem) => Some(dev::DevFiles::write(ca_pem, addr)?),
         None => None,
     };
 
-    let fd_limit = conn::raise_fd_limit();
-    // The flag, else a test's tuning, else one per 16 KiB of half the memory limit (flag or
-    // cgroup), always within what the open-file limit allows.
-    let by_fds = conn::max_connections(fd_limit);
-    let max_connections = args
-        .max_connections
-        .map(|n| n as usize)
-        .or(tuning.max_connections)
-        .or_else(|| {
-            conn::max_connections_for_memory(args.memory_limit.or_else(conn::cgroup_memory_limit))
-                .map(|n| n.min(by_fds))
-        })
-        .unwrap_or(by_fds);
-    let guard = conn::Guard::new(
-        max_connections,
-        tuning.first_bytes_timeout,
-        state.metrics.connections_open(),
-        state.metrics.connections_refused(),
-    )
-    .with_h2_idle_timeout(tuning.h2_idle_timeout);
-    let metrics_guard = conn::Guard::new(
-        conn::METRICS_MAX_CONNECTIONS,
-        tuning.first_bytes_timeout,
-        state.metrics.connections_open(),
-        state.metrics.connections_refused(),
-    )
-    .with_h2_idle_timeout(tuning.h2_idle_timeout);
-
-    let mut handles = Vec::new();
-    let mut tasks = Vec::new();
-
-    let handle = Handle::new();
-    let acceptor =
-        guard.acceptor(RustlsAcceptor::new(rustls).handshake_timeout(tuning.tls_handshake_timeout));
-    let mut https = axum_server::from_tcp(listener)
-        .acceptor(acceptor)
-        .handle(handle.clone());
-    configure_http(https.http_builder(), &tuning);
-    let app = routes::router(state.clone());
-    tasks.push((
-        "HTTPS",
-        tokio::spawn(async move { https.serve(app.into_make_service()).await }),
-    ));
-    handles.push(handle);
-
-    let metrics_addr = match metrics_listener {
-        Some((listener, metrics_addr)) => {
-            let handle = Handle::new();
-            let mut plain = axum_server::from_tcp(listener)
-                .acceptor(metrics_guard.acceptor(axum_server::accept::DefaultAcceptor::new()))
-                .handle(handle.clone());
-            configure_http(plain.http_builder(), &tuning);
-            let app = routes::metrics_router(state.clone());
-            tasks.push((
-                "metrics",
-                tokio::spawn(async move { plain.serve(app.into_make_service()).await }),
-            ));
-            handles.push(handle);
-            Some(metrics_addr)
-        }
-        None => None,
-    };
+    let (max_connections, fd_limit) = connection_cap(&args, &tuning);
+    let mut listeners = Listeners::default();
+    listeners.https(listener, &state, tls.rustls, max_connections, &tuning);
+    let metrics_addr = metrics_listener.map(|(listener, metrics_addr)| {
+        listeners.metrics(listener, &state, &tuning);
+        metrics_addr
+    });
 
     let watcher = tokio::spawn(reload::watch(state.clone(), sources, tuning.poll_interval));
     // The Node watch runs beside the RuntimeClass watch, with the same client (behaviour.md §11).
@@ -522,8 +383,8 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
     info!(
         addr = %addr,
         metrics_addr = metrics_addr.map(|a| a.to_string()),
-        certificate_serial = %pair.serial,
-        certificate_not_after = pair.not_after,
+        certificate_serial = %tls.pair.serial,
+        certificate_not_after = tls.pair.not_after,
         max_connections,
         open_files_limit = fd_limit,
         dev = args.dev,
@@ -535,12 +396,221 @@ pub async fn start(args: ServeArgs, tuning: Tuning) -> Result<Server, StartError
         metrics_addr,
         dev,
         state,
-        handles,
-        tasks,
+        handles: listeners.handles,
+        tasks: listeners.tasks,
         watcher,
         runtime_class_watch,
         node_watch,
     })
+}
+
+impl Tuning {
+    /// The tuning with the flags that override it applied.
+    fn with_flags(mut self, args: &ServeArgs) -> Self {
+        if let Some(n) = args.max_reviews_in_flight {
+            self.max_reviews_in_flight = n as usize;
+        }
+        if let Some(bytes) = args.max_body_memory {
+            self.max_body_memory = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        if let Some(d) = args.h2_idle_timeout {
+            self.h2_idle_timeout = d;
+        }
+        if let Some(d) = args.tls_handshake_timeout {
+            self.tls_handshake_timeout = d;
+        }
+        self
+    }
+}
+
+/// The serving pair and what is built from it.
+struct LoadedTls {
+    pair: tls::LoadedPair,
+    /// `--dev`: the in-memory CA's certificate, written out once the port is known.
+    dev_ca: Option<String>,
+    resolver: Arc<CertResolver>,
+    rustls: RustlsConfig,
+}
+
+/// The serving pair (from the files, or made in memory with `--dev`), the client CA, and the
+/// rustls configuration that hands out the pair per handshake.
+fn load_tls(
+    args: &ServeArgs,
+    provider: &Arc<CryptoProvider>,
+    sources: &mut Sources,
+) -> Result<LoadedTls, StartError> {
+    let (pair, dev_ca) = if args.dev {
+        let made = dev::make_pair()?;
+        let paths = PairPaths {
+            cert: PathBuf::from("<in-memory dev certificate>"),
+            key: PathBuf::from("<in-memory dev key>"),
+        };
+        let pair = tls::load_pair(
+            made.cert_pem.as_bytes(),
+            made.key_pem.as_bytes(),
+            &paths,
+            provider,
+        )?;
+        (pair, Some(made.ca_pem))
+    } else {
+        let paths = PairPaths {
+            cert: args.tls_cert_file.clone(),
+            key: args.tls_private_key_file.clone(),
+        };
+        let (source, pair) = CertSource::load(paths, provider)?;
+        sources.cert = Some(source);
+        (pair, None)
+    };
+    let resolver = Arc::new(CertResolver::new(pair.key.clone()));
+    let client_ca = match &args.client_ca_file {
+        Some(path) => {
+            let (source, roots) = ClientCaSource::load(path.clone())?;
+            sources.client_ca = Some(source);
+            Some(roots)
+        }
+        None => None,
+    };
+    let rustls = RustlsConfig::from_config(Arc::new(tls::server_config(
+        provider.clone(),
+        resolver.clone(),
+        client_ca,
+    )?));
+    Ok(LoadedTls {
+        pair,
+        dev_ca,
+        resolver,
+        rustls,
+    })
+}
+
+/// The engine for `--config` (watched for changes), or for the defaults.
+fn load_engine(args: &ServeArgs, sources: &mut Sources) -> Result<Engine, StartError> {
+    let namespace = own_namespace(args);
+    match &args.config {
+        Some(path) => {
+            let (source, engine) =
+                ConfigSource::load(path.clone(), namespace).map_err(StartError::Config)?;
+            sources.config = Some(source);
+            Ok(engine)
+        }
+        None => Engine::new(Config::default().with_own_namespace(namespace.as_deref()))
+            .map_err(StartError::Config),
+    }
+}
+
+/// What the routes share, not ready yet.
+fn new_state(
+    engine: Engine,
+    tls: &LoadedTls,
+    provider: Arc<CryptoProvider>,
+    tuning: &Tuning,
+) -> Arc<AppState> {
+    let metrics = Metrics::new();
+    metrics.certificate_expiry(tls.pair.not_after);
+    let (nodes_watched, node_watch_state) = metrics.node_gauges();
+    let registry_counters = metrics.registry_counters();
+    let state = Arc::new(AppState {
+        engine: ArcSwap::from_pointee(engine),
+        metrics,
+        resolver: tls.resolver.clone(),
+        provider,
+        rustls: Some(tls.rustls.clone()),
+        ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        registry: crate::adapters::registry::InspectorSlot::with_counters(registry_counters),
+        runtime_classes: Arc::default(),
+        nodes: Arc::new(crate::adapters::nodes::KnownNodes::with_gauges(
+            nodes_watched,
+            node_watch_state,
+        )),
+        load: load::Load::new(tuning.max_reviews_in_flight, tuning.max_body_memory),
+    });
+    // Built now rather than on the first review: the HTTP client reads the system's CA
+    // certificates, which takes a while and blocks.
+    state
+        .registry
+        .for_settings(&state.engine.load().config().detection.registry);
+    state
+}
+
+/// The most connections the HTTPS listener holds, and the open-file limit: the flag, else a
+/// test's tuning, else one per 16 KiB of half the memory limit (flag or cgroup), always within
+/// what the open-file limit allows.
+fn connection_cap(args: &ServeArgs, tuning: &Tuning) -> (usize, Option<u64>) {
+    let fd_limit = conn::raise_fd_limit();
+    let by_fds = conn::max_connections(fd_limit);
+    let max_connections = args
+        .max_connections
+        .map(|n| n as usize)
+        .or(tuning.max_connections)
+        .or_else(|| {
+            conn::max_connections_for_memory(args.memory_limit.or_else(conn::cgroup_memory_limit))
+                .map(|n| n.min(by_fds))
+        })
+        .unwrap_or(by_fds);
+    (max_connections, fd_limit)
+}
+
+/// The running listeners: a handle to stop each, and its task.
+#[derive(Default)]
+struct Listeners {
+    handles: Vec<Handle>,
+    tasks: Vec<(&'static str, JoinHandle<std::io::Result<()>>)>,
+}
+
+impl Listeners {
+    /// The review routes over TLS, at most `max_connections` at once.
+    fn https(
+        &mut self,
+        listener: std::net::TcpListener,
+        state: &Arc<AppState>,
+        rustls: RustlsConfig,
+        max_connections: usize,
+        tuning: &Tuning,
+    ) {
+        let guard = conn::Guard::new(
+            max_connections,
+            tuning.first_bytes_timeout,
+            state.metrics.connections_open(),
+            state.metrics.connections_refused(),
+        )
+        .with_h2_idle_timeout(tuning.h2_idle_timeout);
+        let handle = Handle::new();
+        let acceptor = guard
+            .acceptor(RustlsAcceptor::new(rustls).handshake_timeout(tuning.tls_handshake_timeout));
+        let mut https = axum_server::from_tcp(listener)
+            .acceptor(acceptor)
+            .handle(handle.clone());
+        configure_http(https.http_builder(), tuning);
+        let app = routes::router(state.clone());
+        self.tasks.push((
+            "HTTPS",
+            tokio::spawn(async move { https.serve(app.into_make_service()).await }),
+        ));
+        self.handles.push(handle);
+    }
+
+    /// `/metrics` over plain HTTP, `--metrics-listen`.
+    fn metrics(&mut self, listener: std::net::TcpListener, state: &Arc<AppState>, tuning: &Tuning) {
+        let guard = conn::Guard::new(
+            conn::METRICS_MAX_CONNECTIONS,
+            tuning.first_bytes_timeout,
+            state.metrics.connections_open(),
+            state.metrics.connections_refused(),
+        )
+        .with_h2_idle_timeout(tuning.h2_idle_timeout);
+        let handle = Handle::new();
+        let mut plain = axum_server::from_tcp(listener)
+            .acceptor(guard.acceptor(axum_server::accept::DefaultAcceptor::new()))
+            .handle(handle.clone());
+        configure_http(plain.http_builder(), tuning);
+        let app = routes::metrics_router(state.clone());
+        self.tasks.push((
+            "metrics",
+            tokio::spawn(async move { plain.serve(app.into_make_service()).await }),
+        ));
+        self.handles.push(handle);
+    }
 }
 
 fn init_logging(format: LogFormat) -> LogGuard {
