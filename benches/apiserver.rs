@@ -39,6 +39,8 @@ const STEP: &str = "apiserver_admission_step_admission_duration_seconds";
 /// The label of the namespace the benchmark's copy of the native policies acts on.
 const POLICIES_LABEL: &str = "wasm-admission.io/bench-policies";
 const MUTATE: (&str, &str) = ("name", "mutate.wasm-admission.io");
+/// The label of the namespace the floor's webhook pair acts on (see [`apply_floor_webhooks`]).
+const FLOOR_LABEL: &str = "wasm-admission.io/bench-floor";
 
 struct Options {
     rate: u32,
@@ -319,8 +321,7 @@ fn print_rows(title: &str, off: &Phase, on: &Phase, policies: &Phase) {
 fn print_mixed(
     rate: u32,
     off: &Phase,
-    ordinary: &Phase,
-    mixed: &Phase,
+    (floor, ordinary, mixed): (&Phase, &Phase, &Phase),
     (wasm_off, wasm): (&Phase, &Phase),
 ) {
     let per_create = |p: &Phase| p.admission / p.creates.max(1) as f64;
@@ -333,6 +334,7 @@ fn print_mixed(
     );
     for (name, p) in [
         ("baseline (namespace not opted in)", off),
+        ("floor (a `false` condition, 2 hooks)", floor),
         ("ordinary", ordinary),
         ("mixed (90% ordinary, 10% Wasm)", mixed),
         ("baseline, next to the Wasm phase", wasm_off),
@@ -356,6 +358,11 @@ fn print_mixed(
         "  ordinary / baseline admission per create: {:.2}x (target <= 1.1x: {})",
         ratio(ordinary),
         verdict(ratio(ordinary) <= 1.1)
+    );
+    println!(
+        "  floor / baseline admission per create: {:.2}x (the least two webhooks with any matchConditions cost); ordinary / floor: {:.2}x",
+        ratio(floor),
+        per_create(ordinary) / per_create(floor).max(1e-9)
     );
     println!(
         "  mixed / baseline admission per create: {:.2}x (target <= 2x: {})",
@@ -394,6 +401,44 @@ fn apply_bench_policies(world: &World) {
     }
 }
 
+/// The floor: a mutating and a validating webhook on Pods whose only match condition is
+/// `false`, bound to namespaces with [`FLOOR_LABEL`]. The apiserver never calls them, but it
+/// still prepares the condition's input for each (the object, the old object, the request and
+/// the namespace converted to CEL values), which is the least any webhook with
+/// `matchConditions` costs a create it skips.
+fn apply_floor_webhooks(world: &World) {
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let configuration = serde_json::json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": kind,
+            "metadata": {"name": "bench-floor"},
+            "webhooks": [{
+                "name": "floor.bench.wasm-admission.io",
+                "clientConfig": {"url": "https://127.0.0.1:9/never"},
+                "rules": [{
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE"],
+                    "resources": ["pods"]
+                }],
+                "namespaceSelector": {"matchLabels": {FLOOR_LABEL: "enabled"}},
+                "matchConditions": [{"name": "never", "expression": "false"}],
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 1
+            }]
+        });
+        world
+            .cluster
+            .kubectl_in(&["apply", "-f", "-"], &configuration.to_string())
+            .expect_ok("apply the floor's webhook configurations");
+    }
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench targets too, without `--bench`.
     if !std::env::args().any(|a| a == "--bench") {
@@ -410,6 +455,17 @@ fn main() {
     let off = world.cluster.namespace("bench-off", false);
     let on = world.cluster.namespace("bench-on", true);
     let pol = world.cluster.namespace("bench-policies", false);
+    let floor = world.cluster.namespace("bench-floor", false);
+    world
+        .cluster
+        .kubectl(&[
+            "label",
+            "namespace",
+            &floor,
+            &format!("{FLOOR_LABEL}=enabled"),
+        ])
+        .expect_ok("label the floor's namespace");
+    apply_floor_webhooks(&world);
     world
         .cluster
         .kubectl(&[
@@ -432,7 +488,8 @@ fn main() {
         let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let api_off: Api<Pod> = Api::namespaced(client.clone(), &off);
         let api_on: Api<Pod> = Api::namespaced(client.clone(), &on);
-        let api_pol: Api<Pod> = Api::namespaced(client, &pol);
+        let api_pol: Api<Pod> = Api::namespaced(client.clone(), &pol);
+        let api_floor: Api<Pod> = Api::namespaced(client, &floor);
         // A short warm-up of the three paths (connections, the webhook's TLS session, the
         // policies' compiled expressions, caches); it also waits until the policies act.
         phase(&world, api_off.clone(), &next, Some(50), 1, 1, 1).await;
@@ -446,6 +503,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         phase(&world, api_pol.clone(), &next, Some(50), 1, 1, 1).await;
+        phase(&world, api_floor.clone(), &next, Some(50), 1, 1, 0).await;
 
         let fixed_off = phase(
             &world,
@@ -500,11 +558,11 @@ fn main() {
             10,
         )
         .await;
+        let fixed_floor = phase(&world, api_floor, &next, Some(o.rate), 1, o.seconds, 0).await;
         print_mixed(
             o.rate,
             &fixed_off_again,
-            &fixed_ordinary,
-            &fixed_mixed,
+            (&fixed_floor, &fixed_ordinary, &fixed_mixed),
             (&fixed_off, &fixed_on),
         );
 

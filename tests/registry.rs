@@ -17,7 +17,7 @@ use wasm_admission::core::detection::ImageClass;
 use wasm_admission::core::engine::{Decision, Endpoint, Engine, Facts};
 use wasm_admission::core::review;
 
-use common::{deployment_with_images, fixture, review_for};
+use common::{deployment_with_images, review_for};
 use registry_support::*;
 
 /// A Deployment whose containers run these images (`app`, `sidecar`, ...).

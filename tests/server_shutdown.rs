@@ -15,7 +15,7 @@ use tokio::sync::watch;
 async fn sigterm_finishes_every_request_in_flight_then_exits_0() {
     let pki = Pki::new("test CA");
     let pair = pki.serving();
-    let (dir, cert, key) = pair_files(&pair);
+    let (_dir, cert, key) = pair_files(&pair);
     let mut spawned = spawn_serve(&tls_flags(&cert, &key, &["--shutdown-delay", "0s"]));
     let addr = spawned.addr;
 
@@ -135,7 +135,7 @@ async fn sigterm_finishes_every_request_in_flight_then_exits_0() {
 async fn sigterm_keeps_accepting_for_the_shutdown_delay_with_readyz_503() {
     let pki = Pki::new("test CA");
     let pair = pki.serving();
-    let (dir, cert, key) = pair_files(&pair);
+    let (_dir, cert, key) = pair_files(&pair);
     let mut spawned = spawn_serve_with(&tls_flags(&cert, &key, &[]), |command| {
         command.env("WASM_ADMISSION_SHUTDOWN_DELAY", "4s");
     });

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use wasm_admission::core::detection::ClusterRuntimeClasses;
 use wasm_admission::core::engine::Endpoint;
 
 fn container(object: &Value, list: &str, i: usize) -> Value {
@@ -639,4 +640,88 @@ fn s4_validate_endpoint_never_patches() {
         Endpoint::Validate,
     );
     assert!(out.allowed() && !out.patched());
+}
+
+/// The default class as deploy/runtimeclasses/wasm.yaml defines it: a node selector, a
+/// toleration and a pod overhead.
+fn scheduled_wasm_class() -> ClusterRuntimeClasses {
+    let mut classes = cluster_classes(&[("wasm", "wasmedge")]);
+    let wasm = classes.get_mut("wasm").expect("wasm");
+    wasm.node_selector = [(
+        "wasm-admission.io/runtime-wasmedge".to_string(),
+        "true".to_string(),
+    )]
+    .into();
+    wasm.tolerations = vec![json!({"key": "wasm", "operator": "Exists", "effect": "NoSchedule"})];
+    wasm.overhead = [
+        ("cpu".to_string(), "10m".to_string()),
+        ("memory".to_string(), "10Mi".to_string()),
+    ]
+    .into();
+    classes
+}
+
+/// §4.1: a Pod whose class the webhook injects also gets the class's scheduling and overhead,
+/// as the RuntimeClass admission plugin would add them one step later (so the apiserver has no
+/// reason to call `/mutate` again).
+#[test]
+fn s4_1_an_injected_class_brings_its_scheduling_and_overhead_to_a_pod() {
+    let out = admit_in_cluster(&engine(), &fixture("pod-wasm"), &scheduled_wasm_class());
+    let spec = &out.object["spec"];
+    assert_eq!(spec["runtimeClassName"], "wasm");
+    assert_eq!(
+        spec["nodeSelector"],
+        json!({"wasm-admission.io/runtime-wasmedge": "true"})
+    );
+    assert_eq!(
+        spec["tolerations"],
+        json!([{"key": "wasm", "operator": "Exists", "effect": "NoSchedule"}])
+    );
+    assert_eq!(spec["overhead"], json!({"cpu": "10m", "memory": "10Mi"}));
+}
+
+/// §4.1: what the Pod already has is kept: its own node-selector value (the plugin judges a
+/// conflict), its tolerations (the class's are appended once), its overhead.
+#[test]
+fn s4_1_class_scheduling_keeps_what_the_pod_has() {
+    let mut pod = fixture("pod-wasm");
+    set(
+        &mut pod,
+        "/spec/nodeSelector",
+        json!({"wasm-admission.io/runtime-wasmedge": "false", "zone": "a"}),
+    );
+    set(
+        &mut pod,
+        "/spec/tolerations",
+        json!([
+            {"key": "wasm", "operator": "Exists", "effect": "NoSchedule"},
+            {"key": "gpu", "operator": "Exists"}
+        ]),
+    );
+    set(&mut pod, "/spec/overhead", json!({"cpu": "1"}));
+    let out = admit_in_cluster(&engine(), &pod, &scheduled_wasm_class());
+    let spec = &out.object["spec"];
+    assert_eq!(
+        spec["nodeSelector"],
+        json!({"wasm-admission.io/runtime-wasmedge": "false", "zone": "a"})
+    );
+    assert_eq!(spec["tolerations"].as_array().map(Vec::len), Some(2));
+    assert_eq!(spec["overhead"], json!({"cpu": "1"}));
+}
+
+/// §4.1: templates and unknown classes get only the class name; the plugin acts on Pods only.
+#[test]
+fn s4_1_class_scheduling_is_for_pods_whose_class_is_known() {
+    let out = admit_in_cluster(
+        &engine(),
+        &fixture("deployment-wasm"),
+        &scheduled_wasm_class(),
+    );
+    let spec = &out.object["spec"]["template"]["spec"];
+    assert_eq!(spec["runtimeClassName"], "wasm");
+    assert!(spec.get("nodeSelector").is_none(), "{spec}");
+    assert!(spec.get("overhead").is_none(), "{spec}");
+    let out = admit(&engine(), &fixture("pod-wasm"));
+    assert_eq!(out.object["spec"]["runtimeClassName"], "wasm");
+    assert!(out.object["spec"].get("nodeSelector").is_none());
 }

@@ -115,15 +115,28 @@ pub async fn client_for(
 /// What the rules read of a RuntimeClass, keyed by its name (`None` without one).
 fn entry(rc: RuntimeClass) -> Option<(String, RuntimeClassInfo)> {
     let name = rc.metadata.name?;
-    let node_selector = rc
+    let (node_selector, tolerations) = rc
         .scheduling
-        .and_then(|s| s.node_selector)
+        .map(|s| (s.node_selector, s.tolerations))
         .unwrap_or_default();
+    let overhead = rc
+        .overhead
+        .and_then(|o| o.pod_fixed)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(resource, quantity)| (resource, quantity.0))
+        .collect();
     Some((
         name,
         RuntimeClassInfo {
             handler: rc.handler,
-            node_selector,
+            node_selector: node_selector.unwrap_or_default(),
+            tolerations: tolerations
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| serde_json::to_value(t).ok())
+                .collect(),
+            overhead,
         },
     ))
 }

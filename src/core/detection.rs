@@ -37,6 +37,10 @@ pub struct RuntimeClassInfo {
     /// Its `scheduling.nodeSelector` (empty when it has none): the labels a node needs to run
     /// the class's pods (behaviour.md §11).
     pub node_selector: std::collections::BTreeMap<String, String>,
+    /// Its `scheduling.tolerations`, as JSON objects.
+    pub tolerations: Vec<serde_json::Value>,
+    /// Its `overhead.podFixed` (empty when it has none).
+    pub overhead: std::collections::BTreeMap<String, String>,
 }
 
 /// The cluster's RuntimeClasses by name, when `serve` watches them (behaviour.md §7, §3 rule 3b).

@@ -77,6 +77,10 @@ const CASES: &[Case] = &[
         reinvocation::a_sidecar_added_after_the_webhook_gets_resources_on_reinvocation,
     ),
     (
+        "a_pod_whose_class_the_webhook_injects_is_mutated_once",
+        reinvocation::a_pod_whose_class_the_webhook_injects_is_mutated_once,
+    ),
+    (
         "a_later_mutation_that_sets_privileged_is_refused_by_validate",
         reinvocation::a_later_mutation_that_sets_privileged_is_refused_by_validate,
     ),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{RELEASE, World, eventually, within};
+use crate::support::{RELEASE, World, eventually, metric_sum, within};
 
 /// A MutatingAdmissionPolicy and its binding for one namespace, applying `patch` (a CEL
 /// JSONPatch) to Pods the webhook has already mutated and for which `unless` is false.
@@ -210,4 +210,56 @@ impl Drop for ReinvocationOff<'_> {
     fn drop(&mut self) {
         Self::set(self.world, "IfNeeded");
     }
+}
+
+/// The apiserver's calls to one webhook so far.
+fn webhook_calls(world: &World, name: &str) -> f64 {
+    metric_sum(
+        &world.cluster.apiserver_metrics(),
+        "apiserver_admission_webhook_admission_duration_seconds_count",
+        &[("name", name)],
+    )
+}
+
+/// behaviour.md §4.1 and §6: a Pod whose class the webhook injects gets the class's scheduling
+/// and overhead in the webhook's own patch, so the RuntimeClass admission plugin's second pass
+/// changes nothing and the apiserver calls `/mutate` once, not twice. The Pod stored is the one
+/// the plugin would have made.
+pub fn a_pod_whose_class_the_webhook_injects_is_mutated_once(world: &World) {
+    const MUTATE: &str = "mutate.wasm-admission.io";
+    let cluster = &world.cluster;
+    world.apply_runtime_classes();
+    let ns = cluster.namespace("mutated-once", true);
+    // `serve` knows the class's scheduling once its watch has seen the class: dry runs (which
+    // call the webhooks as a create does) until one costs a single `/mutate`.
+    let mut last = 0.0;
+    let once = within(Duration::from_secs(30), || {
+        let before = webhook_calls(world, MUTATE);
+        cluster
+            .kubectl_in(
+                &["create", "--dry-run=server", "-f", "-"],
+                &wasm_pod("probe", &ns),
+            )
+            .expect_ok("dry-run create");
+        last = webhook_calls(world, MUTATE) - before;
+        last == 1.0
+    });
+    assert!(once, "a Wasm Pod still cost {last} /mutate calls");
+    let before = webhook_calls(world, MUTATE);
+    cluster
+        .kubectl_in(&["create", "-f", "-"], &wasm_pod("once", &ns))
+        .expect_ok("create Pod");
+    assert_eq!(webhook_calls(world, MUTATE) - before, 1.0);
+    let pod = cluster.json(&["-n", &ns, "get", "pod", "once"]);
+    let spec = &pod["spec"];
+    assert_eq!(spec["runtimeClassName"], "wasm", "{spec}");
+    assert_eq!(
+        spec["nodeSelector"]["wasm-admission.io/runtime-wasmedge"], "true",
+        "{spec}"
+    );
+    assert_eq!(spec["overhead"]["cpu"], "10m", "{spec}");
+    assert!(
+        spec["containers"][0]["resources"]["requests"]["cpu"].is_string(),
+        "{spec}"
+    );
 }

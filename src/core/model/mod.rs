@@ -145,6 +145,14 @@ pub struct Spec<'a> {
     pub ephemeral_containers: Option<Vec<Container<'a>>>,
     #[serde(borrow, default)]
     pub runtime_class_name: Option<Str<'a>>,
+    /// A Pod's `nodeSelector`, `tolerations` and `overhead`: what the RuntimeClass admission
+    /// plugin merges the injected class's scheduling into (behaviour.md §4.1).
+    #[serde(default)]
+    pub node_selector: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub tolerations: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub overhead: Option<serde_json::Value>,
     #[serde(default)]
     pub host_network: Option<bool>,
     #[serde(default, rename = "hostPID")]
