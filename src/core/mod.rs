@@ -19,6 +19,7 @@
 
 pub mod baseline;
 pub mod config;
+pub mod config_reference;
 pub mod detection;
 pub mod engine;
 pub mod json_text;
