@@ -30,5 +30,6 @@ pub mod patch;
 pub mod policies;
 pub mod quantity;
 pub mod review;
+pub mod runtime_class_manifest;
 pub mod schedulability;
 pub mod warning;
