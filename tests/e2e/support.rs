@@ -494,6 +494,27 @@ impl World {
         run(command, None)
     }
 
+    /// `wasm-admission check -o json --config CONFIG ARGS FILE` with this cluster's kubeconfig in
+    /// `$KUBECONFIG` (for `--cluster`), the configuration `serve` has.
+    pub fn check_json_args(&self, args: &[&str], file: &Path) -> Vec<Value> {
+        let config = self.webhook().config_path();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
+        command
+            .env("KUBECONFIG", &self.cluster.kubeconfig)
+            .args(["check", "-o", "json", "--config"])
+            .arg(config)
+            .args(args)
+            .arg(file);
+        let out = run(command, None);
+        assert!(
+            out.code == Some(0) || out.code == Some(1),
+            "check {args:?} {} failed: {}",
+            file.display(),
+            out.stderr
+        );
+        serde_json::from_str(&out.stdout).expect("check -o json")
+    }
+
     /// `wasm-admission check -o json --config CONFIG FILE`.
     pub fn check_json_with(&self, config: &Path, file: &Path) -> Vec<Value> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
