@@ -718,10 +718,10 @@ fn a_class_in_the_input_whose_handler_runs_wasm_makes_its_pods_wasm() {
     );
 
     // The same workloads without the class document: the name alone is not Wasm.
-    let workloads = CLASS_BUNDLE.splitn(3, "---").nth(1).unwrap().to_string()
-        + "---"
-        + CLASS_BUNDLE.splitn(3, "---").nth(2).unwrap();
-    let out = check_stdin(&["-o", "json", "-"], &workloads);
+    let (_, workloads) = CLASS_BUNDLE
+        .split_once("---")
+        .expect("the class, then the workloads");
+    let out = check_stdin(&["-o", "json", "-"], workloads);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report = entries(&out);
     assert_eq!(entry(&report, "hello")["patch"], json!([]));

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::adapters::cluster_objects::{self, ClusterError, Timeouts};
 use crate::adapters::{nodes, runtime_classes};
 use crate::core::config::Config;
-use crate::core::detection::{ClusterRuntimeClasses, RuntimeClassInfo};
+use crate::core::detection::ClusterRuntimeClasses;
 use crate::core::runtime_class_manifest;
 use crate::core::schedulability::ClusterNodes;
 
@@ -75,7 +75,7 @@ pub fn gather(
         None if given.is_empty() => Ok(ClassFacts::default()),
         None => {
             for name in injected_classes(config, documents) {
-                given.entry(name).or_insert_with(RuntimeClassInfo::default);
+                given.entry(name).or_default();
             }
             Ok(ClassFacts {
                 runtime_classes: Some(given),
