@@ -381,7 +381,7 @@ impl World {
             webhook: Mutex::new(webhook),
         };
         // kube-apiserver's RuntimeClass admission refuses a Pod whose class does not exist: the
-        // classes are part of the install (README, "Install in a cluster").
+        // classes are part of the install (README, "Quick start").
         world.apply_runtime_classes();
         world.helm_install(&[]);
         world.fetch_release_files();
