@@ -5,7 +5,9 @@
 //! Read: README.md, every docs/*.md, the chart's README and examples/README.md. Checked:
 //! - each Markdown link target that is not a URL or an anchor, relative to the file that holds it;
 //! - each path written in the text that starts with one of the repository's top-level folders
-//!   (`src/`, `docs/`, `deploy/`, ...), relative to the repository root. Globs are skipped.
+//!   (`src/`, `docs/`, `deploy/`, ...), relative to the repository root. Globs are skipped;
+//! - each `#anchor` of a link to a Markdown file (or within the same file): a heading of that
+//!   file, as GitHub turns headings into anchors.
 
 use std::path::{Path, PathBuf};
 
@@ -82,6 +84,72 @@ fn named_paths(file: &Path, text: &str) -> Vec<(usize, String, PathBuf)> {
     found
 }
 
+/// The anchors GitHub makes of a Markdown file's headings: lower case, punctuation dropped,
+/// spaces as `-` (code blocks skipped).
+fn anchors(text: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut found = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        let Some(heading) = line.strip_prefix('#') else {
+            continue;
+        };
+        if fenced {
+            continue;
+        }
+        let heading = heading.trim_start_matches('#').trim();
+        let anchor: String = heading
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        found.push(anchor);
+    }
+    found
+}
+
+#[test]
+fn every_anchor_the_docs_link_to_exists() {
+    let link = Regex::new(r"\]\(([^)\s]*)#([^)\s]+)\)").expect("link pattern");
+    let mut missing = Vec::new();
+    for file in documents() {
+        let text = std::fs::read_to_string(&file).expect("the document is readable");
+        for (number, line) in text.lines().enumerate() {
+            for capture in link.captures_iter(line) {
+                let (target, anchor) = (&capture[1], &capture[2]);
+                if target.contains("://") || (!target.is_empty() && !target.ends_with(".md")) {
+                    continue;
+                }
+                let linked = if target.is_empty() {
+                    file.clone()
+                } else {
+                    file.parent().expect("a folder").join(target)
+                };
+                let Ok(linked_text) = std::fs::read_to_string(&linked) else {
+                    continue; // a missing file is every_path_the_docs_name_exists's
+                };
+                if !anchors(&linked_text).iter().any(|a| a == anchor) {
+                    let shown = file
+                        .strip_prefix(root())
+                        .unwrap_or(&file)
+                        .display()
+                        .to_string();
+                    missing.push(format!("{shown}:{}: {target}#{anchor}", number + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "links to headings that do not exist (fix the anchor or the heading):\n{}",
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn every_path_the_docs_name_exists() {
     let mut missing = Vec::new();
@@ -118,4 +186,13 @@ fn a_moved_file_is_caught() {
         .map(|(_, w, _)| w.as_str())
         .collect();
     assert_eq!(gone, ["deny.toml", "src/alloc.rs"]);
+}
+
+#[test]
+fn headings_become_the_anchors_github_makes() {
+    let text = "# Title\n## 8. Configuration, with every default\n```sh\n# a comment\n```\n### `serve` in production\n";
+    assert_eq!(
+        anchors(text),
+        ["title", "8-configuration-with-every-default", "serve-in-production"]
+    );
 }
