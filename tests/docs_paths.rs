@@ -193,6 +193,10 @@ fn headings_become_the_anchors_github_makes() {
     let text = "# Title\n## 8. Configuration, with every default\n```sh\n# a comment\n```\n### `serve` in production\n";
     assert_eq!(
         anchors(text),
-        ["title", "8-configuration-with-every-default", "serve-in-production"]
+        [
+            "title",
+            "8-configuration-with-every-default",
+            "serve-in-production"
+        ]
     );
 }
