@@ -10,11 +10,15 @@
 #     `kubectl apply -f deploy/install.yaml` in a cluster that runs cert-manager; see
 #     docs/walkthrough.md for a cluster without it;
 #   deploy/install-policies.yaml: the same chart in mode policies (native admission policies
-#     only, Kubernetes 1.36+).
+#     only, Kubernetes 1.36+);
+#   the configuration reference, from src/core/config_reference.rs through `wasm-admission
+#     config`: docs/config.md (--reference), docs/config.example.yaml (--example) and the
+#     `config:` block of the chart's values.yaml (--chart-values; the rest of the file is kept).
 #
-#   deploy/render.sh            # rewrites the four files
+#   deploy/render.sh            # rewrites the seven files
 #   deploy/render.sh DIR        # writes DIR/install.yaml, DIR/install-policies.yaml,
-#                               # DIR/policies.yaml and DIR/match-conditions.yaml instead
+#                               # DIR/policies.yaml, DIR/match-conditions.yaml, DIR/config.md,
+#                               # DIR/config.example.yaml and DIR/values.yaml instead
 #                               # (scripts/test-deploy.sh diffs them)
 # Needs the wasm-admission binary: $WASM_ADMISSION, else a debug build made here.
 set -euo pipefail
@@ -30,11 +34,17 @@ if [[ $# -ge 1 ]]; then
     OUT_POLICIES_INSTALL="$1/install-policies.yaml"
     OUT_POLICIES="$1/policies.yaml"
     OUT_MATCH="$1/match-conditions.yaml"
+    OUT_CONFIG_MD="$1/config.md"
+    OUT_CONFIG_EXAMPLE="$1/config.example.yaml"
+    OUT_VALUES="$1/values.yaml"
 else
     OUT_INSTALL="$ROOT/deploy/install.yaml"
     OUT_POLICIES_INSTALL="$ROOT/deploy/install-policies.yaml"
     OUT_POLICIES="$CHART/files/policies.yaml"
     OUT_MATCH="$CHART/files/match-conditions.yaml"
+    OUT_CONFIG_MD="$ROOT/docs/config.md"
+    OUT_CONFIG_EXAMPLE="$ROOT/docs/config.example.yaml"
+    OUT_VALUES="$CHART/values.yaml"
 fi
 if [[ -z "${WASM_ADMISSION:-}" ]]; then
     (cd "$ROOT" && cargo build --locked --quiet --bin wasm-admission)
@@ -43,6 +53,29 @@ fi
 NAMESPACE=wasm-admission
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+
+# The configuration reference, one source (src/core/config_reference.rs), three files.
+"$WASM_ADMISSION" config --reference >"$work/config.md"
+"$WASM_ADMISSION" config --example >"$work/config.example.yaml"
+"$WASM_ADMISSION" config --chart-values >"$work/config-block.yaml"
+"$TOOLS_PY" - "$CHART/values.yaml" "$work/config-block.yaml" "$work/values.yaml" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+start = lines.index("config:")
+end = start + 1
+# The block: `config:` and every indented line after it (blank lines inside it included).
+while end < len(lines) and (
+    lines[end].startswith(" ")
+    or (lines[end] == "" and end + 1 < len(lines) and lines[end + 1].startswith(" "))
+):
+    end += 1
+block = open(sys.argv[2]).read().rstrip("\n").split("\n")
+open(sys.argv[3], "w").write("\n".join(lines[:start] + block + lines[end:]))
+PY
+mkdir -p "$(dirname "$OUT_CONFIG_MD")" "$(dirname "$OUT_VALUES")"
+cp "$work/config.md" "$OUT_CONFIG_MD"
+cp "$work/config.example.yaml" "$OUT_CONFIG_EXAMPLE"
+cp "$work/values.yaml" "$OUT_VALUES"
 
 # The chart's default configuration as the ConfigMap carries it, and its checksum (without the
 # match conditions, which may be missing or stale now).
@@ -136,4 +169,4 @@ HEADER
 ) >"$work/install-policies.yaml"
 mv "$work/install.yaml" "$OUT_INSTALL"
 mv "$work/install-policies.yaml" "$OUT_POLICIES_INSTALL"
-echo "wrote ${OUT_INSTALL#"$ROOT"/}, ${OUT_POLICIES_INSTALL#"$ROOT"/}, ${OUT_POLICIES#"$ROOT"/} and ${OUT_MATCH#"$ROOT"/}" >&2
+echo "wrote ${OUT_INSTALL#"$ROOT"/}, ${OUT_POLICIES_INSTALL#"$ROOT"/}, ${OUT_POLICIES#"$ROOT"/}, ${OUT_MATCH#"$ROOT"/}, ${OUT_CONFIG_MD#"$ROOT"/}, ${OUT_CONFIG_EXAMPLE#"$ROOT"/} and ${OUT_VALUES#"$ROOT"/}" >&2

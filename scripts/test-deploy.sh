@@ -105,10 +105,11 @@ for version in "${K8S_SCHEMA_VERSIONS[@]}"; do
     echo "   $validated documents valid in ${#validate_files[@]} files"
 done
 
-echo "== deploy/install.yaml, deploy/install-policies.yaml and the chart's files/policies.yaml and files/match-conditions.yaml are up to date"
+echo "== deploy/install.yaml, deploy/install-policies.yaml, the chart's files/policies.yaml, files/match-conditions.yaml and values.yaml, docs/config.md and docs/config.example.yaml are up to date"
 bash deploy/render.sh "$work/rendered" 2>/dev/null
 for pair in install.yaml:deploy/install.yaml install-policies.yaml:deploy/install-policies.yaml \
-    policies.yaml:$CHART/files/policies.yaml match-conditions.yaml:$CHART/files/match-conditions.yaml; do
+    policies.yaml:$CHART/files/policies.yaml match-conditions.yaml:$CHART/files/match-conditions.yaml \
+    config.md:docs/config.md config.example.yaml:docs/config.example.yaml values.yaml:$CHART/values.yaml; do
     if ! diff -u "${pair#*:}" "$work/rendered/${pair%%:*}" >"$work/render.diff"; then
         head -50 "$work/render.diff"
         echo "FAILED: ${pair#*:} is stale: run deploy/render.sh and commit the result" >&2

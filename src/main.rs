@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check::run(args),
         Command::Audit(args) => commands::audit::run(args),
         Command::Certs(args) => commands::certs::run(args),
-        Command::Config => commands::config::run(),
+        Command::Config(args) => commands::config::run(args),
         Command::Policies(args) => commands::policies::run(args),
     }
 }

@@ -639,3 +639,305 @@ fn check_folder_walk_2000_levels_deep_is_linear_in_depth() {
         "500 levels {shallow:?}, 2,000 levels {deep:?}"
     );
 }
+
+// ---------------------------------------------------------------- RuntimeClasses (issue 31, item 1)
+
+/// A bundle as shim projects publish it: a class under a name no default list knows, with a Wasm
+/// handler, beside workloads that name it.
+const CLASS_BUNDLE: &str = r#"
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: acme-spin
+handler: spin
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: hello
+  namespace: shop
+spec:
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      runtimeClassName: acme-spin
+      containers:
+        - name: app
+          image: ghcr.io/acme/hello:1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: priv
+  namespace: shop
+spec:
+  runtimeClassName: acme-spin
+  containers:
+    - name: app
+      image: ghcr.io/acme/hello:1
+      securityContext: {privileged: true}
+"#;
+
+fn entries(out: &Output) -> Vec<Value> {
+    serde_json::from_slice::<Vec<Value>>(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(out), stderr(out)))
+}
+
+fn entry<'a>(report: &'a [Value], name: &str) -> &'a Value {
+    report
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no entry {name}"))
+}
+
+#[test]
+fn a_class_in_the_input_whose_handler_runs_wasm_makes_its_pods_wasm() {
+    let out = check_stdin(&["-o", "json", "-"], CLASS_BUNDLE);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = entries(&out);
+    let hello = entry(&report, "hello");
+    assert_eq!(hello["allowed"], true);
+    assert_eq!(
+        hello["object"]["spec"]["template"]["metadata"]["annotations"]["wasm-admission.io/injected"],
+        "resources,otel",
+        "Wasm by its class's handler: mutated, class kept: {hello}"
+    );
+    assert_eq!(
+        hello["object"]["spec"]["template"]["spec"]["runtimeClassName"],
+        "acme-spin"
+    );
+    assert_eq!(hello["warnings"], json!([]), "no made-up warning: {hello}");
+    let privileged = entry(&report, "priv");
+    assert_eq!(privileged["allowed"], false);
+    assert!(
+        privileged["message"]
+            .as_str()
+            .unwrap()
+            .contains("securityContext.privileged=true")
+    );
+
+    // The same workloads without the class document: the name alone is not Wasm.
+    let (_, workloads) = CLASS_BUNDLE
+        .split_once("---")
+        .expect("the class, then the workloads");
+    let out = check_stdin(&["-o", "json", "-"], workloads);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = entries(&out);
+    assert_eq!(entry(&report, "hello")["patch"], json!([]));
+    assert_eq!(entry(&report, "priv")["allowed"], true);
+}
+
+#[test]
+fn a_class_document_without_handler_or_with_unknown_fields_is_reported_not_fatal() {
+    let input = r#"
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: no-handler
+---
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: acme-wasm
+spec:
+  handler: wasm
+handler: wasmtime
+"#;
+    let out = check_stdin(&["-"], input);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("document 0: RuntimeClass \"no-handler\": no handler"),
+        "{err}"
+    );
+    assert!(
+        err.contains("document 1: RuntimeClass \"acme-wasm\": unknown field(s) spec"),
+        "{err}"
+    );
+}
+
+/// A stand-in API server on 127.0.0.1 that answers every request with `answer(path)`, stopped
+/// when dropped.
+struct StandIn {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    kubeconfig: PathBuf,
+}
+
+impl StandIn {
+    fn start(name: &str, answer: fn(&str) -> (u16, String)) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Acquire) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                }
+                let (code, body) = answer(&path);
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let kubeconfig = tempdir(name).join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://{addr}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
+            ),
+        )
+        .unwrap();
+        Self {
+            stop,
+            thread: Some(thread),
+            kubeconfig,
+        }
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn check_cluster(
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    input: &str,
+) -> (Output, std::time::Duration) {
+    use std::io::Write;
+    let start = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+        .arg("check")
+        .arg("--cluster")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out, start.elapsed())
+}
+
+fn cluster_answer(path: &str) -> (u16, String) {
+    if path.contains("runtimeclasses") {
+        (
+            200,
+            json!({
+                "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClassList", "metadata": {},
+                "items": [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                    "metadata": {"name": "cluster-wasm"}, "handler": "wasmtime",
+                    "scheduling": {"nodeSelector": {"example.com/wasm": "true"}}}]
+            })
+            .to_string(),
+        )
+    } else {
+        (
+            200,
+            json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {},
+                "items": [{"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                    "metadata": {"name": "n1", "labels": {"kubernetes.io/os": "linux"}}}]
+            })
+            .to_string(),
+        )
+    }
+}
+
+#[test]
+fn check_cluster_reads_the_clusters_classes_and_node_labels() {
+    let api = StandIn::start("check-cluster", cluster_answer);
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: shop}
+spec:
+  runtimeClassName: cluster-wasm
+  containers: [{name: app, image: ghcr.io/acme/app:1}]
+"#;
+    let (out, _) = check_cluster(&api.kubeconfig, &["-o", "json", "-"], pod);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = entries(&out);
+    let app = entry(&report, "app");
+    assert_eq!(
+        app["object"]["metadata"]["annotations"]["wasm-admission.io/injected"], "resources,otel",
+        "Wasm by the cluster class's handler: {app}"
+    );
+    let warnings = app["warnings"].to_string();
+    assert!(
+        warnings.contains("no node matches RuntimeClass \\\"cluster-wasm\\\""),
+        "the node labels are read: {warnings}"
+    );
+}
+
+#[test]
+fn check_cluster_without_permission_or_answer_exits_2_naming_what_to_fix() {
+    let forbidden = StandIn::start("check-forbidden", |_| {
+        (403, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "runtimeclasses.node.k8s.io is forbidden", "reason": "Forbidden", "code": 403}).to_string())
+    });
+    let (out, _) = check_cluster(&forbidden.kubeconfig, &["-"], CLASS_BUNDLE);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("grant `list` on runtimeclasses.node.k8s.io"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no report on a failed read");
+
+    // A server that accepts connections and never answers: exit 2 within --timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let kubeconfig = tempdir("check-silent").join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://{}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            silent.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let (out, took) = check_cluster(&kubeconfig, &["--timeout", "2", "-"], CLASS_BUNDLE);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
+    drop(silent);
+
+    // No kubeconfig at all.
+    let (out, _) = check_cluster(&root().join("no-such-kubeconfig"), &["-"], CLASS_BUNDLE);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("set KUBECONFIG"), "{}", stderr(&out));
+}

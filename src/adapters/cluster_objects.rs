@@ -191,7 +191,7 @@ fn scope(namespace: Option<&str>) -> String {
 }
 
 /// Turns a client error into one that says what to do.
-fn classify(
+pub fn classify(
     error: kube::Error,
     verb: &'static str,
     resource: String,

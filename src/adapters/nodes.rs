@@ -27,6 +27,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use kube::api::ListParams;
+
+use crate::adapters::cluster_objects::{ClusterError, Timeouts, classify};
 use crate::adapters::runtime_classes::forbidden;
 use crate::core::schedulability::{ClusterNodes, NodeLabels};
 
@@ -120,6 +123,38 @@ fn entry(node: PartialObjectMeta<Node>) -> Option<(String, NodeLabels)> {
     let meta = node.metadata;
     let name = meta.name?;
     Some((name, NodeLabels::new(meta.labels.unwrap_or_default())))
+}
+
+/// Lists the nodes' names and labels once (`check --cluster`), metadata only, in pages of 500.
+/// Errors say what to fix (a 403 names the verb and resource to grant).
+pub async fn list(
+    client: &Client,
+    server: &str,
+    timeouts: Timeouts,
+) -> Result<ClusterNodes, ClusterError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let mut nodes = ClusterNodes::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list_metadata(&params).await.map_err(|e| {
+            classify(
+                e,
+                "list",
+                "nodes".into(),
+                "(cluster-wide)".into(),
+                server,
+                timeouts,
+            )
+        })?;
+        let token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
+        nodes.extend(page.items.into_iter().filter_map(entry));
+        match token {
+            Some(token) if params.continue_token.as_deref() != Some(token.as_str()) => {
+                params = params.continue_token(&token);
+            }
+            _ => return Ok(nodes),
+        }
+    }
 }
 
 /// Lists and then watches the nodes' metadata until the task is aborted, keeping `known` current.

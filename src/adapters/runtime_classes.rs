@@ -25,6 +25,9 @@ use kube::{Api, Client};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use kube::api::ListParams;
+
+use crate::adapters::cluster_objects::{ClusterError, Timeouts, classify};
 use crate::core::detection::{ClusterRuntimeClasses, RuntimeClassInfo};
 
 /// Whether `serve` watches RuntimeClasses (`--watch-runtime-classes`).
@@ -108,6 +111,38 @@ pub async fn client_for(
         (Err(e), _) => {
             debug!(reason = %e, "no cluster access; RuntimeClasses are not watched");
             Ok(None)
+        }
+    }
+}
+
+/// Lists the cluster's RuntimeClasses once (`check --cluster`), in pages of 500, keeping what the
+/// watch keeps of each. Errors say what to fix (a 403 names the verb and resource to grant).
+pub async fn list(
+    client: &Client,
+    server: &str,
+    timeouts: Timeouts,
+) -> Result<ClusterRuntimeClasses, ClusterError> {
+    let api: Api<RuntimeClass> = Api::all(client.clone());
+    let mut classes = ClusterRuntimeClasses::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await.map_err(|e| {
+            classify(
+                e,
+                "list",
+                "runtimeclasses.node.k8s.io".into(),
+                "(cluster-wide)".into(),
+                server,
+                timeouts,
+            )
+        })?;
+        let token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
+        classes.extend(page.items.into_iter().filter_map(entry));
+        match token {
+            Some(token) if params.continue_token.as_deref() != Some(token.as_str()) => {
+                params = params.continue_token(&token);
+            }
+            _ => return Ok(classes),
         }
     }
 }

@@ -41,8 +41,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Write a CA and a serving certificate for the webhook Service.
     Certs(certs::CertsArgs),
-    /// Print the configuration file with every default.
-    Config,
+    /// Print the configuration file with every default, or its reference (--reference).
+    Config(config::ConfigArgs),
     /// Print native admission policies (MutatingAdmissionPolicy, ValidatingAdmissionPolicy)
     /// generated from the configuration.
     Policies(policies::PoliciesArgs),

@@ -29,7 +29,8 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// The whole configuration, with behaviour.md §8's defaults.
+/// The whole configuration, with behaviour.md §8's defaults. Each key's meaning for users is
+/// written once, in `config_reference::REFERENCE` (docs/config.md is generated from it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Config {

@@ -19,6 +19,7 @@
 
 pub mod baseline;
 pub mod config;
+pub mod config_reference;
 pub mod detection;
 pub mod engine;
 pub mod json_text;
@@ -29,5 +30,6 @@ pub mod patch;
 pub mod policies;
 pub mod quantity;
 pub mod review;
+pub mod runtime_class_manifest;
 pub mod schedulability;
 pub mod warning;

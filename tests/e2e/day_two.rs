@@ -1,4 +1,4 @@
-//! Day one and day two, with the commands the README's "Quick start in a cluster" gives: the
+//! Day one and day two, with the commands the README's quick start and docs/operations.md give: the
 //! checks that it works, a renewal and a CA rollover driven by `wasm-admission certs` while
 //! creates keep running, an uninstall with the webhook down, the recovery when the release's
 //! record is lost, and a re-install.
@@ -57,7 +57,7 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// The webhook configurations the README's recovery command selects, by name.
+/// The webhook configurations the recovery command (docs/operations.md) selects, by name.
 fn labelled_configs(world: &World) -> String {
     world
         .cluster
@@ -241,7 +241,7 @@ pub fn uninstall_with_the_webhook_down_leaves_no_configuration_and_a_reinstall_w
         "{}",
         out.stderr
     );
-    // The README's recovery command.
+    // The recovery command of docs/operations.md.
     cluster
         .kubectl(&["delete", CONFIGS, "-l", LABEL])
         .expect_ok("kubectl delete webhook configurations");

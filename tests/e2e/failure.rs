@@ -10,7 +10,7 @@ fn wasm_pod(name: &str, ns: &str) -> String {
     )
 }
 
-/// The emergency command of the README, as a user types it.
+/// The emergency command of docs/operations.md, as a user types it.
 fn set_failure_policy(world: &World, policy: &str) {
     let chart = root().join("deploy/helm/wasm-admission");
     world
@@ -145,7 +145,7 @@ pub fn helm_upgrade_keeps_the_generated_certificate(world: &World) {
     world.helm_install(&[]);
 }
 
-/// Issue 28, item 1, the repro: under `failurePolicy: Ignore` (the README's emergency switch) a
+/// Issue 28, item 1, the repro: under `failurePolicy: Ignore` (the emergency switch of docs/operations.md) a
 /// privileged, hostPID pod on a Wasm class, padded with 1.45 million `<` in its args, makes an
 /// AdmissionReview of about 8.7 MB (the apiserver writes each `<` as the six bytes `\u003c`), past
 /// the old 8 MiB limit: it was answered 413, the failure ignored, and the pod stored. The webhook

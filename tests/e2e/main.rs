@@ -181,6 +181,10 @@ const CASES: &[Case] = &[
         metrics::apiserver_metrics_count_the_webhook_calls_and_denials,
     ),
     (
+        "a_bundle_with_its_classes_gets_the_same_answers_from_check_and_serve",
+        runtime_classes::a_bundle_with_its_classes_gets_the_same_answers_from_check_and_serve,
+    ),
+    (
         "quick_start_verification_commands_show_the_webhook_working",
         day_two::quick_start_verification_commands_show_the_webhook_working,
     ),

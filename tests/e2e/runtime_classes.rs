@@ -98,3 +98,138 @@ pub fn a_class_whose_handler_runs_wasm_makes_its_pods_wasm(world: &World) {
         checked[0]
     );
 }
+
+/// Issue 31, item 1: a bundle that ships its RuntimeClass beside its workloads (a class under a
+/// name no default list knows, with a Wasm handler and a node selector) gets the same verdicts,
+/// patches and denial messages from `check` (the class read from the bundle, and with `--cluster`
+/// from the cluster) as from `serve` through the real apiserver once the class is applied; with
+/// `--cluster` also the same warnings, the node warning included.
+pub fn a_bundle_with_its_classes_gets_the_same_answers_from_check_and_serve(world: &World) {
+    let cluster = &world.cluster;
+    let ns = cluster.namespace("bundle", true);
+    let class = r#"{"apiVersion":"node.k8s.io/v1","kind":"RuntimeClass","metadata":{"name":"acme-spin"},"handler":"spin","scheduling":{"nodeSelector":{"example.com/acme-spin":"true"}}}"#;
+    let workloads = [
+        format!(
+            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"greeter","namespace":"{ns}"}},"spec":{{"replicas":0,"selector":{{"matchLabels":{{"app":"greeter"}}}},"template":{{"metadata":{{"labels":{{"app":"greeter"}}}},"spec":{{"runtimeClassName":"acme-spin","containers":[{{"name":"app","image":"ghcr.io/acme/greeter:1"}}]}}}}}}}}"#
+        ),
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"plain","namespace":"{ns}"}},"spec":{{"runtimeClassName":"acme-spin","containers":[{{"name":"app","image":"ghcr.io/acme/greeter:1"}},{{"name":"proxy","image":"envoyproxy/envoy:v1.30"}}]}}}}"#
+        ),
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"privileged","namespace":"{ns}"}},"spec":{{"runtimeClassName":"acme-spin","containers":[{{"name":"app","image":"ghcr.io/acme/greeter:1","securityContext":{{"privileged":true}}}}]}}}}"#
+        ),
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"annotated","namespace":"{ns}","annotations":{{"wasm-admission.io/wasm":"true"}}}},"spec":{{"containers":[{{"name":"app","image":"ghcr.io/acme/greeter:1"}}]}}}}"#
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("folder");
+    let bundle = dir.path().join("bundle.yaml");
+    let only_workloads = dir.path().join("workloads.yaml");
+    std::fs::write(
+        &bundle,
+        std::iter::once(class.to_string())
+            .chain(workloads.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("\n---\n"),
+    )
+    .expect("write bundle");
+    std::fs::write(&only_workloads, workloads.join("\n---\n")).expect("write workloads");
+
+    // check before the class exists anywhere but in the bundle.
+    let from_bundle = world.check_json_args(&[], &bundle);
+    assert_eq!(from_bundle.len(), 5, "the class and four workloads");
+    assert!(
+        from_bundle[1]["patch"] != serde_json::json!([]),
+        "the Deployment is Wasm through the bundle's class: {}",
+        from_bundle[1]
+    );
+
+    struct Delete<'w>(&'w World);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            self.0
+                .cluster
+                .kubectl(&["delete", "runtimeclass", "acme-spin", "--ignore-not-found"]);
+        }
+    }
+    let _delete = Delete(world);
+    cluster
+        .kubectl_in(&["apply", "-f", "-"], class)
+        .expect_ok("create RuntimeClass acme-spin");
+    let served = |doc: &str| {
+        cluster.kubectl_in(
+            &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+            doc,
+        )
+    };
+    eventually(
+        Duration::from_secs(20),
+        "serve's watch to see the class",
+        || {
+            let out = served(&workloads[0]);
+            out.ok
+                && crate::admission::injected(&serde_json::from_str(&out.stdout).expect("JSON"))
+                    .is_some()
+        },
+    );
+    let from_cluster = world.check_json_args(&["--cluster"], &only_workloads);
+
+    for (i, doc) in workloads.iter().enumerate() {
+        let (bundled, clustered) = (&from_bundle[i + 1], &from_cluster[i]);
+        let name = clustered["name"].as_str().expect("name");
+        for field in ["allowed", "message", "patch"] {
+            assert_eq!(
+                bundled[field], clustered[field],
+                "{name}: {field} from the bundle's class and from --cluster"
+            );
+        }
+        let out = served(doc);
+        if clustered["allowed"] == false {
+            assert!(!out.ok, "{name}: serve admitted what check denies");
+            let message = clustered["message"].as_str().expect("message");
+            assert!(
+                out.stderr.contains(&format!(
+                    "admission webhook \"mutate.wasm-admission.io\" denied the request: {message}"
+                )),
+                "{name}: kubectl said {:?}, check said {message:?}",
+                out.stderr
+            );
+            continue;
+        }
+        assert!(out.ok, "{name}: {}", out.stderr);
+        let stored: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+        if let Err(diff) = crate::support::contains(&stored, &clustered["object"], "") {
+            panic!("{name}: serve's object differs from check's: {diff}");
+        }
+        assert_eq!(
+            crate::admission::injected(&stored),
+            crate::admission::injected(&clustered["object"]),
+            "{name}: the injected annotation"
+        );
+        let mut served_warnings: Vec<String> = out
+            .warnings()
+            .into_iter()
+            .filter(|w| w.starts_with("wasm-admission: "))
+            .collect();
+        let mut checked: Vec<String> = clustered["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .map(|w| w.as_str().expect("warning").to_string())
+            .collect();
+        served_warnings.sort();
+        checked.sort();
+        assert_eq!(
+            checked, served_warnings,
+            "{name}: check --cluster and serve warn alike"
+        );
+        for warning in bundled["warnings"].as_array().expect("warnings") {
+            let w = warning.as_str().expect("warning").to_string();
+            assert!(
+                served_warnings.contains(&w),
+                "{name}: check (bundle) warns {w:?}, serve does not"
+            );
+        }
+    }
+    println!("    4 workloads compared: check (bundle), check --cluster and serve agree");
+}

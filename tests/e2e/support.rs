@@ -381,7 +381,7 @@ impl World {
             webhook: Mutex::new(webhook),
         };
         // kube-apiserver's RuntimeClass admission refuses a Pod whose class does not exist: the
-        // classes are part of the install (README, "Install in a cluster").
+        // classes are part of the install (README, "Quick start").
         world.apply_runtime_classes();
         world.helm_install(&[]);
         world.fetch_release_files();
@@ -492,6 +492,27 @@ impl World {
             .arg(config)
             .args(args);
         run(command, None)
+    }
+
+    /// `wasm-admission check -o json --config CONFIG ARGS FILE` with this cluster's kubeconfig in
+    /// `$KUBECONFIG` (for `--cluster`), the configuration `serve` has.
+    pub fn check_json_args(&self, args: &[&str], file: &Path) -> Vec<Value> {
+        let config = self.webhook().config_path();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
+        command
+            .env("KUBECONFIG", &self.cluster.kubeconfig)
+            .args(["check", "-o", "json", "--config"])
+            .arg(config)
+            .args(args)
+            .arg(file);
+        let out = run(command, None);
+        assert!(
+            out.code == Some(0) || out.code == Some(1),
+            "check {args:?} {} failed: {}",
+            file.display(),
+            out.stderr
+        );
+        serde_json::from_str(&out.stdout).expect("check -o json")
     }
 
     /// `wasm-admission check -o json --config CONFIG FILE`.

@@ -1,12 +1,14 @@
 //! `wasm-admission check`: the CI door onto the engine. Each manifest is decided exactly as
 //! `serve` decides a CREATE of it, and reported.
 
+mod classes;
 mod input;
 mod report;
 mod yaml_limits;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use kube_core::admission::Operation;
@@ -49,6 +51,13 @@ pub struct CheckArgs {
     /// settings of --config, whatever its `enabled` says. Off by default so CI runs stay offline.
     #[arg(long)]
     pub registry: bool,
+    /// Also read the cluster's RuntimeClasses and Node labels (kubeconfig or in-cluster account,
+    /// as `audit`), so that classes known by their handler and the node warning agree with `serve`.
+    #[arg(long)]
+    pub cluster: bool,
+    /// With --cluster: seconds the cluster read may take in all (connecting: at most 10 of them).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
 }
 
 /// The result for one object.
@@ -122,10 +131,21 @@ pub fn run(args: CheckArgs) -> ExitCode {
     } else {
         None
     };
+    let cluster = args.cluster.then(|| Duration::from_secs(args.timeout));
+    let known = match classes::gather(engine.config(), &documents, cluster) {
+        Ok(known) => known,
+        Err(e) => {
+            eprintln!(
+                "wasm-admission check: --cluster: {}",
+                printable(&e.to_string())
+            );
+            return ExitCode::from(2);
+        }
+    };
     let facts = Facts {
         registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
-        runtime_classes: None,
-        nodes: None,
+        runtime_classes: known.runtime_classes.as_ref(),
+        nodes: known.nodes.as_ref(),
         runtime_classes_pending: false,
     };
     let results = check_documents(&engine, &facts, documents, &args.namespace);
