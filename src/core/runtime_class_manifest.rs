@@ -1,6 +1,6 @@
 //! RuntimeClass documents in `check`'s input (behaviour.md §3 rule 3b, §11): what the rules read of
-//! each, exactly as `serve`'s RuntimeClass watch keeps it ([`RuntimeClassInfo`]: the handler and
-//! `scheduling.nodeSelector`), so that a bundle that ships its classes beside its workloads gets
+//! each, exactly as `serve`'s RuntimeClass watch keeps it ([`RuntimeClassInfo`]: the handler,
+//! `scheduling` and `overhead.podFixed`), so that a bundle that ships its classes beside its workloads gets
 //! the same answers from `check` as from `serve` once the classes are applied.
 
 use std::collections::BTreeMap;
@@ -100,6 +100,31 @@ pub fn read(object: &Value) -> ClassDocument {
         }
         Some(_) => problems.push("scheduling.nodeSelector is not a map; ignored".to_string()),
     }
+    let tolerations = match scheduling.and_then(|s| s.get("tolerations")) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list.iter().filter(|t| t.is_object()).cloned().collect(),
+        Some(_) => {
+            problems.push("scheduling.tolerations is not a list; ignored".to_string());
+            Vec::new()
+        }
+    };
+    let mut overhead = BTreeMap::new();
+    match object.get("overhead").and_then(|o| o.get("podFixed")) {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (resource, quantity) in map {
+                match quantity.as_str() {
+                    Some(q) => {
+                        overhead.insert(resource.clone(), q.to_string());
+                    }
+                    None => problems.push(format!(
+                        "overhead.podFixed.{resource} is not a quantity string; ignored"
+                    )),
+                }
+            }
+        }
+        Some(_) => problems.push("overhead.podFixed is not a map; ignored".to_string()),
+    }
     let class = match (name, handler) {
         (None, _) => {
             problems.push("no metadata.name; not used".to_string());
@@ -117,6 +142,8 @@ pub fn read(object: &Value) -> ClassDocument {
             RuntimeClassInfo {
                 handler: handler.to_string(),
                 node_selector,
+                tolerations,
+                overhead,
             },
         )),
     };

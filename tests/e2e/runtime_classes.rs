@@ -122,12 +122,18 @@ pub fn a_bundle_with_its_classes_gets_the_same_answers_from_check_and_serve(worl
             r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"annotated","namespace":"{ns}","annotations":{{"wasm-admission.io/wasm":"true"}}}},"spec":{{"containers":[{{"name":"app","image":"ghcr.io/acme/greeter:1"}}]}}}}"#
         ),
     ];
+    // The class the webhook injects into the annotated Pod, in the bundle and in the cluster
+    // alike: both doors then add its scheduling to that Pod (behaviour.md §4.1).
+    world.apply_runtime_classes();
+    let default_class = std::fs::read_to_string(root().join("deploy/runtimeclasses/wasm.yaml"))
+        .expect("deploy/runtimeclasses/wasm.yaml");
     let dir = tempfile::tempdir().expect("folder");
     let bundle = dir.path().join("bundle.yaml");
     let only_workloads = dir.path().join("workloads.yaml");
     std::fs::write(
         &bundle,
-        std::iter::once(class.to_string())
+        [class.to_string(), default_class]
+            .into_iter()
             .chain(workloads.iter().cloned())
             .collect::<Vec<_>>()
             .join("\n---\n"),
@@ -137,11 +143,11 @@ pub fn a_bundle_with_its_classes_gets_the_same_answers_from_check_and_serve(worl
 
     // check before the class exists anywhere but in the bundle.
     let from_bundle = world.check_json_args(&[], &bundle);
-    assert_eq!(from_bundle.len(), 5, "the class and four workloads");
+    assert_eq!(from_bundle.len(), 6, "two classes and four workloads");
     assert!(
-        from_bundle[1]["patch"] != serde_json::json!([]),
+        from_bundle[2]["patch"] != serde_json::json!([]),
         "the Deployment is Wasm through the bundle's class: {}",
-        from_bundle[1]
+        from_bundle[2]
     );
 
     struct Delete<'w>(&'w World);
@@ -175,7 +181,7 @@ pub fn a_bundle_with_its_classes_gets_the_same_answers_from_check_and_serve(worl
     let from_cluster = world.check_json_args(&["--cluster"], &only_workloads);
 
     for (i, doc) in workloads.iter().enumerate() {
-        let (bundled, clustered) = (&from_bundle[i + 1], &from_cluster[i]);
+        let (bundled, clustered) = (&from_bundle[i + 2], &from_cluster[i]);
         let name = clustered["name"].as_str().expect("name");
         for field in ["allowed", "message", "patch"] {
             assert_eq!(
