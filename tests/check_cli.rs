@@ -24,16 +24,23 @@ fn check(args: &[&str]) -> Output {
 }
 
 fn check_stdin(args: &[&str], input: &str) -> Output {
+    check_stdin_with(args, input, |command| {
+        command.current_dir(root());
+    })
+}
+
+/// `check ARGS` with `input` on standard input, the command adjusted first.
+fn check_stdin_with(args: &[&str], input: &str, adjust: impl FnOnce(&mut Command)) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-admission"));
+    command
         .arg("check")
         .args(args)
-        .current_dir(root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+        .stderr(Stdio::piped());
+    adjust(&mut command);
+    let mut child = command.spawn().expect("spawn");
     child
         .stdin
         .take()
@@ -830,26 +837,14 @@ fn check_cluster(
     args: &[&str],
     input: &str,
 ) -> (Output, std::time::Duration) {
-    use std::io::Write;
     let start = std::time::Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-admission"))
-        .arg("check")
-        .arg("--cluster")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut all = vec!["--cluster"];
+    all.extend_from_slice(args);
+    let out = check_stdin_with(&all, input, |command| {
+        command
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST");
+    });
     (out, start.elapsed())
 }
 
