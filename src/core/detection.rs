@@ -240,6 +240,11 @@ fn by_pod(view: &PodView<'_, '_>, signals: &Signals<'_>) -> Option<Detection> {
     None
 }
 
+/// Whether rule 1 opts the pod spec out: `wasm-admission.io/wasm: "false"` on either place.
+pub fn opted_out(view: &PodView<'_, '_>) -> bool {
+    view.annotation_anywhere(ANN_WASM, "false")
+}
+
 /// Whether the pod spec's own `runtimeClassName` names a class that runs Wasm (rule 3b), whatever
 /// the pod's annotations say: behaviour.md §5's boundary.
 pub fn names_wasm_class(view: &PodView<'_, '_>, signals: &Signals<'_>) -> bool {

@@ -18,6 +18,7 @@ use crate::core::detection::{
 };
 use crate::core::model;
 use crate::core::schedulability::ClusterNodes;
+use crate::core::verdict::{RuleId, RuleResult, Status};
 
 /// Which webhook endpoint asks: `/mutate` answers with mutations and denials, `/validate` with
 /// denials only (it runs after every mutating webhook).
@@ -117,6 +118,10 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// Keys without `/` (the apiserver prefixes the webhook's name).
     pub audit_annotations: BTreeMap<String, String>,
+    /// The rules that acted or spoke, in the order they did (docs/behaviour.md, "Rule ids"):
+    /// `allowed` is false exactly when one has [`Status::Fail`], and the denial message is built
+    /// from those rules' messages ([`crate::core::verdict::denial_message`]).
+    pub rules: Vec<RuleResult>,
 }
 
 impl Decision {
@@ -128,6 +133,14 @@ impl Decision {
         } else {
             Outcome::Mutated
         }
+    }
+
+    /// The first rule that failed: the one a denial is counted and reported under.
+    pub fn failed_rule(&self) -> Option<RuleId> {
+        self.rules
+            .iter()
+            .find(|r| r.status == Status::Fail)
+            .map(|r| r.id)
     }
 
     pub(crate) fn allow() -> Self {
