@@ -1,5 +1,7 @@
 //! The HTTP routes. The review routes make no decision of their own: they check the envelope
-//! (method, Content-Type, size), hand the body to [`review::handle`], and count and log the answer.
+//! (method, Content-Type, size), decode the body ([`review::decode`]), take the inspect-then-decide
+//! step of [`crate::adapters::inspect`] (registry lookups within the review's budget) and answer
+//! through [`review::answer`], then count and log the answer, with the failing rule of a denial.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

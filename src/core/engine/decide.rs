@@ -137,10 +137,10 @@ enum Boundary {
 
 fn boundary(
     view: &PodView<'_, '_>,
-    signals: &detection::Signals<'_>,
+    inputs: &detection::DetectionInputs<'_>,
     facts: &Facts<'_>,
 ) -> Option<Boundary> {
-    if detection::names_wasm_class(view, signals) {
+    if detection::names_wasm_class(view, inputs) {
         return Some(Boundary::Wasm);
     }
     if facts.runtime_classes_pending
@@ -155,7 +155,7 @@ fn boundary(
     // Warnings of rule 6 were given by detection already, or belong to a pod that opted out.
     let mut ignored = Vec::new();
     matches!(
-        detection::by_images(view, signals, &mut ignored),
+        detection::by_images(view, inputs, &mut ignored),
         Detection::Wasm { .. }
     )
     .then_some(Boundary::Wasm)
@@ -181,7 +181,7 @@ pub(super) fn registry_images(
         runtime_classes,
         ..Facts::default()
     };
-    detection::registry_images(&view, &engine.signals(&facts), skipped)
+    detection::registry_images(&view, &engine.detection_inputs(&facts), skipped)
 }
 
 pub(super) fn decide(
@@ -209,7 +209,7 @@ pub(super) fn decide(
     let skipped = view.label_anywhere(LABEL_SKIP, "true");
 
     let mut decision = Decision::allow();
-    let signals = engine.signals(facts);
+    let inputs = engine.detection_inputs(facts);
     let detected = if skipped {
         decision.rules.push(RuleResult::new(
             RuleId::DetectSkipLabel,
@@ -219,7 +219,7 @@ pub(super) fn decide(
         Detection::NotWasm
     } else {
         let before = decision.warnings.len();
-        let detected = detection::detect(&view, &signals, &mut decision.warnings);
+        let detected = detection::detect(&view, &inputs, &mut decision.warnings);
         // Detection speaks only of registry lookups that failed (rule 6).
         speak(&mut decision, before, RuleId::DetectRegistry, Status::Error);
         detected
@@ -266,7 +266,7 @@ pub(super) fn decide(
     // checked whatever its labels and annotations say.
     let boundary = match wasm {
         Some(_) => None,
-        None => boundary(&view, &signals, facts),
+        None => boundary(&view, &inputs, facts),
     };
     if wasm.is_none() && boundary.is_none() {
         return Ok(only_warnings(decision, endpoint));
@@ -399,7 +399,7 @@ pub(super) fn decide(
     let mut before = decision.warnings.len();
     // behaviour.md §4.1: a class the pod already names is kept quietly when it is known to run Wasm.
     let runs_wasm = |class: &str| {
-        signals.wasm_classes.runs_wasm(class, facts.runtime_classes)
+        inputs.wasm_classes.runs_wasm(class, facts.runtime_classes)
             || (rule == Rule::VariantAnnotation
                 && config
                     .detection

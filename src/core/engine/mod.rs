@@ -1,7 +1,8 @@
 //! The decision engine: one pure, synchronous function from a request to a decision.
 //!
-//! `serve` (through [`crate::core::review`]) and `check` (through [`crate::commands::check`]) both call
-//! [`Engine::decide`]; neither makes a decision of its own, so they cannot disagree.
+//! `serve` (through [`crate::core::review`]), `check` and `audit` (through
+//! [`crate::adapters::report`]) all call [`Engine::decide`], after the registry lookups of
+//! [`crate::adapters::inspect`]; none makes a decision of its own, so they cannot disagree.
 
 mod decide;
 
@@ -14,7 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::core::config::{Config, ConfigError};
 use crate::core::detection::{
-    ClusterRuntimeClasses, ImageClassifier, ImagePatterns, Signals, WasmRuntimeClasses,
+    ClusterRuntimeClasses, DetectionInputs, ImageClassifier, ImagePatterns, WasmRuntimeClasses,
 };
 use crate::core::model;
 use crate::core::schedulability::ClusterNodes;
@@ -221,8 +222,8 @@ impl Engine {
     }
 
     /// What detection reads besides the pod (behaviour.md §3).
-    fn signals<'a>(&'a self, facts: &Facts<'a>) -> Signals<'a> {
-        Signals {
+    fn detection_inputs<'a>(&'a self, facts: &Facts<'a>) -> DetectionInputs<'a> {
+        DetectionInputs {
             patterns: &self.patterns,
             wasm_classes: &self.wasm_classes,
             cluster_classes: facts.runtime_classes,
