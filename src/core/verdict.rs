@@ -259,4 +259,19 @@ mod tests {
             assert_eq!(RuleId::parse(id.as_str()), Some(id));
         }
     }
+
+    #[test]
+    fn every_rule_id_is_in_the_behaviour_documents_table() {
+        let doc = include_str!("../../docs/behaviour.md");
+        let table = doc
+            .split_once("## 14. Rule ids")
+            .map(|(_, t)| t)
+            .unwrap_or_default();
+        for id in RuleId::ALL {
+            assert!(
+                table.contains(&format!("| `{id}` |")),
+                "docs/behaviour.md, \"Rule ids\", does not list {id}"
+            );
+        }
+    }
 }
