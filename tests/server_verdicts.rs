@@ -23,7 +23,11 @@ async fn a_denial_is_counted_and_logged_under_its_failing_rule() {
     let denied = post_review(&client, &url("/mutate"), PRIVILEGED_CREATE)
         .await
         .expect("review");
-    assert_eq!(denied.body["response"]["allowed"], false, "{:?}", denied.body);
+    assert_eq!(
+        denied.body["response"]["allowed"], false,
+        "{:?}",
+        denied.body
+    );
     let mutated = post_review(&client, &url("/mutate"), DEPLOYMENT_CREATE)
         .await
         .expect("review");

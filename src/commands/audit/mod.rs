@@ -2,7 +2,9 @@
 //! seven kinds that exists now is decided exactly as `check` decides a manifest (a CREATE of it,
 //! with the same facts: the configuration, and registry inspection when it is enabled; no
 //! cluster RuntimeClasses or nodes, so the answer equals `check`'s on the same manifest), and
-//! reported with `check`'s report code, or as PolicyReports.
+//! reported with the report code `check` uses too ([`crate::adapters::report`]), or as
+//! PolicyReports. Registry lookups take the doors' one inspect-then-decide step
+//! ([`crate::adapters::inspect`]), one page at a time.
 //!
 //! The cluster is read one page at a time (`--page-size`, default 500, at most `--page-bytes`);
 //! each page is decided, reported and dropped before the next is fetched. Within a page, objects

@@ -1,5 +1,7 @@
 //! `wasm-admission check`: the CI door onto the engine. Each manifest is decided exactly as
-//! `serve` decides a CREATE of it, and reported.
+//! `serve` decides a CREATE of it ([`crate::adapters::report::check_document`], after the registry
+//! lookups of [`crate::adapters::inspect`] with `--registry`), and reported
+//! ([`crate::adapters::report::ReportWriter`]).
 
 mod input;
 mod yaml_limits;
