@@ -257,3 +257,46 @@ fn first(d: &Decision, wanted: impl Fn(RuleId, Status) -> bool) -> &'static str 
         .find(|r| wanted(r.id, r.status))
         .map_or("engine", |r| r.id.as_str())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::report::{KeepObject, Source, check_document};
+    use crate::core::config::Config;
+    use crate::core::engine::{Engine, Facts};
+
+    fn result_of(yaml: &str) -> (&'static str, &'static str, String) {
+        let engine = Engine::new(Config::default()).expect("engine");
+        let object: Value = serde_yaml_ng::from_str(yaml).expect("YAML");
+        let doc = Source {
+            source: "t".into(),
+            index: 0,
+            content: Ok(object),
+        };
+        let checked = check_document(&engine, &Facts::default(), doc, "default", KeepObject::No);
+        verdict(&checked)
+    }
+
+    #[test]
+    fn results_name_the_rule_id_that_decided() {
+        let pod = |annotations: &str, spec: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: shop, annotations: {{{annotations}}}}}\nspec: {{{spec}containers: [{{name: app, image: ghcr.io/acme/app:1}}]}}\n"
+            )
+        };
+        let wasm = "wasm-admission.io/wasm: \"true\"";
+        let (result, rule, message) = result_of(&pod(
+            &format!("{wasm}, wasm-admission.io/resource-profile: tiny"),
+            "",
+        ));
+        assert_eq!((result, rule), ("fail", "profile.unknown"), "{message}");
+        let (result, rule, _) = result_of(&pod(wasm, "hostPID: true, "));
+        assert_eq!((result, rule), ("fail", "baseline.host-namespaces"));
+        let (result, rule, _) = result_of(&pod(wasm, ""));
+        assert_eq!((result, rule), ("warn", "mutate.runtime-class"));
+        let (result, rule, _) = result_of(&pod(wasm, "runtimeClassName: wasm, "));
+        assert_eq!((result, rule), ("warn", "mutate.resources"));
+        let (result, _, _) = result_of(&pod("", ""));
+        assert_eq!(result, "skip");
+    }
+}
