@@ -544,3 +544,44 @@ proptest! {
         prop_assert!(!profile || (failed.len() == 1 && unknown_profile && !opted_out));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn prop_kubectl_debug_rules_imply_the_verdict_and_make_the_denial_message(
+        object in wasm_object(),
+        settings in security_settings(),
+    ) {
+        prop_assume!(object["kind"] == "Pod");
+        let engine = engine_with("detection:\n  imagePatterns: ['ghcr.io/acme/*']\n");
+        let mut new = object.clone();
+        set(&mut new, "/spec/ephemeralContainers", json!([{"name": "debugger", "image": "busybox:1.36"}]));
+        // The container-level settings, on the debug container (pod-level fields cannot change
+        // on this subresource and are not checked).
+        for (pointer, value) in &settings {
+            if let Some(rest) = pointer.strip_prefix("/containers/0") {
+                set(&mut new, &format!("/spec/ephemeralContainers/0{rest}"), value.clone());
+            }
+        }
+        let review = review_for(&new, "UPDATE", Some(&object), Some("ephemeralcontainers"));
+        let out = admit_review(&engine, &review, wasm_admission::core::engine::Endpoint::Mutate);
+        let d = &out.decision;
+        let failed: Vec<_> = d.rules.iter().filter(|r| r.status == Status::Fail).collect();
+        prop_assert_eq!(d.allowed, failed.is_empty(), "{:?}", d.rules);
+        if d.allowed {
+            prop_assert!(d.message.is_none());
+            return Ok(());
+        }
+        let items: Vec<&str> = failed.iter().map(|r| &*r.message).collect();
+        let expected = format!(
+            "wasm-admission: ephemeral containers of Wasm pod \"shop/p\" are not allowed: {}",
+            items.join("; ")
+        );
+        prop_assert_eq!(d.message.as_deref(), Some(expected.as_str()));
+        for r in &failed {
+            prop_assert!(r.message.starts_with("ephemeralContainer \"debugger\": "), "{}", r.message);
+            prop_assert_eq!(r.id.as_str(), rule_of_item(&r.message), "{}", r.message);
+        }
+    }
+}

@@ -225,14 +225,15 @@ impl RuleResult {
 }
 
 /// The denial message of behaviour.md §5, put together from the failing rules' messages:
-/// `wasm-admission: WHAT is not allowed: FAIL; FAIL...NOTE`. The engine builds every denial
-/// through this, so the message cannot drift from the rules it lists.
+/// `wasm-admission: SUBJECT not allowed: FAIL; FAIL...NOTE`, where `subject` ends with its verb
+/// (`Wasm pod "shop/web" is`, `ephemeral containers of Wasm pod "shop/web" are`). The engine
+/// builds every denial through this, so the message cannot drift from the rules it lists.
 pub fn denial_message<'r>(
-    what: &str,
+    subject: &str,
     failures: impl IntoIterator<Item = &'r RuleResult>,
     note: &str,
 ) -> String {
-    let mut out = format!("wasm-admission: {what} is not allowed: ");
+    let mut out = format!("wasm-admission: {subject} not allowed: ");
     for (i, r) in failures
         .into_iter()
         .filter(|r| r.status == Status::Fail)

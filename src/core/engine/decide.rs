@@ -355,7 +355,7 @@ pub(super) fn decide(
     };
     if !violations.is_empty() {
         fail(&mut decision, violations);
-        return Ok(deny(decision, &what(), &pending_note));
+        return Ok(deny(decision, &format!("{} is", what()), &pending_note));
     }
     // The rest is §4's, for pods detected as Wasm; an UPDATE of a Pod or Job is never patched.
     let Some((rule, runtime_class)) = wasm else {
@@ -377,7 +377,7 @@ pub(super) fn decide(
                 Status::Fail,
                 message,
             ));
-            return Ok(deny(decision, &what(), ""));
+            return Ok(deny(decision, &format!("{} is", what()), ""));
         }
     };
 
@@ -536,7 +536,7 @@ fn decide_ephemeral(
     fail(&mut decision, violations);
     deny(
         decision,
-        &format!("ephemeral containers of Wasm pod {subject}"),
+        &format!("ephemeral containers of Wasm pod {subject} are"),
         pending_note,
     )
 }
@@ -609,10 +609,11 @@ fn fail(decision: &mut Decision, violations: Vec<baseline::Violation>) {
     );
 }
 
-/// Denies, with the message of behaviour.md §5 built from the failing rules' messages.
-fn deny(mut decision: Decision, what: &str, note: &str) -> Decision {
+/// Denies, with the message of behaviour.md §5 built from the failing rules' messages
+/// (`subject` ends with its verb: `... is`, `... are`).
+fn deny(mut decision: Decision, subject: &str, note: &str) -> Decision {
     decision.allowed = false;
-    decision.message = Some(denial_message(what, &decision.rules, note));
+    decision.message = Some(denial_message(subject, &decision.rules, note));
     decision.patch = Patch::default();
     decision
 }
