@@ -444,9 +444,9 @@ pub(super) fn decide(
     before = decision.warnings.len();
     if mutate::resources::apply(&view, profile, &mut patch, &mut decision.warnings) {
         changes.insert(Change::Resources);
-        let message = match view.annotation(ANN_RESOURCE_PROFILE) {
-            Some(name) => format!("default requests and limits added (profile {name})"),
-            None => "default requests and limits added (resources)".to_string(),
+        let message: Cow<'static, str> = match view.annotation(ANN_RESOURCE_PROFILE) {
+            Some(name) => format!("default requests and limits added (profile {name})").into(),
+            None => "default requests and limits added (resources)".into(),
         };
         decision.rules.push(RuleResult::new(
             RuleId::MutateResources,
