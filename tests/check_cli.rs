@@ -86,6 +86,7 @@ fn check_golden_json() {
         "allowed",
         "message",
         "warnings",
+        "rules",
         "patch",
         "object",
     ];
@@ -101,6 +102,13 @@ fn check_golden_json() {
         expected.sort();
         assert_eq!(keys, expected);
         assert!(entry["patch"].is_array());
+        // allowed exactly when no rule failed (docs/behaviour.md, "Rule ids").
+        let failed = entry["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["status"] == "fail");
+        assert_eq!(entry["allowed"] == false, failed, "{entry}");
     }
     // The fields come in the documented order (behaviour.md §7) (first entry, as printed).
     let text = stdout(&out);

@@ -9,6 +9,9 @@
 //!   adapters nothing from `commands`.
 //! - `no_modules_import_in_a_circle`: the units' import graph has no cycle (a module and its own
 //!   sub-modules may use each other: they are one unit).
+//! - `no_command_imports_a_sibling_command`: a door (`commands::audit`, `commands::check`, ...)
+//!   imports nothing from another door; what two doors share lives below them, in `adapters` or
+//!   `core`. `commands/mod.rs`'s own dispatch to the doors is fine.
 //!
 //! An import is any path that names a module of this crate: `use crate::…`, `use super::…`, a
 //! path in the code (`crate::core::warning::warning(…)`), or one inside a macro call. Unit-test
@@ -420,6 +423,32 @@ fn no_import_climbs_a_layer() {
     );
 }
 
+/// The imports from one door into another: (from, to) pairs of different units directly inside
+/// `commands`.
+fn sibling_commands(
+    edges: &BTreeMap<(ModPath, ModPath), Vec<Import>>,
+) -> Vec<(ModPath, ModPath, String)> {
+    let door = |u: &ModPath| u.len() == 2 && u[0] == "commands";
+    edges
+        .iter()
+        .filter(|((from, to), _)| door(from) && door(to) && from != to)
+        .map(|((from, to), found)| (from.clone(), to.clone(), describe(found)))
+        .collect()
+}
+
+#[test]
+fn no_command_imports_a_sibling_command() {
+    let found: Vec<String> = sibling_commands(&imports(&src_dir()))
+        .into_iter()
+        .map(|(from, to, imports)| format!("{} imports {}:\n{imports}", show(&from), show(&to)))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "a command imports another command; move what they share to adapters or core:\n{}",
+        found.join("\n")
+    );
+}
+
 #[test]
 fn no_modules_import_in_a_circle() {
     let edges = imports(&src_dir());
@@ -443,6 +472,42 @@ fn no_modules_import_in_a_circle() {
         report.is_empty(),
         "modules import in a circle:\n{}",
         report.join("\n\n")
+    );
+}
+
+/// The checker itself finds a command that imports a sibling command, and allows the dispatch of
+/// `commands/mod.rs`.
+#[test]
+fn the_checks_find_a_command_importing_a_sibling() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let src = dir.path();
+    let write = |path: &str, text: &str| {
+        let path = src.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("folder");
+        std::fs::write(path, text).expect("file");
+    };
+    write("lib.rs", "pub mod commands;\n");
+    write(
+        "commands/mod.rs",
+        "pub mod audit;\npub mod check;\nfn run() { audit::run(); check::run(); }\n",
+    );
+    write(
+        "commands/check/mod.rs",
+        "pub mod report;\npub fn run() {}\n",
+    );
+    write("commands/check/report.rs", "pub struct Tally;\n");
+    write(
+        "commands/audit/mod.rs",
+        "use super::check::report::Tally;\npub fn run() { let _ = Tally; }\n",
+    );
+    let found = sibling_commands(&imports(src));
+    let pairs: Vec<(ModPath, ModPath)> = found.into_iter().map(|(f, t, _)| (f, t)).collect();
+    assert_eq!(
+        pairs,
+        vec![(
+            vec!["commands".to_string(), "audit".to_string()],
+            vec!["commands".to_string(), "check".to_string()]
+        )]
     );
 }
 

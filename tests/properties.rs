@@ -1,6 +1,7 @@
 //! Property tests over generated Wasm pod specs (behaviour.md §4): the patch always applies, the engine
 //! on its own output gives an empty patch, nothing that was there is removed or changed, and no
-//! container ends with a request above its limit.
+//! container ends with a request above its limit. And (docs/behaviour.md, "Rule ids"): the rules a
+//! decision lists imply its verdict, and a denial's message is made of the failing rules' messages.
 
 mod common;
 
@@ -8,6 +9,7 @@ use common::*;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use wasm_admission::core::quantity::Quantity;
+use wasm_admission::core::verdict::{RuleId, Status};
 
 const CPU: [&str; 7] = ["10m", "100m", "0.1", "250m", "0.5", "1", "2"];
 const MEMORY: [&str; 7] = ["16Mi", "64Mi", "64M", "128Mi", "0.125Gi", "256Mi", "1Gi"];
@@ -442,6 +444,144 @@ proptest! {
                 || item.ends_with(".host=10.0.0.1 (baseline since v1.34)")
                 || item.ends_with(".host=db.internal (baseline since v1.34)");
             prop_assert!(moved, "denied at latest only, on a check that did not move: {item}");
+        }
+    }
+}
+
+// Typed verdicts (docs/behaviour.md, "Rule ids"): the rules a decision lists imply its verdict,
+// and the denial message is the one the engine always wrote, made of the failing rules' messages.
+
+/// The rule id a denial item belongs to, read from its field alone (behaviour.md §5's list).
+fn rule_of_item(item: &str) -> &'static str {
+    let field = item.rsplit_once("\": ").map_or(item, |(_, f)| f);
+    if item.starts_with("unknown resource profile ") {
+        "profile.unknown"
+    } else if field == "securityContext.privileged=true" {
+        "baseline.privileged"
+    } else if ["spec.hostNetwork=", "spec.hostPID=", "spec.hostIPC="]
+        .iter()
+        .any(|f| field.starts_with(f))
+    {
+        "baseline.host-namespaces"
+    } else if field.starts_with("hostPath=") {
+        "baseline.host-path-volumes"
+    } else if field.starts_with("ports.hostPort=") {
+        "baseline.host-ports"
+    } else if field.contains(".capabilities.add=") {
+        "baseline.capabilities"
+    } else if field.contains(".procMount=") {
+        "baseline.proc-mount"
+    } else if field.contains(".windowsOptions.hostProcess=") {
+        "baseline.windows-host-process"
+    } else if field.contains(".seccompProfile.type=") {
+        "baseline.seccomp"
+    } else if field.contains(".appArmorProfile.type=")
+        || field.starts_with("metadata.annotations[container.apparmor")
+    {
+        "baseline.apparmor"
+    } else if field.contains(".seLinuxOptions.") {
+        "baseline.selinux"
+    } else if field.contains(".sysctls=[") {
+        "baseline.sysctls"
+    } else if field.contains(".host=") && field.ends_with("(baseline since v1.34)") {
+        "baseline.probe-host"
+    } else {
+        "unknown"
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    #[test]
+    fn prop_rule_statuses_imply_the_verdict_and_make_the_denial_message(
+        object in wasm_object(),
+        settings in security_settings(),
+        unknown_profile in any::<bool>(),
+        opted_out in any::<bool>(),
+    ) {
+        let engine = engine_with("detection:\n  imagePatterns: ['ghcr.io/acme/*']\n");
+        let mut object = object;
+        let spec = spec_ptr(&object);
+        for (pointer, value) in &settings {
+            set(&mut object, &format!("{spec}{pointer}"), value.clone());
+        }
+        let meta = meta_ptr(&object);
+        if unknown_profile {
+            set(&mut object, &format!("{meta}/annotations/wasm-admission.io~1resource-profile"), json!("tiny"));
+        }
+        if opted_out {
+            // Rule 1 opts out of the mutations only: the images are Wasm, so §5 still applies.
+            set(&mut object, &format!("{meta}/annotations/wasm-admission.io~1wasm"), json!("false"));
+        }
+        let out = admit(&engine, &object);
+        let d = &out.decision;
+        let failed: Vec<_> = d.rules.iter().filter(|r| r.status == Status::Fail).collect();
+        // allowed exactly when no rule failed; the first failing rule is the one counted.
+        prop_assert_eq!(d.allowed, failed.is_empty(), "{:?}", d.rules);
+        prop_assert_eq!(d.failed_rule(), failed.first().map(|r| r.id));
+        if d.allowed {
+            prop_assert!(d.message.is_none());
+            prop_assert!(!d.rules.is_empty(), "a Wasm object always has a rule that spoke");
+            return Ok(());
+        }
+        // The message as the engine wrote it before rules existed: the object, then every
+        // violation (or the unknown profile's words) joined with "; ", in the order found.
+        let what = if object["kind"] == "Pod" {
+            "Wasm pod \"shop/p\"".to_string()
+        } else {
+            "Wasm pod template of Deployment \"shop/p\"".to_string()
+        };
+        let items: Vec<&str> = failed.iter().map(|r| &*r.message).collect();
+        let expected = format!("wasm-admission: {what} is not allowed: {}", items.join("; "));
+        prop_assert_eq!(d.message.as_deref(), Some(expected.as_str()));
+        // Each failing rule's id is the one its words name, read independently of the engine.
+        for r in &failed {
+            prop_assert_eq!(r.id.as_str(), rule_of_item(&r.message), "{}", r.message);
+        }
+        // The unknown profile is only reported for an object the baseline lets through.
+        let profile = failed.iter().any(|r| r.id == RuleId::ProfileUnknown);
+        prop_assert!(!profile || (failed.len() == 1 && unknown_profile && !opted_out));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn prop_kubectl_debug_rules_imply_the_verdict_and_make_the_denial_message(
+        object in wasm_object(),
+        settings in security_settings(),
+    ) {
+        prop_assume!(object["kind"] == "Pod");
+        let engine = engine_with("detection:\n  imagePatterns: ['ghcr.io/acme/*']\n");
+        let mut new = object.clone();
+        set(&mut new, "/spec/ephemeralContainers", json!([{"name": "debugger", "image": "busybox:1.36"}]));
+        // The container-level settings, on the debug container (pod-level fields cannot change
+        // on this subresource and are not checked).
+        for (pointer, value) in &settings {
+            if let Some(rest) = pointer.strip_prefix("/containers/0") {
+                set(&mut new, &format!("/spec/ephemeralContainers/0{rest}"), value.clone());
+            }
+        }
+        let review = review_for(&new, "UPDATE", Some(&object), Some("ephemeralcontainers"));
+        let out = admit_review(&engine, &review, wasm_admission::core::engine::Endpoint::Mutate);
+        let d = &out.decision;
+        let failed: Vec<_> = d.rules.iter().filter(|r| r.status == Status::Fail).collect();
+        prop_assert_eq!(d.allowed, failed.is_empty(), "{:?}", d.rules);
+        if d.allowed {
+            prop_assert!(d.message.is_none());
+            return Ok(());
+        }
+        let items: Vec<&str> = failed.iter().map(|r| &*r.message).collect();
+        let expected = format!(
+            "wasm-admission: ephemeral containers of Wasm pod \"shop/p\" are not allowed: {}",
+            items.join("; ")
+        );
+        prop_assert_eq!(d.message.as_deref(), Some(expected.as_str()));
+        for r in &failed {
+            prop_assert!(r.message.starts_with("ephemeralContainer \"debugger\": "), "{}", r.message);
+            prop_assert_eq!(r.id.as_str(), rule_of_item(&r.message), "{}", r.message);
         }
     }
 }

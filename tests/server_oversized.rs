@@ -150,12 +150,13 @@ async fn s28_item1_a_review_past_the_limit_is_denied_with_the_limit_named_never_
             .is_some_and(|e| e.contains("request.uid"))
     );
 
-    // Counted as a denial, and the server still answers.
+    // Counted as a denial under its rule (docs/behaviour.md, "Rule ids"), and the server still
+    // answers.
     let client = t.client(Http::One);
     let text = metrics_text(&client, &t.url("/metrics")).await;
     let denied = metric(
         &text,
-        "wasm_admission_reviews_total{endpoint=\"validate\",kind=\"\",operation=\"\",outcome=\"denied\"}",
+        "wasm_admission_reviews_total{endpoint=\"validate\",kind=\"\",operation=\"\",outcome=\"denied\",rule=\"review.too-large\"}",
     );
     assert_eq!(denied, 4.0, "{text}");
     let answer = post_review(&client, &t.url("/mutate"), DEPLOYMENT_CREATE)

@@ -373,15 +373,14 @@ fn s5_kubectl_debug_on_a_wasm_pod_checks_new_ephemeral_containers() {
     let review = review_for(&new, "UPDATE", Some(&old), Some("ephemeralcontainers"));
     let out = admit_review(&engine, &review, Endpoint::Mutate);
     assert!(!out.allowed());
-    assert!(
-        out.message()
-            .starts_with("wasm-admission: ephemeral containers of Wasm pod \"shop/cart\""),
-        "{}",
-        out.message()
+    assert_eq!(
+        out.message(),
+        "wasm-admission: ephemeral containers of Wasm pod \"shop/cart\" are not allowed: \
+         ephemeralContainer \"debugger-x7k2p\": securityContext.privileged=true"
     );
-    assert!(
-        out.message()
-            .contains("ephemeralContainer \"debugger-x7k2p\": securityContext.privileged=true")
+    assert_eq!(
+        out.decision.failed_rule().map(|r| r.as_str()),
+        Some("baseline.privileged")
     );
     // An unprivileged debug container is allowed and not patched.
     set(

@@ -27,14 +27,21 @@ pub fn engine() -> &'static Engine {
     })
 }
 
-/// The invariants of one decision on `object`: a denial carries no patch and a message; the
-/// patch applies cleanly (as the apiserver applies it); warnings are short and prefixed; audit
+/// The invariants of one decision on `object`: a denial carries no patch and a message, and is
+/// a denial exactly when one of its rules failed (docs/behaviour.md, "Rule ids"); the patch
+/// applies cleanly (as the apiserver applies it); warnings are short and prefixed; audit
 /// annotation keys have no `/`. Returns the patched object.
 pub fn check_decision(object: Option<&Value>, decision: &Decision) -> Option<Value> {
     if !decision.allowed {
         assert!(decision.patch.is_empty(), "a denial carries a patch");
         assert!(decision.message.is_some(), "a denial without a message");
     }
+    assert_eq!(
+        decision.allowed,
+        decision.failed_rule().is_none(),
+        "the verdict disagrees with the rules: {:?}",
+        decision.rules
+    );
     for w in &decision.warnings {
         assert!(w.starts_with("wasm-admission: "), "warning prefix: {w}");
         assert!(w.chars().count() <= 120, "warning too long: {w}");

@@ -78,7 +78,7 @@ impl WasmRuntimeClasses {
 
 /// What detection reads besides the pod: the configured rules and the facts the door found out.
 #[derive(Clone, Copy)]
-pub struct Signals<'a> {
+pub struct DetectionInputs<'a> {
     pub patterns: &'a ImagePatterns,
     pub wasm_classes: &'a WasmRuntimeClasses,
     /// The cluster's RuntimeClasses, when `serve` watches them.
@@ -194,7 +194,7 @@ pub fn normalize_image(image: &str) -> String {
 }
 
 /// Whether rules 1–4 decide, from annotations and the pod spec's own `runtimeClassName`.
-fn by_pod(view: &PodView<'_, '_>, signals: &Signals<'_>) -> Option<Detection> {
+fn by_pod(view: &PodView<'_, '_>, inputs: &DetectionInputs<'_>) -> Option<Detection> {
     // Rule 1: "false" on either place wins over everything.
     if view.annotation_anywhere(ANN_WASM, "false") {
         return Some(Detection::NotWasm);
@@ -222,9 +222,7 @@ fn by_pod(view: &PodView<'_, '_>, signals: &Signals<'_>) -> Option<Detection> {
         .runtime_class_name
         .as_deref()
         .filter(|s| !s.is_empty())
-        && signals
-            .wasm_classes
-            .runs_wasm(name, signals.cluster_classes)
+        && inputs.wasm_classes.runs_wasm(name, inputs.cluster_classes)
     {
         return Some(Detection::Wasm {
             rule: Rule::RuntimeClassName,
@@ -244,31 +242,32 @@ fn by_pod(view: &PodView<'_, '_>, signals: &Signals<'_>) -> Option<Detection> {
     None
 }
 
+/// Whether rule 1 opts the pod spec out: `wasm-admission.io/wasm: "false"` on either place.
+pub fn opted_out(view: &PodView<'_, '_>) -> bool {
+    view.annotation_anywhere(ANN_WASM, "false")
+}
+
 /// Whether the pod spec's own `runtimeClassName` names a class that runs Wasm (rule 3b), whatever
 /// the pod's annotations say: behaviour.md §5's boundary.
-pub fn names_wasm_class(view: &PodView<'_, '_>, signals: &Signals<'_>) -> bool {
+pub fn names_wasm_class(view: &PodView<'_, '_>, inputs: &DetectionInputs<'_>) -> bool {
     view.spec
         .runtime_class_name
         .as_deref()
         .filter(|s| !s.is_empty())
-        .is_some_and(|name| {
-            signals
-                .wasm_classes
-                .runs_wasm(name, signals.cluster_classes)
-        })
+        .is_some_and(|name| inputs.wasm_classes.runs_wasm(name, inputs.cluster_classes))
 }
 
 /// The images rule 6 would classify: none when the pod is Wasm without them (rules 2–4, unless
 /// `skipped`, or a Wasm class of its own), else each `containers` image that no pattern matches,
 /// once, in order. Rule 1 and the skip label do not spare the lookup: behaviour.md §5's boundary
-/// reads the images whatever the pod says. (`signals.registry` is not read.)
+/// reads the images whatever the pod says. (`inputs.registry` is not read.)
 pub fn registry_images(
     view: &PodView<'_, '_>,
-    signals: &Signals<'_>,
+    inputs: &DetectionInputs<'_>,
     skipped: bool,
 ) -> Vec<String> {
-    let wasm_by_pod = !skipped && matches!(by_pod(view, signals), Some(Detection::Wasm { .. }));
-    if wasm_by_pod || names_wasm_class(view, signals) {
+    let wasm_by_pod = !skipped && matches!(by_pod(view, inputs), Some(Detection::Wasm { .. }));
+    if wasm_by_pod || names_wasm_class(view, inputs) {
         return Vec::new();
     }
     // In first-seen order, de-duplicated through a set: linear in the number of containers (a
@@ -277,7 +276,7 @@ pub fn registry_images(
     let mut seen: HashSet<&str> = HashSet::new();
     for c in view.spec.containers() {
         let image = c.image.as_deref().unwrap_or("");
-        if !image.is_empty() && !seen.contains(image) && !signals.patterns.matches(image) {
+        if !image.is_empty() && !seen.contains(image) && !inputs.patterns.matches(image) {
             seen.insert(image);
             images.push(image.to_string());
         }
@@ -288,24 +287,24 @@ pub fn registry_images(
 /// Applies rules 1–6 in order.
 pub fn detect(
     view: &PodView<'_, '_>,
-    signals: &Signals<'_>,
+    inputs: &DetectionInputs<'_>,
     warnings: &mut Vec<String>,
 ) -> Detection {
     // Rules 1–4.
-    if let Some(detection) = by_pod(view, signals) {
+    if let Some(detection) = by_pod(view, inputs) {
         return detection;
     }
-    by_images(view, signals, warnings)
+    by_images(view, inputs, warnings)
 }
 
 /// Rules 5 and 6 alone: what the images say, whatever the annotations say (behaviour.md §5's
 /// boundary reads this for a pod that opted out).
 pub fn by_images(
     view: &PodView<'_, '_>,
-    signals: &Signals<'_>,
+    inputs: &DetectionInputs<'_>,
     warnings: &mut Vec<String>,
 ) -> Detection {
-    let (patterns, registry) = (signals.patterns, signals.registry);
+    let (patterns, registry) = (inputs.patterns, inputs.registry);
     // Rules 5 and 6, container by container.
     let containers = view.spec.containers();
     if containers.is_empty() {

@@ -15,6 +15,7 @@
 //! - `patch`: JSON Patch building against the object as received
 //! - `policies`: the same rules as native admission policies in CEL (§10)
 //! - `quantity`: resource quantities compared by value
+//! - `verdict`: the rule ids, statuses and messages a decision lists (behaviour.md, "Rule ids")
 //! - `warning`: a warning's text as kubectl shows it; `json_text`: JSON string escaping
 
 pub mod baseline;
@@ -32,4 +33,5 @@ pub mod quantity;
 pub mod review;
 pub mod runtime_class_manifest;
 pub mod schedulability;
+pub mod verdict;
 pub mod warning;

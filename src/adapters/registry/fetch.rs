@@ -27,8 +27,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::RegistryError;
 use super::credentials::Credentials;
+use super::image_facts::{self, ImageConfig, IndexStep, ManifestStep, Verdict};
 use super::redirect::{self, HostList};
-use super::signals::{self, ImageConfig, IndexStep, ManifestStep, Verdict};
 
 /// The largest manifest or index read (OCI asks registries to accept at least 4 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
@@ -130,8 +130,8 @@ impl Fetcher {
             .await?;
         let image = match manifest {
             OciManifest::Image(image) => image,
-            OciManifest::ImageIndex(index) => match signals::decide_index(&index) {
-                IndexStep::Wasm(signal) => return Ok(Verdict::Wasm(signal)),
+            OciManifest::ImageIndex(index) => match image_facts::decide_index(&index) {
+                IndexStep::Wasm(fact) => return Ok(Verdict::Wasm(fact)),
                 IndexStep::NotWasm => return Ok(Verdict::NotWasm),
                 IndexStep::Follow { digest } => {
                     match self
@@ -144,8 +144,8 @@ impl Fetcher {
                 }
             },
         };
-        match signals::decide_manifest(&image) {
-            ManifestStep::Wasm(signal) => Ok(Verdict::Wasm(signal)),
+        match image_facts::decide_manifest(&image) {
+            ManifestStep::Wasm(fact) => Ok(Verdict::Wasm(fact)),
             ManifestStep::NotWasm => Ok(Verdict::NotWasm),
             ManifestStep::ReadConfig { digest, size } => {
                 if usize::try_from(size).map_or(true, |s| s > MAX_CONFIG_BYTES) {
@@ -176,7 +176,7 @@ impl Fetcher {
                         what: "image config",
                         message: e.to_string(),
                     })?;
-                Ok(signals::decide_config(&config))
+                Ok(image_facts::decide_config(&config))
             }
         }
     }

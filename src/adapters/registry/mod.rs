@@ -1,7 +1,7 @@
 //! Registry inspection (behaviour.md §3 rule 6): the lookups that the `serve` and `check` doors make
 //! before they ask the engine, and the read-only [`RegistryFacts`] they hand it.
 //!
-//! - [`signals`]: the pure decision over a manifest, an index and an image config.
+//! - [`image_facts`]: the pure decision over a manifest, an index and an image config.
 //! - [`fetch`]: the I/O (bounded reads, digests, authentication through oci-client).
 //! - [`credentials`]: a docker `config.json`.
 //! - this module: the cache and the time budget.
@@ -22,8 +22,8 @@
 
 pub mod credentials;
 pub mod fetch;
+pub mod image_facts;
 pub mod redirect;
-pub mod signals;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -45,7 +45,7 @@ use tracing::{debug, warn};
 use crate::core::config::RegistryConfig;
 use crate::core::detection::{ImageClass, ImageClassifier};
 use fetch::Fetcher;
-use signals::Verdict;
+use image_facts::Verdict;
 
 /// How many images the cache holds at most.
 pub const CACHE_CAPACITY: usize = 10_000;

@@ -2,7 +2,9 @@
 //! seven kinds that exists now is decided exactly as `check` decides a manifest (a CREATE of it,
 //! with the same facts: the configuration, and registry inspection when it is enabled; no
 //! cluster RuntimeClasses or nodes, so the answer equals `check`'s on the same manifest), and
-//! reported with `check`'s report code, or as PolicyReports.
+//! reported with the report code `check` uses too ([`crate::adapters::report`]), or as
+//! PolicyReports. Registry lookups take the doors' one inspect-then-decide step
+//! ([`crate::adapters::inspect`]), one page at a time.
 //!
 //! The cluster is read one page at a time (`--page-size`, default 500, at most `--page-bytes`);
 //! each page is decided, reported and dropped before the next is fetched. Within a page, objects
@@ -21,11 +23,13 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use super::check::{self, Document, KeepObject, OutputFormat, ReportWriter, Tally, printable};
 use crate::adapters::cluster_objects::{self, Deadline, Listing, Page, Pages, Timeouts};
+use crate::adapters::inspect::{self, Lookups};
 use crate::adapters::registry::{Inspector, RegistryFacts};
+use crate::adapters::report::{
+    self, KeepObject, OutputFormat, ReportWriter, Source, Tally, printable,
+};
 use crate::core::config::Config;
-use crate::core::detection::ImageClassifier;
 use crate::core::engine::{Engine, Facts};
 use crate::core::kinds::WorkloadKind;
 
@@ -197,23 +201,20 @@ async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
                 }
                 None => None,
             };
-            let facts = Facts {
-                registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
-                ..Facts::default()
-            };
+            let facts = inspect::with_registry(Facts::default(), registry.as_ref());
             // One object at a time: decoded from the page's bytes, decided, reported, dropped.
             for object in page.objects() {
                 let object_ref = object
                     .as_ref()
                     .map(policy_report::ObjectRef::of)
                     .unwrap_or_default();
-                let doc = Document {
+                let doc = Source {
                     source: SOURCE.to_string(),
                     index,
                     content: object.map_err(|e| format!("cannot read the object: {e}")),
                 };
                 index += 1;
-                let r = check::check_document(engine, &facts, doc, "default", keep);
+                let r = report::check_document(engine, &facts, doc, "default", keep);
                 let written = match &mut sink {
                     Sink::Report(w) => w.entry(&r),
                     Sink::PolicyReports(reports) => {
@@ -284,25 +285,15 @@ async fn audit(engine: &Engine, args: &AuditArgs) -> u8 {
 /// settings; the inspector caches what it has seen across pages. The page's objects are decoded
 /// one at a time for it, and dropped.
 async fn inspect(engine: &Engine, inspector: &Inspector, page: &Page) -> RegistryFacts {
-    let mut images = Vec::new();
+    let mut lookups = Lookups::new();
     for object in page.objects().flatten() {
-        let object = &object;
-        let namespace = object["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default");
-        if let Ok(raw) = serde_json::value::to_raw_value(object) {
-            images.extend(
-                engine.registry_images(&check::create_request(object, &raw, namespace), None),
-            );
-        }
-    }
-    if images.is_empty() {
-        return RegistryFacts::default();
+        report::add_lookups(&mut lookups, engine, &object, "default");
     }
     let timeout = inspector.settings().timeout;
-    inspector
-        .inspect(images.iter().map(String::as_str), timeout)
+    lookups
+        .inspect(inspector, timeout, None)
         .await
+        .unwrap_or_default()
 }
 
 fn write_yaml(out: &mut dyn Write, documents: &[Value]) -> std::io::Result<()> {

@@ -5,12 +5,14 @@
 //! One result per Wasm object (and per object the engine could not read), `source:
 //! wasm-admission`, `policy: wasm-admission`:
 //!
+//! `rule` is a rule id of docs/behaviour.md ("Rule ids"), read from the decision's typed rules:
+//!
 //! | verdict | result | rule |
 //! | --- | --- | --- |
-//! | denied | `fail` | `pod-security-baseline`, or `resource-profile` for an unknown profile |
-//! | would be mutated | `warn` | `mutations` (the message lists what would be injected, then the warnings) |
-//! | unchanged, with warnings | `warn` | `warnings` |
-//! | unchanged | `pass` | `wasm-workload` |
+//! | denied | `fail` | the first failing rule (`baseline.privileged`, `profile.unknown`, ...) |
+//! | would be mutated | `warn` | the first mutation that acted (`mutate.runtime-class`, ...; the message lists what would be injected, then the warnings) |
+//! | unchanged, with warnings | `warn` | the first rule that warned (`detect.mixed`, ...) |
+//! | unchanged | `pass` | the detection rule that found it Wasm (`detect.annotation`, ...) |
 //! | not readable | `error` | `engine` |
 //!
 //! Objects that are not Wasm (or out of scope: excluded namespaces, the skip label) are not
@@ -24,8 +26,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::commands::check::{Checked, Tally};
-use crate::core::engine::Outcome;
+use crate::adapters::report::{Checked, Tally};
+use crate::core::engine::{Decision, Outcome};
+use crate::core::verdict::{RuleId, Status};
 
 pub const NAME: &str = "wasm-admission";
 const API_VERSION: &str = "wgpolicyk8s.io/v1alpha2";
@@ -210,11 +213,7 @@ fn verdict(r: &Checked) -> (&'static str, &'static str, String) {
     match d.outcome() {
         Outcome::Denied => {
             let message = d.message.clone().unwrap_or_default();
-            let rule = if message.contains("unknown resource profile") {
-                "resource-profile"
-            } else {
-                "pod-security-baseline"
-            };
+            let rule = d.failed_rule().map_or("engine", RuleId::as_str);
             ("fail", rule, message)
         }
         Outcome::Mutated => {
@@ -228,14 +227,76 @@ fn verdict(r: &Checked) -> (&'static str, &'static str, String) {
                 message.push_str("; ");
                 message.push_str(&warnings);
             }
-            ("warn", "mutations", message)
+            let rule = first(d, |id, status| {
+                status == Status::Pass && id.as_str().starts_with("mutate.")
+            });
+            ("warn", rule, message)
         }
-        Outcome::Unchanged if !d.warnings.is_empty() => ("warn", "warnings", warnings),
+        Outcome::Unchanged if !d.warnings.is_empty() => {
+            let rule = first(d, |_, status| {
+                matches!(status, Status::Warn | Status::Error)
+            });
+            ("warn", rule, warnings)
+        }
         Outcome::Unchanged if wasm => (
             "pass",
-            "wasm-workload",
+            first(d, |id, status| {
+                status == Status::Pass && id.as_str().starts_with("detect.")
+            }),
             "Wasm workload; nothing to inject or deny".to_string(),
         ),
         Outcome::Unchanged => ("skip", "detection", "not a Wasm workload".to_string()),
+    }
+}
+
+/// The id of the first rule of `d` that `wanted` picks (`engine` when none does: a decision the
+/// engine reached without a rule, which its tests rule out).
+fn first(d: &Decision, wanted: impl Fn(RuleId, Status) -> bool) -> &'static str {
+    d.rules
+        .iter()
+        .find(|r| wanted(r.id, r.status))
+        .map_or("engine", |r| r.id.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::report::{KeepObject, Source, check_document};
+    use crate::core::config::Config;
+    use crate::core::engine::{Engine, Facts};
+
+    fn result_of(yaml: &str) -> (&'static str, &'static str, String) {
+        let engine = Engine::new(Config::default()).expect("engine");
+        let object: Value = serde_yaml_ng::from_str(yaml).expect("YAML");
+        let doc = Source {
+            source: "t".into(),
+            index: 0,
+            content: Ok(object),
+        };
+        let checked = check_document(&engine, &Facts::default(), doc, "default", KeepObject::No);
+        verdict(&checked)
+    }
+
+    #[test]
+    fn results_name_the_rule_id_that_decided() {
+        let pod = |annotations: &str, spec: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: shop, annotations: {{{annotations}}}}}\nspec: {{{spec}containers: [{{name: app, image: ghcr.io/acme/app:1}}]}}\n"
+            )
+        };
+        let wasm = "wasm-admission.io/wasm: \"true\"";
+        let (result, rule, message) = result_of(&pod(
+            &format!("{wasm}, wasm-admission.io/resource-profile: tiny"),
+            "",
+        ));
+        assert_eq!((result, rule), ("fail", "profile.unknown"), "{message}");
+        let (result, rule, _) = result_of(&pod(wasm, "hostPID: true, "));
+        assert_eq!((result, rule), ("fail", "baseline.host-namespaces"));
+        let (result, rule, _) = result_of(&pod(wasm, ""));
+        assert_eq!((result, rule), ("warn", "mutate.runtime-class"));
+        let (result, rule, _) = result_of(&pod(wasm, "runtimeClassName: wasm, "));
+        assert_eq!((result, rule), ("warn", "mutate.resources"));
+        let (result, _, _) = result_of(&pod("", ""));
+        assert_eq!(result, "skip");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! | metric | labels | what |
 //! | --- | --- | --- |
-//! | `wasm_admission_reviews_total` | endpoint, kind, operation, outcome | reviews answered; outcome is `mutated`, `unchanged`, `denied` or `error` (a request answered with HTTP 4xx/5xx) |
+//! | `wasm_admission_reviews_total` | endpoint, kind, operation, outcome, rule | reviews answered; outcome is `mutated`, `unchanged`, `denied` or `error` (a request answered with HTTP 4xx/5xx); rule, on denials only, is the id of the first failing rule (docs/behaviour.md, "Rule ids"; a fixed set) |
 //! | `wasm_admission_review_duration_seconds` | endpoint | time from request to answer, body read included (buckets from 50µs to 1s) |
 //! | `wasm_admission_reviews_in_flight` | | reviews being read or answered right now |
 //! | `wasm_admission_reviews_over_budget_total` | endpoint | answers given after the apiserver's `?timeout=` had run out |
@@ -26,6 +26,7 @@ use prometheus_client::registry::Registry;
 
 use crate::core::engine::{Endpoint, Outcome};
 use crate::core::kinds::WorkloadKind;
+use crate::core::verdict::RuleId;
 
 /// Latency buckets, in seconds: answers are usually well under a millisecond.
 pub const DURATION_BUCKETS: [f64; 14] = [
@@ -36,12 +37,34 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 /// The Content-Type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct ReviewLabels {
     endpoint: &'static str,
     kind: &'static str,
     operation: &'static str,
     outcome: &'static str,
+    /// The failing rule's id on a denial, else empty: then the label is left out, as Prometheus
+    /// reads an empty label as no label, and the series of other outcomes keep their four labels.
+    rule: &'static str,
+}
+
+impl EncodeLabelSet for ReviewLabels {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        [
+            ("endpoint", self.endpoint),
+            ("kind", self.kind),
+            ("operation", self.operation),
+            ("outcome", self.outcome),
+        ]
+        .encode(encoder)?;
+        if self.rule.is_empty() {
+            return Ok(());
+        }
+        [("rule", self.rule)].encode(encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,6 +105,8 @@ impl ReloadWhat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {
     Decided(Outcome),
+    /// A denial, with the rule that failed first.
+    Denied(RuleId),
     Error,
 }
 
@@ -116,7 +141,7 @@ impl Metrics {
         let reviews = Family::<ReviewLabels, Counter>::default();
         registry.register(
             "reviews",
-            "Admission reviews answered, by endpoint, kind, operation and outcome",
+            "Admission reviews answered, by endpoint, kind, operation and outcome, and for denials the failing rule",
             reviews.clone(),
         );
         let duration = Family::<EndpointLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -237,9 +262,10 @@ impl Metrics {
         counted: Counted,
         seconds: f64,
     ) {
-        let outcome = match counted {
-            Counted::Decided(outcome) => outcome.as_str(),
-            Counted::Error => "error",
+        let (outcome, rule) = match counted {
+            Counted::Decided(outcome) => (outcome.as_str(), ""),
+            Counted::Denied(rule) => (Outcome::Denied.as_str(), rule.as_str()),
+            Counted::Error => ("error", ""),
         };
         self.reviews
             .get_or_create(&ReviewLabels {
@@ -247,6 +273,7 @@ impl Metrics {
                 kind: known_kind(kind),
                 operation: known_operation(operation),
                 outcome,
+                rule,
             })
             .inc();
         self.duration
@@ -345,12 +372,20 @@ mod tests {
             0.0002,
         );
         m.review(Endpoint::Validate, "Secret", "CREATE", Counted::Error, 0.01);
+        m.review(
+            Endpoint::Mutate,
+            "Pod",
+            "CREATE",
+            Counted::Denied(RuleId::BaselinePrivileged),
+            0.5,
+        );
         m.certificate_expiry(1_800_000_000);
         m.reload(ReloadWhat::Config, false);
         let text = m.encode().unwrap();
         for needle in [
             "wasm_admission_reviews_total{endpoint=\"mutate\",kind=\"Deployment\",operation=\"CREATE\",outcome=\"mutated\"} 1",
             "wasm_admission_reviews_total{endpoint=\"validate\",kind=\"other\",operation=\"CREATE\",outcome=\"error\"} 1",
+            "wasm_admission_reviews_total{endpoint=\"mutate\",kind=\"Pod\",operation=\"CREATE\",outcome=\"denied\",rule=\"baseline.privileged\"} 1",
             "wasm_admission_review_duration_seconds_bucket{le=\"0.00005\",endpoint=\"mutate\"} 0",
             "wasm_admission_review_duration_seconds_bucket{le=\"0.00025\",endpoint=\"mutate\"} 1",
             "wasm_admission_certificate_expiry_timestamp_seconds 1800000000",

@@ -1,7 +1,8 @@
 //! `wasm-admission serve`: the HTTPS door onto the engine (behaviour.md §7).
 //!
 //! - [`routes`]: `POST /mutate`, `POST /validate`, `GET /healthz`, `GET /readyz`, `GET /metrics`;
-//!   the review routes only call [`crate::core::review::handle`].
+//!   the review routes decode the review ([`crate::core::review::decode`]), look images up through
+//!   [`crate::adapters::inspect`] and answer with [`crate::core::review::answer`].
 //! - [`crate::adapters::tls`]: TLS 1.2/1.3 with HTTP/2 and HTTP/1.1 by ALPN; the serving pair is handed out per
 //!   handshake from an `ArcSwap`, so it can be replaced without a restart.
 //! - `reload`: polls the certificate, client CA and configuration files and swaps in new versions

@@ -1,5 +1,7 @@
 //! The HTTP routes. The review routes make no decision of their own: they check the envelope
-//! (method, Content-Type, size), hand the body to [`review::handle`], and count and log the answer.
+//! (method, Content-Type, size), decode the body ([`review::decode`]), take the inspect-then-decide
+//! step of [`crate::adapters::inspect`] (registry lookups within the review's budget) and answer
+//! through [`review::answer`], then count and log the answer, with the failing rule of a denial.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,10 +20,12 @@ use super::AppState;
 use super::budget::{Budget, MAX_BUDGET};
 use super::load::{self, Ticket};
 use super::metrics::{self, Counted};
+use crate::adapters::inspect::{self, Cap, Lookups};
 use crate::adapters::registry::{self, RegistryFacts};
-use crate::core::detection::{ClusterRuntimeClasses, ImageClassifier};
+use crate::core::detection::ClusterRuntimeClasses;
 use crate::core::engine::{Endpoint, Engine, Facts};
 use crate::core::review::{self, ReviewError};
+use crate::core::verdict::{RuleId, RuleResult, Status};
 
 /// The largest AdmissionReview body decided in full (issue 28, item 1). etcd stores an object of at
 /// most 1.5 MiB (its default `--max-request-bytes`), and the apiserver's JSON writes each `<`, `>`,
@@ -449,13 +453,14 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
             .await;
             // Held only while deciding (no await below): the Node watch waits for it.
             let nodes = state.nodes.read();
-            let facts = Facts {
-                registry: registry.as_ref().map(|r| r as &dyn ImageClassifier),
+            let cluster = Facts {
                 runtime_classes: runtime_classes.as_deref(),
                 nodes: nodes.as_ref(),
                 runtime_classes_pending: runtime_classes.is_none()
                     && state.runtime_classes.pending(),
+                ..Facts::default()
             };
+            let facts = inspect::with_registry(cluster, registry.as_ref());
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 review::answer(&engine, &decoded, endpoint, &facts)
             }))
@@ -496,13 +501,14 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
     let elapsed = start.elapsed();
     let s = &reply.summary;
     let operation = operation_str(&s.operation);
-    state.metrics.review(
-        endpoint,
-        &s.kind,
-        operation,
-        Counted::Decided(s.outcome),
-        elapsed.as_secs_f64(),
-    );
+    let failed = reply.decision.failed_rule();
+    let counted = match failed {
+        Some(rule) => Counted::Denied(rule),
+        None => Counted::Decided(s.outcome),
+    };
+    state
+        .metrics
+        .review(endpoint, &s.kind, operation, counted, elapsed.as_secs_f64());
     if budget.is_spent() {
         state.metrics.over_budget(endpoint);
         warn!(uid = %s.uid, budget_ms = budget.total.as_millis() as u64,
@@ -519,6 +525,7 @@ async fn answer_review(state: &AppState, endpoint: Endpoint, request: Request) -
         operation,
         outcome = s.outcome.as_str(),
         allowed = reply.decision.allowed,
+        rule = failed.map(RuleId::as_str),
         patch_ops = reply.decision.patch.len(),
         duration_us = elapsed.as_micros() as u64,
         budget_ms = budget.total.as_millis() as u64,
@@ -565,6 +572,11 @@ fn deny_oversized(
     let decision = crate::core::engine::Decision {
         allowed: false,
         message: Some(message.clone()),
+        rules: vec![RuleResult::new(
+            RuleId::ReviewTooLarge,
+            Status::Fail,
+            message.clone(),
+        )],
         ..Default::default()
     };
     let body = match review::encode(&uid, &decision) {
@@ -583,12 +595,13 @@ fn deny_oversized(
         endpoint,
         "",
         "",
-        Counted::Decided(crate::core::engine::Outcome::Denied),
+        Counted::Denied(RuleId::ReviewTooLarge),
         elapsed.as_secs_f64(),
     );
     warn!(
         endpoint = endpoint.as_str(),
         uid = uid.as_str(),
+        rule = RuleId::ReviewTooLarge.as_str(),
         size = %size,
         limit = MAX_BODY_BYTES as u64,
         outcome = "denied",
@@ -608,7 +621,8 @@ fn deny_oversized(
 
 /// Registry lookups for the images the engine will ask about, when `detection.registry` is
 /// enabled: all at once, within what the apiserver's budget leaves (see
-/// [`registry::review_budget`]). `None` when there is nothing to look up.
+/// [`registry::review_budget`]), at most [`MAX_IMAGES_PER_REVIEW`] of them. `None` when there is
+/// nothing to look up.
 async fn lookups(
     state: &AppState,
     engine: &Engine,
@@ -619,44 +633,24 @@ async fn lookups(
     let inspector = state
         .registry
         .for_settings(&engine.config().detection.registry)?;
-    let images = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        engine.registry_images(&decoded.request(), runtime_classes)
-    }))
-    .unwrap_or_default();
-    if images.is_empty() {
-        return None;
-    }
-    let (images, skipped) = cap_images(images);
+    let mut lookups = Lookups::new();
+    lookups.add(engine, &decoded.request(), runtime_classes);
     let wait = registry::review_budget(
         budget.remaining(),
         budget.total,
         inspector.settings().timeout,
     );
-    let mut facts = inspector
-        .inspect(images.iter().map(String::as_str), wait)
-        .await;
-    for image in skipped {
-        facts.classes.insert(
-            image,
-            crate::core::detection::ImageClass::Unknown {
-                reason: format!(
-                    "not inspected: more than {MAX_IMAGES_PER_REVIEW} images in one review"
-                ),
-            },
-        );
-    }
-    Some(facts)
+    lookups.inspect(&inspector, wait, Some(IMAGE_CAP)).await
 }
 
 /// The most images one review inspects in registries (issue 23, finding 5: one pod with 60
 /// images on a registry sending 4 MiB answers slowly held 250 MB). The rest are "unknown".
 pub const MAX_IMAGES_PER_REVIEW: usize = 32;
 
-/// The images to inspect (the first [`MAX_IMAGES_PER_REVIEW`], in order) and those left out.
-fn cap_images(mut images: Vec<String>) -> (Vec<String>, Vec<String>) {
-    let skipped = images.split_off(images.len().min(MAX_IMAGES_PER_REVIEW));
-    (images, skipped)
-}
+const IMAGE_CAP: Cap = Cap {
+    images: MAX_IMAGES_PER_REVIEW,
+    reason: "not inspected: more than 32 images in one review",
+};
 
 /// Counts, logs and answers a review that could not be decided.
 fn refuse(state: &AppState, endpoint: Endpoint, budget: &Budget, refusal: Refusal) -> Response {
@@ -710,17 +704,5 @@ mod tests {
         assert!(!is_json(&with("text/plain")));
         assert!(!is_json(&with("application/jsonx")));
         assert!(!is_json(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn images_past_the_cap_per_review_are_left_out_in_order() {
-        let images: Vec<String> = (0..40).map(|i| format!("r.example/i{i}:1")).collect();
-        let (inspected, skipped) = cap_images(images);
-        assert_eq!(inspected.len(), MAX_IMAGES_PER_REVIEW);
-        assert_eq!(inspected[0], "r.example/i0:1");
-        assert_eq!(skipped.len(), 40 - MAX_IMAGES_PER_REVIEW);
-        assert_eq!(skipped[0], format!("r.example/i{MAX_IMAGES_PER_REVIEW}:1"));
-        let (inspected, skipped) = cap_images(vec!["a".into()]);
-        assert_eq!((inspected.len(), skipped.len()), (1, 0));
     }
 }

@@ -4,10 +4,11 @@
 use crate::core::model::{
     Capabilities, Handler, Map, Profile, SeLinuxOptions, Spec, Sysctl, WindowsOptions,
 };
+use crate::core::verdict::RuleId;
 
 use super::{
     BASELINE_CAPABILITIES, BaselineVersion, PROBE_HOST_SINCE, PROC_MOUNT_USER_NAMESPACE_SINCE,
-    selinux_type_is_allowed, sysctl_is_safe,
+    Violation, selinux_type_is_allowed, sysctl_is_safe,
 };
 
 pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
@@ -18,7 +19,11 @@ fn shown(value: &str) -> &str {
 }
 
 /// `capabilities.add` outside the baseline list.
-pub(super) fn capabilities(prefix: &str, caps: Option<&Capabilities<'_>>, out: &mut Vec<String>) {
+pub(super) fn capabilities(
+    prefix: &str,
+    caps: Option<&Capabilities<'_>>,
+    out: &mut Vec<Violation>,
+) {
     let Some(add) = caps.and_then(|c| c.add.as_ref()) else {
         return;
     };
@@ -28,7 +33,10 @@ pub(super) fn capabilities(prefix: &str, caps: Option<&Capabilities<'_>>, out: &
         .filter(|cap| !BASELINE_CAPABILITIES.contains(cap))
         .collect();
     if !extra.is_empty() {
-        out.push(format!("{prefix}.capabilities.add=[{}]", extra.join(",")));
+        out.push(Violation::new(
+            RuleId::BaselineCapabilities,
+            format!("{prefix}.capabilities.add=[{}]", extra.join(",")),
+        ));
     }
 }
 
@@ -38,46 +46,59 @@ pub(super) fn proc_mount(
     proc_mount: Option<&str>,
     spec: &Spec<'_>,
     version: BaselineVersion,
-    out: &mut Vec<String>,
+    out: &mut Vec<Violation>,
 ) {
     let user_namespace =
         version.at_least(PROC_MOUNT_USER_NAMESPACE_SINCE) && spec.host_users == Some(false);
     if let Some(pm) = proc_mount.filter(|pm| *pm != "Default" && !user_namespace) {
-        out.push(format!("{prefix}.procMount={}", shown(pm)));
+        out.push(Violation::new(
+            RuleId::BaselineProcMount,
+            format!("{prefix}.procMount={}", shown(pm)),
+        ));
     }
 }
 
 /// `windowsOptions.hostProcess: true`.
-pub(super) fn windows(prefix: &str, w: Option<&WindowsOptions>, out: &mut Vec<String>) {
+pub(super) fn windows(prefix: &str, w: Option<&WindowsOptions>, out: &mut Vec<Violation>) {
     if w.and_then(|w| w.host_process) == Some(true) {
-        out.push(format!("{prefix}.windowsOptions.hostProcess=true"));
+        out.push(Violation::new(
+            RuleId::BaselineWindowsHostProcess,
+            format!("{prefix}.windowsOptions.hostProcess=true"),
+        ));
     }
 }
 
 /// A seccomp profile other than `RuntimeDefault` and `Localhost` (`Unconfined`, in practice).
-pub(super) fn seccomp(prefix: &str, p: Option<&Profile<'_>>, out: &mut Vec<String>) {
+pub(super) fn seccomp(prefix: &str, p: Option<&Profile<'_>>, out: &mut Vec<Violation>) {
     if let Some(p) = p.filter(|p| p.type_ != "RuntimeDefault" && p.type_ != "Localhost") {
-        out.push(format!("{prefix}.seccompProfile.type={}", shown(&p.type_)));
+        out.push(Violation::new(
+            RuleId::BaselineSeccomp,
+            format!("{prefix}.seccompProfile.type={}", shown(&p.type_)),
+        ));
     }
 }
 
 /// An AppArmor profile other than `RuntimeDefault` and `Localhost`.
-pub(super) fn apparmor(prefix: &str, p: Option<&Profile<'_>>, out: &mut Vec<String>) {
+pub(super) fn apparmor(prefix: &str, p: Option<&Profile<'_>>, out: &mut Vec<Violation>) {
     if let Some(p) = p.filter(|p| p.type_ != "RuntimeDefault" && p.type_ != "Localhost") {
-        out.push(format!("{prefix}.appArmorProfile.type={}", shown(&p.type_)));
+        out.push(Violation::new(
+            RuleId::BaselineAppArmor,
+            format!("{prefix}.appArmorProfile.type={}", shown(&p.type_)),
+        ));
     }
 }
 
 /// The deprecated AppArmor annotations: empty, `runtime/default` and `localhost/*` are allowed.
-pub(super) fn apparmor_annotations(annotations: &Map<'_>, out: &mut Vec<String>) {
+pub(super) fn apparmor_annotations(annotations: &Map<'_>, out: &mut Vec<Violation>) {
     for (key, value) in annotations {
         if let Some(container) = key.strip_prefix(APPARMOR_ANNOTATION_PREFIX)
             && !value.is_empty()
             && **value != *"runtime/default"
             && !value.starts_with("localhost/")
         {
-            out.push(format!(
-                "metadata.annotations[{APPARMOR_ANNOTATION_PREFIX}{container}]={value}"
+            out.push(Violation::new(
+                RuleId::BaselineAppArmor,
+                format!("metadata.annotations[{APPARMOR_ANNOTATION_PREFIX}{container}]={value}"),
             ));
         }
     }
@@ -88,7 +109,7 @@ pub(super) fn selinux(
     prefix: &str,
     o: Option<&SeLinuxOptions<'_>>,
     version: BaselineVersion,
-    out: &mut Vec<String>,
+    out: &mut Vec<Violation>,
 ) {
     let Some(o) = o else { return };
     if let Some(t) = o
@@ -96,13 +117,22 @@ pub(super) fn selinux(
         .as_deref()
         .filter(|t| !selinux_type_is_allowed(t, version))
     {
-        out.push(format!("{prefix}.seLinuxOptions.type={t}"));
+        out.push(Violation::new(
+            RuleId::BaselineSeLinux,
+            format!("{prefix}.seLinuxOptions.type={t}"),
+        ));
     }
     if let Some(u) = o.user.as_deref().filter(|u| !u.is_empty()) {
-        out.push(format!("{prefix}.seLinuxOptions.user={u}"));
+        out.push(Violation::new(
+            RuleId::BaselineSeLinux,
+            format!("{prefix}.seLinuxOptions.user={u}"),
+        ));
     }
     if let Some(r) = o.role.as_deref().filter(|r| !r.is_empty()) {
-        out.push(format!("{prefix}.seLinuxOptions.role={r}"));
+        out.push(Violation::new(
+            RuleId::BaselineSeLinux,
+            format!("{prefix}.seLinuxOptions.role={r}"),
+        ));
     }
 }
 
@@ -111,7 +141,7 @@ pub(super) fn sysctls(
     prefix: &str,
     sysctls: Option<&[Sysctl<'_>]>,
     version: BaselineVersion,
-    out: &mut Vec<String>,
+    out: &mut Vec<Violation>,
 ) {
     let unsafe_sysctls: Vec<&str> = sysctls
         .unwrap_or_default()
@@ -121,13 +151,16 @@ pub(super) fn sysctls(
         .map(shown)
         .collect();
     if !unsafe_sysctls.is_empty() {
-        out.push(format!("{prefix}.sysctls=[{}]", unsafe_sysctls.join(",")));
+        out.push(Violation::new(
+            RuleId::BaselineSysctls,
+            format!("{prefix}.sysctls=[{}]", unsafe_sysctls.join(",")),
+        ));
     }
 }
 
 /// A probe or lifecycle handler whose `httpGet` or `tcpSocket` names a host (from v1.34; the
 /// caller decides).
-pub(super) fn handler_hosts(field: &str, handler: Option<&Handler<'_>>, out: &mut Vec<String>) {
+pub(super) fn handler_hosts(field: &str, handler: Option<&Handler<'_>>, out: &mut Vec<Violation>) {
     let Some(h) = handler else { return };
     for (action, a) in [("httpGet", &h.http_get), ("tcpSocket", &h.tcp_socket)] {
         if let Some(host) = a
@@ -135,8 +168,9 @@ pub(super) fn handler_hosts(field: &str, handler: Option<&Handler<'_>>, out: &mu
             .and_then(|a| a.host.as_deref())
             .filter(|h| !h.is_empty())
         {
-            out.push(format!(
-                "{field}.{action}.host={host} (baseline since v1.{PROBE_HOST_SINCE})"
+            out.push(Violation::new(
+                RuleId::BaselineProbeHost,
+                format!("{field}.{action}.host={host} (baseline since v1.{PROBE_HOST_SINCE})"),
             ));
         }
     }

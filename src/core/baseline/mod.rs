@@ -19,6 +19,21 @@ pub use checks::APPARMOR_ANNOTATION_PREFIX;
 pub use version::{BaselineVersion, LATEST_MINOR, OLDEST_MINOR};
 
 use crate::core::model::{Container, ContainerPort, Handler, Map, SecurityContext, Spec};
+use crate::core::verdict::RuleId;
+
+/// One thing a check refuses: the check's rule id and the words of the denial message
+/// (`container "app": securityContext.privileged=true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: RuleId,
+    pub text: String,
+}
+
+impl Violation {
+    pub fn new(rule: RuleId, text: String) -> Self {
+        Self { rule, text }
+    }
+}
 
 /// The `security` section of the configuration (behaviour.md §8).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,7 +222,7 @@ pub fn violations(
     pod_annotations: &Map<'_>,
     security: &SecurityConfig,
     scope: &Scope<'_>,
-) -> Vec<String> {
+) -> Vec<Violation> {
     let mut out = Vec::new();
     let baseline = security.policy == SecurityPolicy::Baseline;
     let version = security.baseline_version;
@@ -215,16 +230,18 @@ pub fn violations(
         let mut found = Vec::new();
         let sc = c.security_context;
         if sc.and_then(|s| s.privileged) == Some(true) {
-            found.push("securityContext.privileged=true".to_string());
+            found.push(Violation::new(
+                RuleId::BaselinePrivileged,
+                "securityContext.privileged=true".to_string(),
+            ));
         }
         if baseline {
             container_level(spec, &c, version, &mut found);
         }
-        out.extend(
-            found
-                .into_iter()
-                .map(|f| format!("{} \"{}\": {f}", c.list, c.name)),
-        );
+        out.extend(found.into_iter().map(|f| Violation {
+            rule: f.rule,
+            text: format!("{} \"{}\": {}", c.list, c.name, f.text),
+        }));
     }
     if baseline && matches!(scope, Scope::WholePod) {
         pod_level(spec, pod_annotations, version, &mut out);
@@ -261,7 +278,7 @@ fn pod_level(
     spec: &Spec<'_>,
     annotations: &Map<'_>,
     version: BaselineVersion,
-    out: &mut Vec<String>,
+    out: &mut Vec<Violation>,
 ) {
     for (set, field) in [
         (spec.host_network, "spec.hostNetwork"),
@@ -269,12 +286,18 @@ fn pod_level(
         (spec.host_ipc, "spec.hostIPC"),
     ] {
         if set == Some(true) {
-            out.push(format!("{field}=true"));
+            out.push(Violation::new(
+                RuleId::BaselineHostNamespaces,
+                format!("{field}=true"),
+            ));
         }
     }
     for v in spec.volumes.iter().flatten() {
         if let Some(hp) = &v.host_path {
-            out.push(format!("volume \"{}\": hostPath={}", v.name, hp.path));
+            out.push(Violation::new(
+                RuleId::BaselineHostPathVolumes,
+                format!("volume \"{}\": hostPath={}", v.name, hp.path),
+            ));
         }
     }
     if let Some(sc) = &spec.security_context {
@@ -292,11 +315,14 @@ fn container_level(
     spec: &Spec<'_>,
     c: &ContainerRef<'_>,
     version: BaselineVersion,
-    out: &mut Vec<String>,
+    out: &mut Vec<Violation>,
 ) {
     for p in c.ports {
         if let Some(host_port) = p.host_port.filter(|p| *p != 0) {
-            out.push(format!("ports.hostPort={host_port}"));
+            out.push(Violation::new(
+                RuleId::BaselineHostPorts,
+                format!("ports.hostPort={host_port}"),
+            ));
         }
     }
     if let Some(sc) = c.security_context {

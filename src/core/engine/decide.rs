@@ -14,6 +14,7 @@ use crate::core::model::{self, Object, PodView};
 use crate::core::mutate::{self, Change};
 use crate::core::patch::{Node, Patch, PatchBuilder};
 use crate::core::schedulability;
+use crate::core::verdict::{RuleId, RuleResult, Status, denial_message};
 use crate::core::warning::warning;
 
 pub const ANN_RESOURCE_PROFILE: &str = "wasm-admission.io/resource-profile";
@@ -136,10 +137,10 @@ enum Boundary {
 
 fn boundary(
     view: &PodView<'_, '_>,
-    signals: &detection::Signals<'_>,
+    inputs: &detection::DetectionInputs<'_>,
     facts: &Facts<'_>,
 ) -> Option<Boundary> {
-    if detection::names_wasm_class(view, signals) {
+    if detection::names_wasm_class(view, inputs) {
         return Some(Boundary::Wasm);
     }
     if facts.runtime_classes_pending
@@ -154,7 +155,7 @@ fn boundary(
     // Warnings of rule 6 were given by detection already, or belong to a pod that opted out.
     let mut ignored = Vec::new();
     matches!(
-        detection::by_images(view, signals, &mut ignored),
+        detection::by_images(view, inputs, &mut ignored),
         Detection::Wasm { .. }
     )
     .then_some(Boundary::Wasm)
@@ -180,7 +181,7 @@ pub(super) fn registry_images(
         runtime_classes,
         ..Facts::default()
     };
-    detection::registry_images(&view, &engine.signals(&facts), skipped)
+    detection::registry_images(&view, &engine.detection_inputs(&facts), skipped)
 }
 
 pub(super) fn decide(
@@ -208,20 +209,40 @@ pub(super) fn decide(
     let skipped = view.label_anywhere(LABEL_SKIP, "true");
 
     let mut decision = Decision::allow();
-    let signals = engine.signals(facts);
+    let inputs = engine.detection_inputs(facts);
     let detected = if skipped {
+        decision.rules.push(RuleResult::new(
+            RuleId::DetectSkipLabel,
+            Status::Skip,
+            "wasm-admission.io/skip=true: not mutated",
+        ));
         Detection::NotWasm
     } else {
-        detection::detect(&view, &signals, &mut decision.warnings)
+        let before = decision.warnings.len();
+        let detected = detection::detect(&view, &inputs, &mut decision.warnings);
+        // Detection speaks only of registry lookups that failed (rule 6).
+        speak(&mut decision, before, RuleId::DetectRegistry, Status::Error);
+        detected
     };
     let wasm = match detected {
-        Detection::NotWasm => None,
+        Detection::NotWasm => {
+            if !skipped && detection::opted_out(&view) {
+                decision.rules.push(RuleResult::new(
+                    RuleId::DetectOptOut,
+                    Status::Skip,
+                    "wasm-admission.io/wasm=\"false\": not mutated",
+                ));
+            }
+            None
+        }
         Detection::Mixed { wasm, other } => {
+            let before = decision.warnings.len();
             decision.warnings.push(warning(&format!(
                 "mixed pod left unchanged: Wasm containers [{}], other containers [{}]",
                 wasm.join(","),
                 other.join(",")
             )));
+            speak(&mut decision, before, RuleId::DetectMixed, Status::Warn);
             None
         }
         Detection::Wasm {
@@ -231,6 +252,10 @@ pub(super) fn decide(
             decision
                 .audit_annotations
                 .insert("wasm-detected-by".into(), rule.as_str().into());
+            let (id, message) = detected_by(rule);
+            decision
+                .rules
+                .push(RuleResult::new(id, Status::Pass, message));
             Some((
                 rule,
                 runtime_class.unwrap_or_else(|| config.runtime_class_name.clone()),
@@ -241,21 +266,36 @@ pub(super) fn decide(
     // checked whatever its labels and annotations say.
     let boundary = match wasm {
         Some(_) => None,
-        None => boundary(&view, &signals, facts),
+        None => boundary(&view, &inputs, facts),
     };
     if wasm.is_none() && boundary.is_none() {
         return Ok(only_warnings(decision, endpoint));
     }
     let pending_note = match &boundary {
         Some(Boundary::PendingClass(name)) => {
+            let before = decision.warnings.len();
             decision.warnings.push(warning(&format!(
                 "RuntimeClass \"{name}\" is checked as Wasm: the cluster's RuntimeClasses are not listed yet"
             )));
+            speak(
+                &mut decision,
+                before,
+                RuleId::BoundaryPendingClass,
+                Status::Warn,
+            );
             format!(
                 " (RuntimeClass \"{name}\" counts as Wasm until the cluster's RuntimeClasses are listed)"
             )
         }
-        _ => String::new(),
+        Some(Boundary::Wasm) => {
+            decision.rules.push(RuleResult::new(
+                RuleId::BoundaryWasm,
+                Status::Pass,
+                "checked against the baseline whatever the pod's opt-outs say: its RuntimeClass or its images are Wasm",
+            ));
+            String::new()
+        }
+        None => String::new(),
     };
     if boundary.is_some() {
         decision
@@ -271,6 +311,11 @@ pub(super) fn decide(
         decision
             .audit_annotations
             .insert("baseline-exempt".into(), "true".into());
+        decision.rules.push(RuleResult::new(
+            RuleId::BaselineExempt,
+            Status::Skip,
+            "security.exemptions: the baseline is not checked",
+        ));
     }
     // Denials (behaviour.md §5), on both endpoints and whatever `mutateTemplates` says. The words of a
     // denial are only put together for one.
@@ -309,43 +354,52 @@ pub(super) fn decide(
         }
     };
     if !violations.is_empty() {
-        return Ok(deny(
-            decision,
-            format!(
-                "wasm-admission: {} is not allowed: {}{pending_note}",
-                what(),
-                violations.join("; ")
-            ),
-        ));
+        fail(&mut decision, violations);
+        return Ok(deny(decision, &format!("{} is", what()), &pending_note));
     }
     // The rest is §4's, for pods detected as Wasm; an UPDATE of a Pod or Job is never patched.
     let Some((rule, runtime_class)) = wasm else {
         return Ok(only_warnings(decision, endpoint));
     };
     if immutable_update {
+        decision.rules.push(RuleResult::new(
+            RuleId::MutateImmutableUpdate,
+            Status::Skip,
+            "an UPDATE of a Pod or Job is judged, never patched",
+        ));
         return Ok(only_warnings(decision, endpoint));
     }
     let profile = match resource_profile(engine, &view) {
         Ok(p) => p,
         Err(message) => {
-            return Ok(deny(
-                decision,
-                format!("wasm-admission: {} is not allowed: {message}", what()),
+            decision.rules.push(RuleResult::new(
+                RuleId::ProfileUnknown,
+                Status::Fail,
+                message,
             ));
+            return Ok(deny(decision, &format!("{} is", what()), ""));
         }
     };
 
-    if endpoint == Endpoint::Validate || (kind.is_template() && !config.mutate_templates) {
+    if endpoint == Endpoint::Validate {
+        return Ok(only_warnings(decision, endpoint));
+    }
+    if kind.is_template() && !config.mutate_templates {
+        decision.rules.push(RuleResult::new(
+            RuleId::MutateTemplatesOff,
+            Status::Skip,
+            "mutateTemplates is false: the pod template is not mutated",
+        ));
         return Ok(only_warnings(decision, endpoint));
     }
 
     // Mutations (behaviour.md §4).
     let mut patch = PatchBuilder::new(&*object);
     let mut changes = BTreeSet::new();
-    let warnings = &mut decision.warnings;
+    let mut before = decision.warnings.len();
     // behaviour.md §4.1: a class the pod already names is kept quietly when it is known to run Wasm.
     let runs_wasm = |class: &str| {
-        signals.wasm_classes.runs_wasm(class, facts.runtime_classes)
+        inputs.wasm_classes.runs_wasm(class, facts.runtime_classes)
             || (rule == Rule::VariantAnnotation
                 && config
                     .detection
@@ -359,10 +413,21 @@ pub(super) fn decide(
         facts.runtime_classes,
         runs_wasm,
         &mut patch,
-        warnings,
+        &mut decision.warnings,
     ) {
         changes.insert(Change::RuntimeClass);
+        decision.rules.push(RuleResult::new(
+            RuleId::MutateRuntimeClass,
+            Status::Pass,
+            format!("runtimeClassName {runtime_class} added"),
+        ));
     }
+    speak(
+        &mut decision,
+        before,
+        RuleId::MutateRuntimeClass,
+        Status::Warn,
+    );
     // behaviour.md §11: the class the pod will run with, injected or its own.
     let class = match view.spec.runtime_class_name.as_deref() {
         None | Some("") => runtime_class.as_str(),
@@ -372,25 +437,61 @@ pub(super) fn decide(
         && let Some(info) = classes.get(class)
         && let Some(w) = schedulability::unschedulable_warning(class, &info.node_selector, nodes)
     {
-        warnings.push(w);
+        before = decision.warnings.len();
+        decision.warnings.push(w);
+        speak(&mut decision, before, RuleId::ScheduleNoNode, Status::Warn);
     }
-    if mutate::resources::apply(&view, profile, &mut patch, warnings) {
+    before = decision.warnings.len();
+    if mutate::resources::apply(&view, profile, &mut patch, &mut decision.warnings) {
         changes.insert(Change::Resources);
+        let message: Cow<'static, str> = match view.annotation(ANN_RESOURCE_PROFILE) {
+            Some(name) => format!("default requests and limits added (profile {name})").into(),
+            None => "default requests and limits added (resources)".into(),
+        };
+        decision.rules.push(RuleResult::new(
+            RuleId::MutateResources,
+            Status::Pass,
+            message,
+        ));
     }
-    let otel_wanted = config.otel.enabled
-        && view.annotation(ANN_OTEL) != Some("false")
-        && !mutate::otel::already_injected(&view);
-    if otel_wanted {
-        let endpoint = view
-            .annotation(ANN_OTEL_ENDPOINT)
-            .filter(|e| !e.is_empty())
-            .unwrap_or(&config.otel.endpoint);
-        if mutate::otel::apply(&view, request.namespace, request.name, endpoint, &mut patch) {
-            changes.insert(Change::Otel);
+    speak(&mut decision, before, RuleId::MutateResources, Status::Warn);
+    let otel_skipped = if !config.otel.enabled {
+        Some("otel.enabled is false")
+    } else if view.annotation(ANN_OTEL) == Some("false") {
+        Some("wasm-admission.io/otel=\"false\"")
+    } else if mutate::otel::already_injected(&view) {
+        Some("the OpenTelemetry Operator's injection is present")
+    } else {
+        None
+    };
+    match otel_skipped {
+        Some(reason) => {
+            decision
+                .rules
+                .push(RuleResult::new(RuleId::MutateOtel, Status::Skip, reason))
+        }
+        None => {
+            let endpoint = view
+                .annotation(ANN_OTEL_ENDPOINT)
+                .filter(|e| !e.is_empty())
+                .unwrap_or(&config.otel.endpoint);
+            if mutate::otel::apply(&view, request.namespace, request.name, endpoint, &mut patch) {
+                changes.insert(Change::Otel);
+                decision.rules.push(RuleResult::new(
+                    RuleId::MutateOtel,
+                    Status::Pass,
+                    "OpenTelemetry environment added",
+                ));
+            }
         }
     }
     if mutate::annotations::apply(&view, &config.pod_annotations, &mut patch) {
         changes.insert(Change::Annotations);
+        decision.rules.push(RuleResult::new(
+            RuleId::MutateAnnotations,
+            Status::Pass,
+            "podAnnotations added",
+        ));
     }
     if !changes.is_empty() {
         record_changes(&view, &changes, &mut patch);
@@ -431,12 +532,12 @@ fn decide_ephemeral(
     if violations.is_empty() {
         return only_warnings(decision, endpoint);
     }
+    let mut decision = decision;
+    fail(&mut decision, violations);
     deny(
         decision,
-        format!(
-            "wasm-admission: ephemeral containers of Wasm pod {subject} are not allowed: {}{pending_note}",
-            violations.join("; ")
-        ),
+        &format!("ephemeral containers of Wasm pod {subject} are"),
+        pending_note,
     )
 }
 
@@ -499,11 +600,65 @@ fn subject(view: &PodView<'_, '_>, request: &Request<'_>) -> String {
     )
 }
 
-fn deny(mut decision: Decision, message: String) -> Decision {
+/// Each baseline violation as a failing rule, in the order found.
+fn fail(decision: &mut Decision, violations: Vec<baseline::Violation>) {
+    decision.rules.extend(
+        violations
+            .into_iter()
+            .map(|v| RuleResult::new(v.rule, Status::Fail, v.text)),
+    );
+}
+
+/// Denies, with the message of behaviour.md §5 built from the failing rules' messages
+/// (`subject` ends with its verb: `... is`, `... are`).
+fn deny(mut decision: Decision, subject: &str, note: &str) -> Decision {
     decision.allowed = false;
-    decision.message = Some(message);
+    decision.message = Some(denial_message(subject, &decision.rules, note));
     decision.patch = Patch::default();
     decision
+}
+
+/// The warnings added since `before`, each as a rule's word with `status`.
+fn speak(decision: &mut Decision, before: usize, id: RuleId, status: Status) {
+    let Decision {
+        warnings, rules, ..
+    } = decision;
+    rules.extend(
+        warnings
+            .iter()
+            .skip(before)
+            .map(|w| RuleResult::new(id, status, w.clone())),
+    );
+}
+
+/// The rule id and message of the detection rule that found a pod spec Wasm (behaviour.md §3).
+fn detected_by(rule: Rule) -> (RuleId, &'static str) {
+    match rule {
+        Rule::WasmAnnotation => (
+            RuleId::DetectAnnotation,
+            "Wasm by wasm-admission.io/wasm=\"true\"",
+        ),
+        Rule::RuntimeClassAnnotation => (
+            RuleId::DetectRuntimeClassAnnotation,
+            "Wasm by wasm-admission.io/runtime-class",
+        ),
+        Rule::RuntimeClassName => (
+            RuleId::DetectRuntimeClassName,
+            "Wasm by its runtimeClassName, a class that runs Wasm",
+        ),
+        Rule::VariantAnnotation => (
+            RuleId::DetectVariantAnnotation,
+            "Wasm by module.wasm.image/variant",
+        ),
+        Rule::ImagePattern => (
+            RuleId::DetectImagePattern,
+            "Wasm by detection.imagePatterns: every container's image matches",
+        ),
+        Rule::Registry => (
+            RuleId::DetectRegistry,
+            "Wasm by registry inspection of its images",
+        ),
+    }
 }
 
 /// `/validate` repeats no warnings: `/mutate` already gave them to the person applying.

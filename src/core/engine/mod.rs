@@ -1,7 +1,8 @@
 //! The decision engine: one pure, synchronous function from a request to a decision.
 //!
-//! `serve` (through [`crate::core::review`]) and `check` (through [`crate::commands::check`]) both call
-//! [`Engine::decide`]; neither makes a decision of its own, so they cannot disagree.
+//! `serve` (through [`crate::core::review`]), `check` and `audit` (through
+//! [`crate::adapters::report`]) all call [`Engine::decide`], after the registry lookups of
+//! [`crate::adapters::inspect`]; none makes a decision of its own, so they cannot disagree.
 
 mod decide;
 
@@ -14,10 +15,11 @@ use serde_json::value::RawValue;
 
 use crate::core::config::{Config, ConfigError};
 use crate::core::detection::{
-    ClusterRuntimeClasses, ImageClassifier, ImagePatterns, Signals, WasmRuntimeClasses,
+    ClusterRuntimeClasses, DetectionInputs, ImageClassifier, ImagePatterns, WasmRuntimeClasses,
 };
 use crate::core::model;
 use crate::core::schedulability::ClusterNodes;
+use crate::core::verdict::{RuleId, RuleResult, Status};
 
 /// Which webhook endpoint asks: `/mutate` answers with mutations and denials, `/validate` with
 /// denials only (it runs after every mutating webhook).
@@ -117,6 +119,10 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// Keys without `/` (the apiserver prefixes the webhook's name).
     pub audit_annotations: BTreeMap<String, String>,
+    /// The rules that acted or spoke, in the order they did (docs/behaviour.md, "Rule ids"):
+    /// `allowed` is false exactly when one has [`Status::Fail`], and the denial message is built
+    /// from those rules' messages ([`crate::core::verdict::denial_message`]).
+    pub rules: Vec<RuleResult>,
 }
 
 impl Decision {
@@ -128,6 +134,14 @@ impl Decision {
         } else {
             Outcome::Mutated
         }
+    }
+
+    /// The first rule that failed: the one a denial is counted and reported under.
+    pub fn failed_rule(&self) -> Option<RuleId> {
+        self.rules
+            .iter()
+            .find(|r| r.status == Status::Fail)
+            .map(|r| r.id)
     }
 
     pub(crate) fn allow() -> Self {
@@ -208,8 +222,8 @@ impl Engine {
     }
 
     /// What detection reads besides the pod (behaviour.md §3).
-    fn signals<'a>(&'a self, facts: &Facts<'a>) -> Signals<'a> {
-        Signals {
+    fn detection_inputs<'a>(&'a self, facts: &Facts<'a>) -> DetectionInputs<'a> {
+        DetectionInputs {
             patterns: &self.patterns,
             wasm_classes: &self.wasm_classes,
             cluster_classes: facts.runtime_classes,

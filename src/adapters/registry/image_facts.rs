@@ -1,5 +1,5 @@
 //! The pure part of behaviour.md §3 rule 6: what a manifest, an index or an image config says about
-//! whether an image is Wasm. No I/O here, so every signal is unit-tested without a registry.
+//! whether an image is Wasm. No I/O here, so every image fact is unit-tested without a registry.
 
 use std::collections::BTreeMap;
 
@@ -31,9 +31,9 @@ pub const IMAGE_CONFIG_MEDIA_TYPES: [&str; 2] = [
 /// Operating systems that go with `architecture: wasm` in an index entry.
 pub const WASM_OSES: [&str; 3] = ["wasip1", "wasip2", "wasi"];
 
-/// Which signal made an image Wasm (for logs and tests).
+/// Which image fact made an image Wasm (for logs and tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub enum ImageFact {
     /// `module.wasm.image/variant` on the manifest or the index.
     VariantAnnotation,
     /// The config media type is a Wasm config.
@@ -46,7 +46,7 @@ pub enum Signal {
     WasmIndexPlatform,
 }
 
-impl Signal {
+impl ImageFact {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::VariantAnnotation => "variant-annotation",
@@ -61,7 +61,7 @@ impl Signal {
 /// What inspection concluded about one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    Wasm(Signal),
+    Wasm(ImageFact),
     NotWasm,
 }
 
@@ -69,7 +69,7 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexStep {
     /// The index itself says Wasm.
-    Wasm(Signal),
+    Wasm(ImageFact),
     /// Read this entry's manifest (by digest) and decide on it.
     Follow { digest: String },
     /// No entry to follow: not Wasm.
@@ -79,7 +79,7 @@ pub enum IndexStep {
 /// What to do with an image manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManifestStep {
-    Wasm(Signal),
+    Wasm(ImageFact),
     /// Nothing in the manifest says Wasm; the config (this blob) may still say
     /// `architecture: wasm`.
     ReadConfig {
@@ -111,10 +111,10 @@ fn platform_is(entry: &ImageIndexEntry, os: &str, arch: &str) -> bool {
 /// `linux` entry, else the first entry with no platform at all (an artifact index).
 pub fn decide_index(index: &OciImageIndex) -> IndexStep {
     if has_variant(index.annotations.as_ref()) {
-        return IndexStep::Wasm(Signal::VariantAnnotation);
+        return IndexStep::Wasm(ImageFact::VariantAnnotation);
     }
     if index.manifests.iter().any(is_wasm_platform) {
-        return IndexStep::Wasm(Signal::WasmIndexPlatform);
+        return IndexStep::Wasm(ImageFact::WasmIndexPlatform);
     }
     let entries = &index.manifests;
     let chosen = entries
@@ -141,18 +141,18 @@ pub fn decide_index(index: &OciImageIndex) -> IndexStep {
 /// is an image config and nothing else said Wasm.
 pub fn decide_manifest(manifest: &OciImageManifest) -> ManifestStep {
     if has_variant(manifest.annotations.as_ref()) {
-        return ManifestStep::Wasm(Signal::VariantAnnotation);
+        return ManifestStep::Wasm(ImageFact::VariantAnnotation);
     }
     let config_type = manifest.config.media_type.as_str();
     if config_type == WASM_CONFIG_MEDIA_TYPE || config_type == WASM_CONFIG_MEDIA_TYPE_V1 {
-        return ManifestStep::Wasm(Signal::WasmConfigMediaType);
+        return ManifestStep::Wasm(ImageFact::WasmConfigMediaType);
     }
     if manifest
         .layers
         .iter()
         .any(|l| WASM_LAYER_MEDIA_TYPES.contains(&l.media_type.as_str()))
     {
-        return ManifestStep::Wasm(Signal::WasmLayerMediaType);
+        return ManifestStep::Wasm(ImageFact::WasmLayerMediaType);
     }
     if IMAGE_CONFIG_MEDIA_TYPES.contains(&config_type) {
         return ManifestStep::ReadConfig {
@@ -176,7 +176,7 @@ pub struct ImageConfig {
 /// Decides on an image config.
 pub fn decide_config(config: &ImageConfig) -> Verdict {
     if config.architecture == "wasm" {
-        Verdict::Wasm(Signal::WasmArchitecture)
+        Verdict::Wasm(ImageFact::WasmArchitecture)
     } else {
         Verdict::NotWasm
     }
@@ -221,7 +221,7 @@ mod tests {
         let m = manifest(image_manifest(WASM_CONFIG_MEDIA_TYPE, "application/wasm"));
         assert_eq!(
             decide_manifest(&m),
-            ManifestStep::Wasm(Signal::WasmConfigMediaType)
+            ManifestStep::Wasm(ImageFact::WasmConfigMediaType)
         );
     }
 
@@ -231,7 +231,7 @@ mod tests {
             let m = manifest(image_manifest(IMAGE_CONFIG_MEDIA_TYPES[0], layer));
             assert_eq!(
                 decide_manifest(&m),
-                ManifestStep::Wasm(Signal::WasmLayerMediaType),
+                ManifestStep::Wasm(ImageFact::WasmLayerMediaType),
                 "{layer}"
             );
         }
@@ -247,7 +247,7 @@ mod tests {
             v["annotations"] = json!({VARIANT_ANNOTATION: value});
             assert_eq!(
                 decide_manifest(&manifest(v)),
-                ManifestStep::Wasm(Signal::VariantAnnotation)
+                ManifestStep::Wasm(ImageFact::VariantAnnotation)
             );
         }
     }
@@ -279,7 +279,7 @@ mod tests {
             serde_json::from_value(json!({"architecture": "wasm", "os": "wasip1"})).expect("cfg");
         assert_eq!(
             decide_config(&config),
-            Verdict::Wasm(Signal::WasmArchitecture)
+            Verdict::Wasm(ImageFact::WasmArchitecture)
         );
         let empty: ImageConfig = serde_json::from_value(json!({})).expect("cfg");
         assert_eq!(decide_config(&empty), Verdict::NotWasm);
@@ -304,7 +304,7 @@ mod tests {
             }));
             assert_eq!(
                 decide_index(&i),
-                IndexStep::Wasm(Signal::WasmIndexPlatform),
+                IndexStep::Wasm(ImageFact::WasmIndexPlatform),
                 "{os}"
             );
         }
@@ -323,7 +323,10 @@ mod tests {
             "annotations": {VARIANT_ANNOTATION: "compat-smart"},
             "manifests": [entry("linux", "amd64", D1)]
         }));
-        assert_eq!(decide_index(&i), IndexStep::Wasm(Signal::VariantAnnotation));
+        assert_eq!(
+            decide_index(&i),
+            IndexStep::Wasm(ImageFact::VariantAnnotation)
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::Checked;
 use super::OutputFormat;
 use crate::core::engine::Outcome;
+use crate::core::verdict::{RuleId, RuleResult};
 
 /// Writes a whole report at once (`check`).
 pub fn write(out: &mut dyn Write, format: OutputFormat, results: &[Checked]) -> io::Result<()> {
@@ -344,6 +345,9 @@ struct Entry<'r> {
     allowed: Option<bool>,
     message: Option<&'r str>,
     warnings: &'r [String],
+    /// The rules that acted or spoke (docs/behaviour.md, "Rule ids"); `[]` for a document that
+    /// could not be read.
+    rules: &'r [RuleResult],
     patch: &'r [json_patch::PatchOperation],
     object: Option<&'r Value>,
 }
@@ -358,6 +362,7 @@ fn json_entry(r: &Checked) -> Entry<'_> {
         allowed: None,
         message: None,
         warnings: &[],
+        rules: &[],
         patch: &[],
         object: None,
     };
@@ -366,6 +371,7 @@ fn json_entry(r: &Checked) -> Entry<'_> {
             allowed: Some(ev.decision.allowed),
             message: ev.decision.message.as_deref(),
             warnings: &ev.decision.warnings,
+            rules: &ev.decision.rules,
             patch: &ev.operations.0,
             object: ev.object.as_ref(),
             ..base
@@ -404,14 +410,16 @@ fn yaml_entry(out: &mut dyn Write, r: &Checked) -> io::Result<()> {
     out.write_all(text.as_bytes())
 }
 
-/// One test case per object; a denial is a failure, an unreadable document an error.
+/// One test case per object; a denial is a failure whose type is the failing rule's id, an
+/// unreadable document an error.
 fn junit_case(r: &Checked) -> TestCase {
     let status = match &r.result {
         Ok(ev) if ev.decision.allowed => TestCaseStatus::success(),
         Ok(ev) => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
             s.set_message(ev.decision.message.clone().unwrap_or_default());
-            s.set_type("denied");
+            // The failing rule's id names the failure (docs/behaviour.md, "Rule ids").
+            s.set_type(ev.decision.failed_rule().map_or("denied", RuleId::as_str));
             s
         }
         Err(e) => {
