@@ -687,7 +687,11 @@ save_iptables_chains() {
 
 # Stops the node of $DIR and removes everything it made, on the machine and in $DIR/node.
 node_down() {
-    [[ -d "$DIR/node" || -f "$NODE_MARKER" ]] || return 0
+    # Only this cluster's node: the marker is machine-wide, and another cluster's `down` (or a
+    # failed `up`) while a node runs must leave that node's bridge, shims and rules alone.
+    if [[ ! -d "$DIR/node" ]] && ! [[ -f "$NODE_MARKER" && "$(cat "$NODE_MARKER")" == "$DIR" ]]; then
+        return 0
+    fi
     local name pid
     if [[ -f "$DIR/pids" ]]; then
         # kubelet and the scheduler first, so nothing restarts what is stopped below.

@@ -410,6 +410,21 @@ fn up_node_runs_pods_on_a_ready_node_and_down_leaves_no_process_mount_netns_veth
         "a bridge and a veth while the pod runs: {:?}",
         running.links
     );
+    // Another cluster's `down` (a control plane without a node) leaves this node alone: the
+    // node's marker is machine-wide, its bridge and shims are this cluster's.
+    let unrelated_state = tempfile::tempdir().expect("dir");
+    let unrelated = unrelated_state.path().join("cluster");
+    std::fs::create_dir_all(&unrelated).expect("dir");
+    let down = cluster_sh(
+        &["down"],
+        &[("WASM_ADMISSION_CLUSTER_DIR", unrelated.to_str().unwrap())],
+    );
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert_eq!(
+        machine_state(&dir).links,
+        running.links,
+        "another cluster's down touched this node's links"
+    );
 
     let down = cluster_sh(&["down"], &env);
     assert!(down.status.success(), "{}", stderr(&down));
