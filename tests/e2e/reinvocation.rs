@@ -221,6 +221,27 @@ fn webhook_calls(world: &World, name: &str) -> f64 {
     )
 }
 
+/// Waits until a Wasm Pod created in `ns` costs one `/mutate`: `serve` writes the class's
+/// scheduling once its watch has seen the class (behaviour.md §4.1). Probes with dry runs, which
+/// call the webhooks as a create does and store nothing.
+pub fn wait_for_one_mutate_per_wasm_pod(world: &World, ns: &str) {
+    const MUTATE: &str = "mutate.wasm-admission.io";
+    let cluster = &world.cluster;
+    let mut last = 0.0;
+    let once = within(Duration::from_secs(30), || {
+        let before = webhook_calls(world, MUTATE);
+        cluster
+            .kubectl_in(
+                &["create", "--dry-run=server", "-f", "-"],
+                &wasm_pod("probe", ns),
+            )
+            .expect_ok("dry-run create");
+        last = webhook_calls(world, MUTATE) - before;
+        last == 1.0
+    });
+    assert!(once, "a Wasm Pod still cost {last} /mutate calls");
+}
+
 /// behaviour.md §4.1 and §6: a Pod whose class the webhook injects gets the class's scheduling
 /// and overhead in the webhook's own patch, so the RuntimeClass admission plugin's second pass
 /// changes nothing and the apiserver calls `/mutate` once, not twice. The Pod stored is the one
@@ -230,21 +251,7 @@ pub fn a_pod_whose_class_the_webhook_injects_is_mutated_once(world: &World) {
     let cluster = &world.cluster;
     world.apply_runtime_classes();
     let ns = cluster.namespace("mutated-once", true);
-    // `serve` knows the class's scheduling once its watch has seen the class: dry runs (which
-    // call the webhooks as a create does) until one costs a single `/mutate`.
-    let mut last = 0.0;
-    let once = within(Duration::from_secs(30), || {
-        let before = webhook_calls(world, MUTATE);
-        cluster
-            .kubectl_in(
-                &["create", "--dry-run=server", "-f", "-"],
-                &wasm_pod("probe", &ns),
-            )
-            .expect_ok("dry-run create");
-        last = webhook_calls(world, MUTATE) - before;
-        last == 1.0
-    });
-    assert!(once, "a Wasm Pod still cost {last} /mutate calls");
+    wait_for_one_mutate_per_wasm_pod(world, &ns);
     let before = webhook_calls(world, MUTATE);
     cluster
         .kubectl_in(&["create", "-f", "-"], &wasm_pod("once", &ns))
