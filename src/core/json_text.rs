@@ -5,7 +5,12 @@
 //!
 //! By hand because serde_json checks each byte of a string for escapes with a branch per byte;
 //! nearly every string here needs no escape, which one branch-free pass finds out, and then the
-//! string is copied whole.
+//! string is copied whole. And serde_json escapes only into an `io::Write`, while the patch and
+//! the log lines are built in `fmt::Write` buffers, so going through it costs a UTF-8 check per
+//! piece (or a temporary `String`). Measured (`cargo bench --bench load -- --callgrind`, release
+//! build, one run each): `serve` ran 129,212 instructions per review with this module and
+//! 145,792 with serde_json's `to_writer` behind an `io::Write` adaptor (12.8% more; 32% more in
+//! the engine and response part); the transport floor stayed at 33,290 and 33,264.
 
 use std::fmt::{self, Write};
 
