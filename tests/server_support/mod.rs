@@ -472,9 +472,9 @@ impl Spawned {
     }
 
     /// Log lines received so far (and not yet taken), after waiting long enough for the lines
-    /// already logged to be written out (they are written in batches, see `commands::serve::log_sink`).
+    /// already logged to be written out (by `serve`'s logging thread).
     pub fn take_logs(&self) -> Vec<String> {
-        std::thread::sleep(wasm_admission::commands::serve::log_sink::FLUSH_INTERVAL * 5);
+        std::thread::sleep(Duration::from_millis(250));
         self.logs.try_iter().collect()
     }
 

@@ -8,7 +8,7 @@
 //! - `reload`: polls the certificate, client CA and configuration files and swaps in new versions
 //!   that check out; a bad version is refused and the last good one stays.
 //! - [`metrics`]: Prometheus metrics; [`budget`]: the apiserver's `?timeout=`; [`dev`]: `--dev`;
-//!   [`json_log`]: the `--log-format json` lines; [`log_sink`]: log lines written out in batches.
+//!   [`json_log`]: the `--log-format json` lines, handed to a logging thread (`tracing-appender`).
 //!
 //! SIGTERM or SIGINT first makes `/readyz` answer 503 while connections are still accepted and
 //! answered for `--shutdown-delay` (the apiserver keeps calling until the pod's endpoint is
@@ -22,7 +22,6 @@ pub mod dev;
 pub mod h2_idle;
 pub mod json_log;
 pub mod load;
-pub mod log_sink;
 pub mod metrics;
 mod reload;
 pub mod routes;
@@ -45,9 +44,9 @@ use tracing::{error, info, warn};
 use crate::adapters::tls::{self, CertResolver, PairPaths, TlsError, install_crypto_provider};
 use crate::core::config::{Config, ConfigError};
 use crate::core::engine::Engine;
-use log_sink::{LogGuard, LogSink};
 use metrics::Metrics;
 use reload::{CertSource, ClientCaSource, ConfigSource, Sources};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 
 pub use args::{LogFormat, ServeArgs};
 pub use reload::DEFAULT_POLL_INTERVAL;
@@ -614,10 +613,15 @@ impl Listeners {
     }
 }
 
-fn init_logging(format: LogFormat) -> LogGuard {
+fn init_logging(format: LogFormat) -> WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (sink, guard) = LogSink::new(Box::new(std::io::stderr()));
+    // Lines go to standard error from a logging thread, so a review never waits on a write;
+    // not lossy: a stalled reader of standard error slows logging down instead of losing lines,
+    // and the guard writes out what is left when `serve` returns.
+    let (sink, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
